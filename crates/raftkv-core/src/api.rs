@@ -1,0 +1,259 @@
+//! What goes out of the core: the [`Ready`] batch, results, errors, events and
+//! status. What goes in is the method list of [`crate::RaftNode`].
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::message::Message;
+use crate::types::{ClientId, Entry, HardState, LogIndex, MonoTime, NodeId, OpResult, Term};
+
+/// Everything the driver must do after feeding inputs to the core, in this
+/// order:
+/// 1. send `messages` (they may go at once, even before step 2 finishes:
+///    the leader's own AppendEntries do not depend on its local fsync);
+/// 2. append `entries` to the log (an entry whose index is already in the log
+///    replaces it and everything after it) and write `hard_state`; when
+///    `must_sync`, make both durable (fsync);
+/// 3. send `persisted_messages` (votes and acknowledgements that promise
+///    durability);
+/// 4. call [`crate::RaftNode::on_persisted`] with [`Ready::persist_mark`];
+/// 5. hand `write_results` and `read_results` to the waiting clients.
+#[derive(Debug, Default)]
+pub struct Ready {
+    pub hard_state: Option<HardState>,
+    /// True when `entries` is non-empty or the term or vote changed.
+    pub must_sync: bool,
+    pub entries: Vec<Entry>,
+    pub messages: Vec<Message>,
+    pub persisted_messages: Vec<Message>,
+    pub write_results: Vec<WriteResult>,
+    pub read_results: Vec<ReadResult>,
+    /// Things a person wants in `dump.txt`.
+    pub events: Vec<Event>,
+}
+
+impl Ready {
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.persisted_messages.is_empty()
+            && self.write_results.is_empty()
+            && self.read_results.is_empty()
+            && self.events.is_empty()
+    }
+
+    /// The last entry to persist, to pass back to `on_persisted`.
+    pub fn persist_mark(&self) -> Option<(LogIndex, Term)> {
+        self.entries.last().map(|e| (e.index, e.term))
+    }
+}
+
+/// The outcome of a proposed write, reported once it is applied (or once the
+/// proposer can no longer know).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteResult {
+    pub client_id: ClientId,
+    pub seq: u64,
+    pub index: LogIndex,
+    pub outcome: Result<OpResult, WriteError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// This node lost leadership before the entry applied: the write may or
+    /// may not take effect. Retry at the leader with the same session and
+    /// sequence number; the session makes the retry safe.
+    #[error("not the leader any more (leader hint: {leader_hint:?}); outcome unknown")]
+    NotLeader { leader_hint: Option<NodeId> },
+    /// The sequence number is older than the last one applied for the session.
+    #[error("session sequence number is stale")]
+    StaleSequence,
+}
+
+/// Identifies a read request; chosen by the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReadId(pub u64);
+
+/// How a linearizable read was (or will be) served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadNow {
+    /// Served under the lease, from memory, with no message sent.
+    Served(Option<String>),
+    /// Needs a ReadIndex round (or the new leader's lease wait); the result
+    /// arrives in [`Ready::read_results`].
+    Pending,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadResult {
+    pub id: ReadId,
+    pub outcome: Result<Option<String>, ReadError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<NodeId> },
+    #[error("too many reads waiting (limit {limit})")]
+    TooManyPendingReads { limit: usize },
+    #[error("key of {len} bytes exceeds the limit of {limit}")]
+    KeyTooLarge { len: usize, limit: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<NodeId> },
+    #[error("too many writes waiting to commit (limit {limit})")]
+    TooManyPending { limit: usize },
+    #[error("key of {len} bytes exceeds the limit of {limit}")]
+    KeyTooLarge { len: usize, limit: usize },
+    #[error("value of {len} bytes exceeds the limit of {limit}")]
+    ValueTooLarge { len: usize, limit: usize },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        })
+    }
+}
+
+/// Why a vote was denied (for `dump.txt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenyReason {
+    StaleTerm,
+    AlreadyVoted(NodeId),
+    LogBehind,
+    /// Vote stickiness: this node heard from a live leader within the minimum
+    /// election timeout (LEASES.md rule 9).
+    LeaderAlive,
+}
+
+/// Why a leader stepped down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepDownReason {
+    HigherTerm(Term),
+    /// LEASES.md rule 8: no word from a majority for an election timeout.
+    LostQuorum,
+}
+
+/// A notable happening, for the human-readable trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    ElectionStarted { term: Term, pre_vote: bool },
+    VoteGranted { to: NodeId, term: Term, pre_vote: bool },
+    VoteDenied { to: NodeId, term: Term, pre_vote: bool, reason: DenyReason },
+    BecameLeader { term: Term, wait_until: MonoTime, noop_index: LogIndex },
+    WaitingForOldLease { until: MonoTime },
+    LeaseAcquired { term: Term },
+    LeaseLost { term: Term },
+    SteppedDown { term: Term, reason: StepDownReason },
+    BecameFollower { term: Term, leader: Option<NodeId> },
+    EntriesReceived { from: NodeId, first: LogIndex, last: LogIndex },
+    Truncated { from: LogIndex },
+    Committed { index: LogIndex },
+    MessageRejected { from: NodeId, reason: RejectReason },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Event::*;
+        match self {
+            ElectionStarted { term, pre_vote: true } => write!(f, "pre-vote started for term {term}"),
+            ElectionStarted { term, pre_vote: false } => write!(f, "election started, term {term}"),
+            VoteGranted { to, term, pre_vote } => {
+                write!(f, "{}vote granted to node {to} for term {term}", if *pre_vote { "pre-" } else { "" })
+            }
+            VoteDenied { to, term, pre_vote, reason } => write!(
+                f,
+                "{}vote denied to node {to} for term {term}: {reason:?}",
+                if *pre_vote { "pre-" } else { "" }
+            ),
+            BecameLeader { term, wait_until, noop_index } => write!(
+                f,
+                "became leader of term {term}; no-op at index {noop_index}; serving clients from {wait_until}"
+            ),
+            WaitingForOldLease { until } => write!(f, "new leader waiting for the old leader's lease until {until}"),
+            LeaseAcquired { term } => write!(f, "lease acquired in term {term}"),
+            LeaseLost { term } => write!(f, "lease renewal failed in term {term}; lease reads stop"),
+            SteppedDown { term, reason } => write!(f, "stepped down in term {term}: {reason:?}"),
+            BecameFollower { term, leader: Some(l) } => write!(f, "follower of node {l} in term {term}"),
+            BecameFollower { term, leader: None } => write!(f, "follower in term {term}, leader unknown"),
+            EntriesReceived { from, first, last } => write!(f, "entries {first}..={last} received from node {from}"),
+            Truncated { from } => write!(f, "log truncated from index {from} (conflict with leader)"),
+            Committed { index } => write!(f, "committed up to index {index}"),
+            MessageRejected { from, reason } => write!(f, "message from node {from} rejected: {reason:?}"),
+        }
+    }
+}
+
+/// Why an incoming message was dropped without effect. Counted in
+/// [`Status::rejected_messages`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    UnknownSender,
+    NotForMe,
+    /// Entries that are not consecutive, do not follow `prev_log_index`, or
+    /// carry a term above the message's.
+    MalformedEntries,
+    /// An AppendEntries that would overwrite a committed entry.
+    ConflictsWithCommitted,
+    /// A response to a request this node never made in this term / role.
+    UnexpectedResponse,
+    /// A match index past what the leader ever sent.
+    ImpossibleMatch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseStatus {
+    /// The leader may serve reads from memory right now.
+    pub holds: bool,
+    /// Time left on the leader's lease (zero when it does not hold).
+    pub remaining: Duration,
+    /// Time until a new leader may serve (LEASES.md rule 5), if still waiting.
+    pub wait_remaining: Duration,
+    /// What this node protects for whoever leads (rule 1): `lease_until - now`.
+    pub protecting: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub match_index: LogIndex,
+    pub next_index: LogIndex,
+    /// Time since the leader last heard from this peer; `None` when not leader
+    /// or never heard.
+    pub last_contact_ago: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    pub voted_for: Option<NodeId>,
+    pub commit_index: LogIndex,
+    pub applied_index: LogIndex,
+    pub last_log_index: LogIndex,
+    pub persisted_index: LogIndex,
+    pub lease: LeaseStatus,
+    pub peers: Vec<PeerStatus>,
+    pub rejected_messages: u64,
+    pub pending_proposals: usize,
+    pub pending_reads: usize,
+}

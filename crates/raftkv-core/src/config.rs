@@ -1,0 +1,162 @@
+//! Configuration of one node's core, with validation.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::types::NodeId;
+
+/// Drift bound in parts per million (10_000 = 1 %).
+pub type Ppm = u64;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub id: NodeId,
+    /// Every voter of the cluster, this node included.
+    pub voters: Vec<NodeId>,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// `D` of LEASES.md.
+    pub lease_duration: Duration,
+    /// `ρ` of LEASES.md, in parts per million.
+    pub clock_drift_bound_ppm: Ppm,
+    pub max_entries_per_append: usize,
+    pub max_bytes_per_append: usize,
+    /// AppendEntries messages in flight to one peer, and their bytes.
+    pub max_inflight_appends: usize,
+    pub max_inflight_bytes: usize,
+    /// Entries appended by the leader but not yet applied.
+    pub max_pending_proposals: usize,
+    /// Linearizable reads waiting for ReadIndex confirmation.
+    pub max_pending_reads: usize,
+    /// Client sessions remembered for exactly-once; the least recently used
+    /// is forgotten past this.
+    pub max_sessions: usize,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    /// Test-only switches that break the lease rules on purpose, so the
+    /// simulator can show its checker finds the resulting stale reads. Never
+    /// exposed by the server.
+    pub unsafe_test_knobs: UnsafeTestKnobs,
+}
+
+/// See [`Config::unsafe_test_knobs`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnsafeTestKnobs {
+    /// Disable LEASES.md rule 3 (a restarted node assumes the worst lease).
+    pub disable_restart_lease: bool,
+    /// Disable LEASES.md rule 5 (a new leader waits out the old lease).
+    pub disable_new_leader_wait: bool,
+}
+
+impl Config {
+    /// Defaults that suit a LAN or loopback cluster.
+    pub fn new(id: NodeId, voters: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            voters,
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(1000),
+            lease_duration: Duration::from_millis(400),
+            clock_drift_bound_ppm: 10_000,
+            max_entries_per_append: 512,
+            max_bytes_per_append: 1 << 20,
+            max_inflight_appends: 64,
+            max_inflight_bytes: 16 << 20,
+            max_pending_proposals: 20_000,
+            max_pending_reads: 20_000,
+            max_sessions: 100_000,
+            max_key_bytes: 4 << 10,
+            max_value_bytes: 1 << 20,
+            unsafe_test_knobs: UnsafeTestKnobs::default(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use ConfigError::*;
+        if self.id == NodeId(0) {
+            return Err(ZeroId);
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(NotAVoter(self.id));
+        }
+        let mut sorted = self.voters.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != self.voters.len() || sorted.contains(&NodeId(0)) {
+            return Err(BadVoters);
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(Timing("heartbeat interval must be positive".into()));
+        }
+        if self.election_timeout_min > self.election_timeout_max {
+            return Err(Timing(format!(
+                "election timeout min {:?} exceeds max {:?}",
+                self.election_timeout_min, self.election_timeout_max
+            )));
+        }
+        if self.heartbeat_interval * 2 > self.lease_duration {
+            return Err(Timing(format!(
+                "heartbeat interval {:?} must be at most half the lease duration {:?}",
+                self.heartbeat_interval, self.lease_duration
+            )));
+        }
+        if self.lease_duration >= self.election_timeout_min {
+            return Err(Timing(format!(
+                "lease duration {:?} must be shorter than the minimum election timeout {:?}",
+                self.lease_duration, self.election_timeout_min
+            )));
+        }
+        if self.clock_drift_bound_ppm >= 500_000 {
+            return Err(Timing(format!(
+                "clock drift bound {} ppm is absurd (must be below 500000)",
+                self.clock_drift_bound_ppm
+            )));
+        }
+        for (name, v) in [
+            ("max_entries_per_append", self.max_entries_per_append),
+            ("max_bytes_per_append", self.max_bytes_per_append),
+            ("max_inflight_appends", self.max_inflight_appends),
+            ("max_inflight_bytes", self.max_inflight_bytes),
+            ("max_pending_proposals", self.max_pending_proposals),
+            ("max_pending_reads", self.max_pending_reads),
+            ("max_sessions", self.max_sessions),
+            ("max_key_bytes", self.max_key_bytes),
+            ("max_value_bytes", self.max_value_bytes),
+        ] {
+            if v == 0 {
+                return Err(ZeroLimit(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The leader's usable lease after the drift shrink of LEASES.md rule 4:
+    /// `D·(1-ρ)/(1+ρ)`.
+    pub fn leader_lease(&self) -> Duration {
+        let d = self.lease_duration.as_nanos();
+        let rho = u128::from(self.clock_drift_bound_ppm);
+        let shrunk = d * (1_000_000 - rho) / (1_000_000 + rho);
+        Duration::from_nanos(u64::try_from(shrunk).unwrap_or(u64::MAX))
+    }
+
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("node id 0 is reserved; ids start at 1")]
+    ZeroId,
+    #[error("node {0} is not among the voters")]
+    NotAVoter(NodeId),
+    #[error("the voter list has duplicates or a zero id")]
+    BadVoters,
+    #[error("timing: {0}")]
+    Timing(String),
+    #[error("limit {0} must be positive")]
+    ZeroLimit(&'static str),
+}
