@@ -15,7 +15,10 @@ use crate::types::{ClientId, Entry, HardState, LogIndex, MonoTime, NodeId, OpRes
 ///    replaces it and everything after it) and write `hard_state`; when
 ///    `must_sync`, make both durable (fsync);
 /// 3. send `persisted_messages` (votes and acknowledgements that promise
-///    durability);
+///    durability) once this `Ready`'s writes *and those of every earlier
+///    `Ready`* are durable — a driver that syncs in the background must keep
+///    them in order behind pending syncs, even when this `Ready` itself has
+///    nothing to persist;
 /// 4. call [`crate::RaftNode::on_persisted`] with [`Ready::persist_mark`];
 /// 5. hand `write_results` and `read_results` to the waiting clients.
 #[derive(Debug, Default)]
@@ -154,19 +157,58 @@ pub enum StepDownReason {
 /// A notable happening, for the human-readable trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    ElectionStarted { term: Term, pre_vote: bool },
-    VoteGranted { to: NodeId, term: Term, pre_vote: bool },
-    VoteDenied { to: NodeId, term: Term, pre_vote: bool, reason: DenyReason },
-    BecameLeader { term: Term, wait_until: MonoTime, noop_index: LogIndex },
-    WaitingForOldLease { until: MonoTime },
-    LeaseAcquired { term: Term },
-    LeaseLost { term: Term },
-    SteppedDown { term: Term, reason: StepDownReason },
-    BecameFollower { term: Term, leader: Option<NodeId> },
-    EntriesReceived { from: NodeId, first: LogIndex, last: LogIndex },
-    Truncated { from: LogIndex },
-    Committed { index: LogIndex },
-    MessageRejected { from: NodeId, reason: RejectReason },
+    ElectionStarted {
+        term: Term,
+        pre_vote: bool,
+    },
+    VoteGranted {
+        to: NodeId,
+        term: Term,
+        pre_vote: bool,
+    },
+    VoteDenied {
+        to: NodeId,
+        term: Term,
+        pre_vote: bool,
+        reason: DenyReason,
+    },
+    BecameLeader {
+        term: Term,
+        wait_until: MonoTime,
+        noop_index: LogIndex,
+    },
+    WaitingForOldLease {
+        until: MonoTime,
+    },
+    LeaseAcquired {
+        term: Term,
+    },
+    LeaseLost {
+        term: Term,
+    },
+    SteppedDown {
+        term: Term,
+        reason: StepDownReason,
+    },
+    BecameFollower {
+        term: Term,
+        leader: Option<NodeId>,
+    },
+    EntriesReceived {
+        from: NodeId,
+        first: LogIndex,
+        last: LogIndex,
+    },
+    Truncated {
+        from: LogIndex,
+    },
+    Committed {
+        index: LogIndex,
+    },
+    MessageRejected {
+        from: NodeId,
+        reason: RejectReason,
+    },
 }
 
 impl fmt::Display for Event {

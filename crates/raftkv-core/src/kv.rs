@@ -36,7 +36,10 @@ pub struct KvStore {
 impl KvStore {
     pub fn new(max_sessions: usize) -> KvStore {
         assert!(max_sessions > 0);
-        KvStore { max_sessions, ..KvStore::default() }
+        KvStore {
+            max_sessions,
+            ..KvStore::default()
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&String> {
@@ -58,13 +61,21 @@ impl KvStore {
 
     /// Record that a no-op (or any entry without a command) at `index` applied.
     pub fn apply_noop(&mut self, index: LogIndex) {
-        assert!(index > self.applied, "apply out of order: {index} after {}", self.applied);
+        assert!(
+            index > self.applied,
+            "apply out of order: {index} after {}",
+            self.applied
+        );
         self.applied = index;
     }
 
     /// Apply a client command committed at `index`.
     pub fn apply(&mut self, index: LogIndex, cmd: &ClientCommand) -> Result<OpResult, WriteError> {
-        assert!(index > self.applied, "apply out of order: {index} after {}", self.applied);
+        assert!(
+            index > self.applied,
+            "apply out of order: {index} after {}",
+            self.applied
+        );
         self.applied = index;
         if cmd.client_id != ClientId(0) {
             if let Some(s) = self.sessions.get(&cmd.client_id) {
@@ -84,7 +95,11 @@ impl KvStore {
     }
 
     /// The cached result if `(client, seq)` was already applied.
-    pub fn duplicate_of(&self, client_id: ClientId, seq: u64) -> Option<Result<OpResult, WriteError>> {
+    pub fn duplicate_of(
+        &self,
+        client_id: ClientId,
+        seq: u64,
+    ) -> Option<Result<OpResult, WriteError>> {
         if client_id == ClientId(0) {
             return None;
         }
@@ -104,18 +119,28 @@ impl KvStore {
                 self.data.insert(key.clone(), value.clone());
                 OpResult::Set
             }
-            Op::Delete { key } => OpResult::Deleted { existed: self.data.remove(key).is_some() },
+            Op::Delete { key } => OpResult::Deleted {
+                existed: self.data.remove(key).is_some(),
+            },
         }
     }
 
     fn remember(&mut self, index: LogIndex, cmd: &ClientCommand, result: OpResult) {
-        let session = Session { last_seq: cmd.seq, last_result: result, last_index: index };
+        let session = Session {
+            last_seq: cmd.seq,
+            last_result: result,
+            last_index: index,
+        };
         if let Some(old) = self.sessions.insert(cmd.client_id, session) {
             self.session_age.remove(&(old.last_index, cmd.client_id));
         }
         self.session_age.insert((index, cmd.client_id));
         while self.sessions.len() > self.max_sessions {
-            let oldest = *self.session_age.iter().next().expect("age set mirrors sessions");
+            let oldest = *self
+                .session_age
+                .iter()
+                .next()
+                .expect("age set mirrors sessions");
             self.session_age.remove(&oldest);
             self.sessions.remove(&oldest.1);
         }
@@ -138,7 +163,10 @@ mod tests {
         ClientCommand {
             client_id: ClientId(client),
             seq,
-            op: Op::Set { key: k.into(), value: v.into() },
+            op: Op::Set {
+                key: k.into(),
+                value: v.into(),
+            },
         }
     }
 
@@ -148,9 +176,15 @@ mod tests {
         kv.apply(LogIndex(1), &set(7, 1, "a", "1")).unwrap();
         kv.apply(LogIndex(2), &set(9, 1, "a", "2")).unwrap();
         // Client 7 retries seq 1: not applied again, "a" stays "2".
-        assert_eq!(kv.apply(LogIndex(3), &set(7, 1, "a", "1")), Ok(OpResult::Set));
+        assert_eq!(
+            kv.apply(LogIndex(3), &set(7, 1, "a", "1")),
+            Ok(OpResult::Set)
+        );
         assert_eq!(kv.get("a").map(String::as_str), Some("2"));
-        assert_eq!(kv.apply(LogIndex(4), &set(9, 0, "a", "x")), Err(WriteError::StaleSequence));
+        assert_eq!(
+            kv.apply(LogIndex(4), &set(9, 0, "a", "x")),
+            Err(WriteError::StaleSequence)
+        );
         assert_eq!(kv.applied(), LogIndex(4));
     }
 
@@ -160,7 +194,10 @@ mod tests {
         kv.apply(LogIndex(1), &set(1, 1, "a", "1")).unwrap();
         kv.apply(LogIndex(2), &set(2, 1, "a", "1")).unwrap();
         kv.apply(LogIndex(3), &set(3, 1, "a", "1")).unwrap();
-        assert!(kv.duplicate_of(ClientId(1), 1).is_none(), "oldest session evicted");
+        assert!(
+            kv.duplicate_of(ClientId(1), 1).is_none(),
+            "oldest session evicted"
+        );
         assert!(kv.duplicate_of(ClientId(3), 1).is_some());
     }
 

@@ -28,5 +28,5 @@ pub mod types;
 pub use api::*;
 pub use config::{Config, ConfigError, UnsafeTestKnobs};
 pub use message::*;
-pub use node::{RaftNode, Restored, RestoreError};
+pub use node::{RaftNode, RestoreError, Restored};
 pub use types::*;

@@ -41,10 +41,18 @@ impl RaftLog {
 
     fn check(&self) {
         for (i, e) in self.entries.iter().enumerate() {
-            assert_eq!(e.index.0, self.offset.0 + 1 + i as u64, "log entries not consecutive");
+            assert_eq!(
+                e.index.0,
+                self.offset.0 + 1 + i as u64,
+                "log entries not consecutive"
+            );
         }
         for w in self.entries.windows(2) {
-            assert!(w[0].term <= w[1].term, "log terms decrease at {}", w[1].index);
+            assert!(
+                w[0].term <= w[1].term,
+                "log terms decrease at {}",
+                w[1].index
+            );
         }
     }
 
@@ -53,7 +61,10 @@ impl RaftLog {
     }
 
     pub fn last_term(&self) -> Term {
-        self.entries.last().map(|e| e.term).unwrap_or(self.offset_term)
+        self.entries
+            .last()
+            .map(|e| e.term)
+            .unwrap_or(self.offset_term)
     }
 
     pub fn first_index(&self) -> LogIndex {
@@ -102,8 +113,15 @@ impl RaftLog {
 
     /// Leader append of a fresh entry at the end.
     pub fn push(&mut self, entry: Entry) {
-        assert_eq!(entry.index, self.last_index().next(), "leader append not at the end");
-        assert!(entry.term >= self.last_term(), "leader append with an older term");
+        assert_eq!(
+            entry.index,
+            self.last_index().next(),
+            "leader append not at the end"
+        );
+        assert!(
+            entry.term >= self.last_term(),
+            "leader append with an older term"
+        );
         self.entries.push(entry);
     }
 
@@ -122,7 +140,11 @@ impl RaftLog {
             match self.term(e.index) {
                 Some(t) if t == e.term => continue,
                 Some(_) => {
-                    assert!(e.index > self.commit, "truncating committed entry {}", e.index);
+                    assert!(
+                        e.index > self.commit,
+                        "truncating committed entry {}",
+                        e.index
+                    );
                     self.truncate_from(e.index);
                     truncated = Some(e.index);
                     self.entries.extend_from_slice(&entries[i..]);
@@ -148,7 +170,8 @@ impl RaftLog {
 
     fn truncate_from(&mut self, index: LogIndex) {
         assert!(index > self.offset);
-        self.entries.truncate((index.0 - self.offset.0 - 1) as usize);
+        self.entries
+            .truncate((index.0 - self.offset.0 - 1) as usize);
         self.unstable_from = self.unstable_from.min(index);
         self.persisted = self.persisted.min(index.prev());
     }
@@ -165,11 +188,19 @@ impl RaftLog {
 
     /// The last index whose entry has `term`, if the log has any.
     pub fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
-        self.entries.iter().rev().find(|e| e.term == term).map(|e| e.index)
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.term == term)
+            .map(|e| e.index)
     }
 
     pub fn set_commit(&mut self, index: LogIndex) {
-        assert!(index <= self.last_index(), "commit {index} past the log end {}", self.last_index());
+        assert!(
+            index <= self.last_index(),
+            "commit {index} past the log end {}",
+            self.last_index()
+        );
         if index > self.commit {
             self.commit = index;
         }
@@ -208,7 +239,11 @@ mod tests {
     use crate::types::EntryPayload;
 
     fn e(i: u64, t: u64) -> Entry {
-        Entry { index: LogIndex(i), term: Term(t), payload: EntryPayload::Noop }
+        Entry {
+            index: LogIndex(i),
+            term: Term(t),
+            payload: EntryPayload::Noop,
+        }
     }
 
     #[test]
@@ -224,7 +259,10 @@ mod tests {
 
     #[test]
     fn term_runs() {
-        let log = RaftLog::restored(vec![e(1, 1), e(2, 2), e(3, 2), e(4, 2), e(5, 3)], LogIndex(0));
+        let log = RaftLog::restored(
+            vec![e(1, 1), e(2, 2), e(3, 2), e(4, 2), e(5, 3)],
+            LogIndex(0),
+        );
         assert_eq!(log.first_index_of_term_at(LogIndex(4)), LogIndex(2));
         assert_eq!(log.last_index_of_term(Term(2)), Some(LogIndex(4)));
         assert_eq!(log.last_index_of_term(Term(9)), None);

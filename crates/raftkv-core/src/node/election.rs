@@ -1,0 +1,280 @@
+//! Leader election: pre-vote, votes with vote stickiness, and becoming leader
+//! (including the wait for the old leader's lease, LEASES.md rule 5).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::replication::Progress;
+use super::{LeaderState, RaftNode};
+use crate::api::{DenyReason, Event, Role};
+use crate::message::{Message, MessageBody, RequestVote, RequestVoteResponse};
+use crate::types::{Entry, EntryPayload, MonoTime, NodeId, Term};
+
+impl RaftNode {
+    /// The election timer fired: first ask whether we could win (pre-vote,
+    /// Raft thesis §9.6), without disturbing anyone's term.
+    pub(super) fn start_pre_vote(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes = BTreeMap::from([(self.cfg.id, true)]);
+        self.reset_election_deadline();
+        let term = self.term.next();
+        self.events.push(Event::ElectionStarted {
+            term,
+            pre_vote: true,
+        });
+        self.send_vote_requests(term, true);
+        self.tally_votes();
+    }
+
+    fn start_election(&mut self) {
+        self.term = self.term.next();
+        self.voted_for = Some(self.cfg.id);
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.votes = BTreeMap::from([(self.cfg.id, true)]);
+        self.max_vote_lease_remaining = Duration::ZERO;
+        self.reset_election_deadline();
+        self.events.push(Event::ElectionStarted {
+            term: self.term,
+            pre_vote: false,
+        });
+        self.send_vote_requests(self.term, false);
+        self.tally_votes();
+    }
+
+    fn send_vote_requests(&mut self, term: Term, pre_vote: bool) {
+        let body = RequestVote {
+            pre_vote,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        for i in 0..self.peers.len() {
+            let to = self.peers[i];
+            let msg = Message {
+                from: self.cfg.id,
+                to,
+                term,
+                body: MessageBody::RequestVote(body.clone()),
+            };
+            self.requests_out.push(msg);
+        }
+    }
+
+    /// LEASES.md rule 9: a node that heard from a live leader within the
+    /// minimum election timeout (or is the leader) does not help unseat it.
+    fn leader_is_alive(&self) -> bool {
+        if self.role == Role::Leader {
+            return true;
+        }
+        self.last_leader_contact
+            .is_some_and(|t| self.now.saturating_since(t) < self.cfg.election_timeout_min)
+    }
+
+    /// What remains of the lease this node protects (rule 2).
+    pub(super) fn lease_remaining(&self) -> Duration {
+        self.lease_until.saturating_since(self.now)
+    }
+
+    pub(super) fn handle_vote_request(&mut self, msg: Message) {
+        let MessageBody::RequestVote(req) = &msg.body else {
+            unreachable!()
+        };
+        let (pre_vote, candidate) = (req.pre_vote, msg.from);
+        // A pre-vote is for the term after the candidate's: granting one for a
+        // term this node is already in would only help a node that lags.
+        let deny = if msg.term < self.term || (pre_vote && msg.term == self.term) {
+            Some(DenyReason::StaleTerm)
+        } else if msg.term > self.term && self.leader_is_alive() {
+            Some(DenyReason::LeaderAlive)
+        } else if !self
+            .log
+            .is_up_to_date(req.last_log_index, req.last_log_term)
+        {
+            Some(DenyReason::LogBehind)
+        } else {
+            None
+        };
+        // A real vote request of a higher term moves this node to that term
+        // (even when the log check then fails); a pre-vote never does.
+        if !pre_vote && msg.term > self.term && deny != Some(DenyReason::LeaderAlive) {
+            self.become_follower(msg.term, None);
+        }
+        let deny = deny.or_else(|| match self.voted_for {
+            Some(v) if !pre_vote && v != candidate && msg.term == self.term => {
+                Some(DenyReason::AlreadyVoted(v))
+            }
+            _ => None,
+        });
+        let granted = deny.is_none();
+        if granted && !pre_vote {
+            self.voted_for = Some(candidate);
+            self.reset_election_deadline();
+        }
+        let reply_term = if granted && pre_vote {
+            msg.term
+        } else {
+            self.term
+        };
+        let event = match deny {
+            None => Event::VoteGranted {
+                to: candidate,
+                term: msg.term,
+                pre_vote,
+            },
+            Some(reason) => Event::VoteDenied {
+                to: candidate,
+                term: msg.term,
+                pre_vote,
+                reason,
+            },
+        };
+        self.events.push(event);
+        let body = RequestVoteResponse {
+            pre_vote,
+            granted,
+            lease_remaining: self.lease_remaining(),
+        };
+        self.respond(
+            candidate,
+            reply_term,
+            MessageBody::RequestVoteResponse(body),
+        );
+    }
+
+    pub(super) fn handle_vote_response(&mut self, msg: Message) {
+        let MessageBody::RequestVoteResponse(resp) = &msg.body else {
+            unreachable!()
+        };
+        let expected = match (self.role, resp.pre_vote) {
+            (Role::PreCandidate, true) => {
+                if resp.granted {
+                    msg.term == self.term.next()
+                } else {
+                    msg.term <= self.term.next()
+                }
+            }
+            (Role::Candidate, false) => msg.term == self.term,
+            _ => false,
+        };
+        if !expected {
+            // A late reply from an earlier round, or one we never asked for.
+            return;
+        }
+        if !resp.pre_vote {
+            self.max_vote_lease_remaining = self.max_vote_lease_remaining.max(resp.lease_remaining);
+        }
+        self.votes.insert(msg.from, resp.granted);
+        self.tally_votes();
+    }
+
+    fn tally_votes(&mut self) {
+        let granted = self.votes.values().filter(|&&g| g).count();
+        let denied = self.votes.len() - granted;
+        let quorum = self.cfg.quorum();
+        if granted >= quorum {
+            match self.role {
+                Role::PreCandidate => self.start_election(),
+                Role::Candidate => self.become_leader(),
+                _ => {}
+            }
+        } else if denied >= quorum {
+            // Lost: wait for the next timeout as a follower of this term.
+            self.role = Role::Follower;
+            self.votes.clear();
+        }
+    }
+
+    fn become_leader(&mut self) {
+        assert_eq!(self.role, Role::Candidate);
+        assert_eq!(
+            self.voted_for,
+            Some(self.cfg.id),
+            "a leader voted for itself"
+        );
+        self.role = Role::Leader;
+        self.leader = Some(self.cfg.id);
+        self.votes.clear();
+        let now = self.now;
+        // LEASES.md rule 5: wait out any lease a voter (or this node) may
+        // still protect for the previous leader.
+        let own = self.lease_remaining();
+        let wait = self.max_vote_lease_remaining.max(own);
+        let wait_until = if self.cfg.unsafe_test_knobs.disable_new_leader_wait {
+            now
+        } else {
+            now + wait
+        };
+        let last = self.log.last_index();
+        let progress = self
+            .peers
+            .iter()
+            .map(|&p| (p, Progress::new(last.next(), now)))
+            .collect();
+        let noop_index = last.next();
+        self.log.push(Entry {
+            index: noop_index,
+            term: self.term,
+            payload: EntryPayload::Noop,
+        });
+        self.leader_state = Some(LeaderState {
+            progress,
+            noop_index,
+            wait_until,
+            since: now,
+            next_heartbeat: now,
+            lease_held: false,
+            replicate_pending: true,
+            heartbeat_pending: false,
+        });
+        self.events.push(Event::BecameLeader {
+            term: self.term,
+            wait_until,
+            noop_index,
+        });
+        if wait_until > now {
+            self.events
+                .push(Event::WaitingForOldLease { until: wait_until });
+        }
+        self.maybe_commit();
+    }
+
+    /// Rule 8, check quorum: a leader that has not heard from a majority for
+    /// an election timeout steps down (its lease ended long before).
+    pub(super) fn check_quorum(&mut self) -> bool {
+        let ls = self.leader_state.as_ref().expect("leader");
+        let window = self.cfg.election_timeout_min;
+        let now = self.now;
+        let heard = ls
+            .progress
+            .values()
+            .filter(|p| {
+                p.last_contact
+                    .is_some_and(|t| now.saturating_since(t) < window)
+            })
+            .count();
+        if heard + 1 >= self.cfg.quorum() {
+            return true;
+        }
+        let term = self.term;
+        self.events.push(Event::SteppedDown {
+            term,
+            reason: crate::api::StepDownReason::LostQuorum,
+        });
+        self.leave_leadership();
+        self.role = Role::Follower;
+        self.leader = None;
+        self.reset_election_deadline();
+        false
+    }
+
+    #[allow(dead_code)]
+    pub(super) fn lease_until(&self) -> MonoTime {
+        self.lease_until
+    }
+
+    #[allow(dead_code)]
+    pub(super) fn voted(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+}

@@ -1,0 +1,159 @@
+//! The leader lease (LEASES.md rules 4–7) and linearizable reads.
+//!
+//! A read is served from memory, with no message, when the lease holds
+//! (rule 7). Otherwise it waits for a ReadIndex round: the leader notes the
+//! commit index and the time the read arrived, heartbeats, and serves once a
+//! majority has acknowledged a heartbeat sent after that time. Either way
+//! nothing is served before the new leader's wait ends (rule 5) or before its
+//! no-op commits (rule 6). Entries apply synchronously at commit, so "applied
+//! reaches the read's commit index" is "commit reaches it".
+
+use std::time::Duration;
+
+use super::{PendingRead, RaftNode};
+use crate::api::{Event, LeaseStatus, ReadError, ReadId, ReadNow, ReadResult, Role};
+use crate::types::MonoTime;
+
+impl RaftNode {
+    /// `T_q` of rule 4: the latest time `t` such that a majority (this node
+    /// counting as `now`) acknowledged an AppendEntries sent at or after `t`.
+    fn quorum_ack_time(&self) -> Option<MonoTime> {
+        let ls = self.leader_state.as_ref()?;
+        let mut times: Vec<MonoTime> = ls
+            .progress
+            .values()
+            .filter_map(|p| p.acked_send_time)
+            .collect();
+        times.push(self.now);
+        let quorum = self.cfg.quorum();
+        if times.len() < quorum {
+            return None;
+        }
+        times.sort_unstable_by(|a, b| b.cmp(a));
+        Some(times[quorum - 1])
+    }
+
+    /// Rule 4: the lease holds while `now < T_q + D·(1-ρ)/(1+ρ)`.
+    fn lease_end(&self) -> Option<MonoTime> {
+        self.quorum_ack_time().map(|t| t + self.cfg.leader_lease())
+    }
+
+    fn lease_holds(&self) -> bool {
+        self.lease_end().is_some_and(|end| self.now < end)
+    }
+
+    /// Rules 5 and 6: the new leader has waited out the old lease and its
+    /// no-op has committed, so its state is current.
+    fn may_serve(&self) -> bool {
+        self.leader_state
+            .as_ref()
+            .is_some_and(|ls| self.now >= ls.wait_until && self.log.commit() >= ls.noop_index)
+    }
+
+    /// Rule 7: a read served from memory needs all three.
+    fn lease_read_ok(&self) -> bool {
+        self.role == Role::Leader && self.may_serve() && self.lease_holds()
+    }
+
+    /// A linearizable read: served at once under the lease, or pending.
+    pub fn read(&mut self, now: MonoTime, id: ReadId, key: String) -> Result<ReadNow, ReadError> {
+        self.advance_time(now);
+        if key.len() > self.cfg.max_key_bytes {
+            return Err(ReadError::KeyTooLarge {
+                len: key.len(),
+                limit: self.cfg.max_key_bytes,
+            });
+        }
+        if self.role != Role::Leader {
+            return Err(ReadError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if self.lease_read_ok() {
+            assert_eq!(
+                self.kv.applied(),
+                self.log.commit(),
+                "lease read on a lagging state machine"
+            );
+            return Ok(ReadNow::Served(self.kv.get(&key).cloned()));
+        }
+        if self.pending_reads.len() >= self.cfg.max_pending_reads {
+            return Err(ReadError::TooManyPendingReads {
+                limit: self.cfg.max_pending_reads,
+            });
+        }
+        let ls = self.leader_state.as_mut().expect("leader");
+        let read_index = self.log.commit().max(ls.noop_index);
+        ls.heartbeat_pending = true;
+        self.pending_reads.push_back(PendingRead {
+            id,
+            key,
+            read_index,
+            requested_at: self.now,
+        });
+        Ok(ReadNow::Pending)
+    }
+
+    /// Serve every pending read whose conditions now hold.
+    pub(super) fn complete_reads(&mut self) {
+        if self.pending_reads.is_empty() || !self.may_serve() {
+            return;
+        }
+        let confirmed_since = self.quorum_ack_time();
+        let lease = self.lease_holds();
+        let commit = self.log.commit();
+        let mut waiting = std::mem::take(&mut self.pending_reads);
+        waiting.retain(|r| {
+            let confirmed = lease || confirmed_since.is_some_and(|t| t >= r.requested_at);
+            if !confirmed || commit < r.read_index {
+                return true;
+            }
+            let outcome = Ok(self.kv.get(&r.key).cloned());
+            self.read_results.push(ReadResult { id: r.id, outcome });
+            false
+        });
+        self.pending_reads = waiting;
+    }
+
+    /// After anything that may change the lease or the wait: release held
+    /// results, report lease changes, serve reads.
+    pub(super) fn leader_progress_checks(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if !self.is_waiting_for_old_lease() && !self.held_writes.is_empty() {
+            self.write_results.append(&mut self.held_writes);
+        }
+        let holds = self.lease_read_ok();
+        let term = self.term;
+        let ls = self.leader_state.as_mut().expect("leader");
+        if holds != ls.lease_held {
+            ls.lease_held = holds;
+            self.events.push(if holds {
+                Event::LeaseAcquired { term }
+            } else {
+                Event::LeaseLost { term }
+            });
+        }
+        self.complete_reads();
+    }
+
+    pub(super) fn lease_status(&self, now: MonoTime) -> LeaseStatus {
+        let end = self.lease_end().filter(|_| self.lease_read_ok());
+        let holds = end.is_some_and(|end| now < end);
+        let remaining = end
+            .map(|end| end.saturating_since(now))
+            .unwrap_or(Duration::ZERO);
+        let wait_remaining = self
+            .leader_state
+            .as_ref()
+            .map(|ls| ls.wait_until.saturating_since(now))
+            .unwrap_or_default();
+        LeaseStatus {
+            holds,
+            remaining,
+            wait_remaining,
+            protecting: self.lease_until.saturating_since(now),
+        }
+    }
+}

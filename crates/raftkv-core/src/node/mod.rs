@@ -1,0 +1,576 @@
+//! The Raft node: state, inputs, and the `Ready` it hands back.
+//!
+//! Role handlers live beside this file: `election.rs` (pre-vote, votes,
+//! becoming leader), `replication.rs` (AppendEntries on both sides, commit),
+//! `lease.rs` (the leader lease and both kinds of linearizable read).
+
+mod election;
+mod lease;
+mod replication;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::api::*;
+use crate::config::{Config, ConfigError};
+use crate::kv::KvStore;
+use crate::log::RaftLog;
+use crate::message::{Message, MessageBody};
+use crate::rng::Rng;
+use crate::types::*;
+
+use replication::Progress;
+
+/// What a node recovered from its storage at start-up.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    pub hard_state: HardState,
+    /// The whole durable log, from index 1, consecutive.
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("restored log is inconsistent: {0}")]
+    BadLog(String),
+}
+
+/// Terms at or above this are treated as hostile: no honest cluster gets
+/// there, and accepting them would let `term + 1` overflow.
+const TERM_ABSURD: u64 = u64::MAX / 2;
+
+/// The leader's bookkeeping, alive only while this node leads.
+#[derive(Debug)]
+struct LeaderState {
+    progress: BTreeMap<NodeId, Progress>,
+    /// The no-op appended on election (LEASES.md rule 6).
+    noop_index: LogIndex,
+    /// LEASES.md rule 5: no client-visible read or write before this.
+    wait_until: MonoTime,
+    /// When this node became leader; echoed send times before it are stale.
+    since: MonoTime,
+    next_heartbeat: MonoTime,
+    /// Whether the lease held at the last check (for events only).
+    lease_held: bool,
+    /// New entries to replicate at the next `ready()`.
+    replicate_pending: bool,
+    /// A ReadIndex round asked for a heartbeat at the next `ready()`.
+    heartbeat_pending: bool,
+}
+
+/// A linearizable read waiting for its conditions (see `lease.rs`).
+#[derive(Debug)]
+struct PendingRead {
+    id: ReadId,
+    key: String,
+    read_index: LogIndex,
+    requested_at: MonoTime,
+}
+
+/// The Raft node. See the crate docs for the driving contract.
+pub struct RaftNode {
+    cfg: Config,
+    peers: Vec<NodeId>,
+    rng: Rng,
+    /// The latest time given as input; inputs never move it backwards.
+    now: MonoTime,
+
+    // Persistent state (durable through `Ready::hard_state` / `entries`).
+    term: Term,
+    voted_for: Option<NodeId>,
+    log: RaftLog,
+    /// The hard state last handed out in a `Ready`.
+    emitted_hard_state: HardState,
+
+    role: Role,
+    leader: Option<NodeId>,
+    election_deadline: MonoTime,
+    /// When this node last heard from a leader of its term (vote stickiness).
+    last_leader_contact: Option<MonoTime>,
+    /// LEASES.md rule 1: the lease this node protects. Never decreases.
+    lease_until: MonoTime,
+
+    /// Votes received in the current (pre-)election: voter → granted.
+    votes: BTreeMap<NodeId, bool>,
+    /// LEASES.md rule 5: the largest `lease_remaining` among vote replies.
+    max_vote_lease_remaining: Duration,
+
+    leader_state: Option<LeaderState>,
+
+    kv: KvStore,
+    /// Writes proposed here, by log index, awaiting application.
+    pending_writes: BTreeMap<LogIndex, (ClientId, u64)>,
+    /// Results held back until the new leader's wait ends (rule 5).
+    held_writes: Vec<WriteResult>,
+    pending_reads: VecDeque<PendingRead>,
+
+    // Outputs gathered for the next `Ready`.
+    requests_out: Vec<Message>,
+    responses_out: Vec<Message>,
+    write_results: Vec<WriteResult>,
+    read_results: Vec<ReadResult>,
+    events: Vec<Event>,
+
+    rejected_messages: u64,
+}
+
+impl RaftNode {
+    /// Start a node from what storage recovered. `now` is the node's monotonic
+    /// clock; `seed` drives its election timeouts.
+    pub fn new(
+        cfg: Config,
+        restored: Restored,
+        now: MonoTime,
+        seed: u64,
+    ) -> Result<RaftNode, RestoreError> {
+        cfg.validate()?;
+        check_restored_log(&restored.entries)?;
+        let peers: Vec<NodeId> = cfg
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != cfg.id)
+            .collect();
+        let hs = restored.hard_state;
+        let log_last_term = restored
+            .entries
+            .last()
+            .map(|e| e.term)
+            .unwrap_or(Term::ZERO);
+        // A log entry of a later term than the metadata means the metadata
+        // write was lost; the term can only be at least the log's.
+        let term = hs.term.max(log_last_term);
+        let voted_for = if term == hs.term { hs.voted_for } else { None };
+        // LEASES.md rule 3: this node may have acknowledged a leader just
+        // before it crashed, so it protects a full lease from now.
+        let lease_until = if cfg.unsafe_test_knobs.disable_restart_lease {
+            MonoTime::ZERO
+        } else {
+            now + cfg.lease_duration
+        };
+        let kv = KvStore::new(cfg.max_sessions);
+        let mut node = RaftNode {
+            peers,
+            rng: Rng::new(seed),
+            now,
+            term,
+            voted_for,
+            log: RaftLog::restored(restored.entries, hs.commit),
+            emitted_hard_state: HardState {
+                term,
+                voted_for,
+                commit: hs.commit,
+            },
+            role: Role::Follower,
+            leader: None,
+            election_deadline: now,
+            last_leader_contact: None,
+            lease_until,
+            votes: BTreeMap::new(),
+            max_vote_lease_remaining: Duration::ZERO,
+            leader_state: None,
+            kv,
+            pending_writes: BTreeMap::new(),
+            held_writes: Vec::new(),
+            pending_reads: VecDeque::new(),
+            requests_out: Vec::new(),
+            responses_out: Vec::new(),
+            write_results: Vec::new(),
+            read_results: Vec::new(),
+            events: Vec::new(),
+            rejected_messages: 0,
+            cfg,
+        };
+        node.emitted_hard_state.commit = node.log.commit();
+        node.reset_election_deadline();
+        node.apply_committed();
+        Ok(node)
+    }
+
+    fn advance_time(&mut self, now: MonoTime) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// A message from a peer. Malformed or hostile messages are counted and
+    /// dropped; nothing a peer sends can make this panic.
+    pub fn step(&mut self, now: MonoTime, msg: Message) {
+        self.advance_time(now);
+        if msg.to != self.cfg.id {
+            return self.reject(msg.from, RejectReason::NotForMe);
+        }
+        if !self.peers.contains(&msg.from) {
+            return self.reject(msg.from, RejectReason::UnknownSender);
+        }
+        if msg.term.0 >= TERM_ABSURD {
+            return self.reject(msg.from, RejectReason::MalformedEntries);
+        }
+        match &msg.body {
+            MessageBody::RequestVote(_) => return self.handle_vote_request(msg),
+            MessageBody::RequestVoteResponse(r) if r.pre_vote && r.granted => {
+                return self.handle_vote_response(msg);
+            }
+            _ => {}
+        }
+        if msg.term > self.term {
+            let leader = matches!(msg.body, MessageBody::AppendEntries(_)).then_some(msg.from);
+            self.become_follower(msg.term, leader);
+        }
+        match msg.body {
+            MessageBody::AppendEntries(_) => self.handle_append(msg),
+            MessageBody::AppendEntriesResponse(_) => self.handle_append_response(msg),
+            MessageBody::RequestVoteResponse(_) => self.handle_vote_response(msg),
+            MessageBody::RequestVote(_) => unreachable!("handled above"),
+        }
+    }
+
+    fn reject(&mut self, from: NodeId, reason: RejectReason) {
+        self.rejected_messages += 1;
+        self.events.push(Event::MessageRejected { from, reason });
+    }
+
+    /// Advance timers: elections, heartbeats, check-quorum, lease expiry,
+    /// held results and pending reads.
+    pub fn tick(&mut self, now: MonoTime) {
+        self.advance_time(now);
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else if self.now >= self.election_deadline {
+            self.start_pre_vote();
+        }
+    }
+
+    /// Propose a client write; its outcome arrives in `Ready::write_results`.
+    pub fn propose(&mut self, now: MonoTime, cmd: ClientCommand) -> Result<LogIndex, ProposeError> {
+        self.advance_time(now);
+        self.check_sizes(&cmd.op)?;
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        let unapplied = (self.log.last_index().0 - self.kv.applied().0) as usize;
+        if unapplied >= self.cfg.max_pending_proposals {
+            return Err(ProposeError::TooManyPending {
+                limit: self.cfg.max_pending_proposals,
+            });
+        }
+        let index = self.log.last_index().next();
+        self.pending_writes.insert(index, (cmd.client_id, cmd.seq));
+        self.log.push(Entry {
+            index,
+            term: self.term,
+            payload: EntryPayload::Command(cmd),
+        });
+        let ls = self.leader_state.as_mut().expect("leader has leader state");
+        ls.replicate_pending = true;
+        self.maybe_commit();
+        Ok(index)
+    }
+
+    fn check_sizes(&self, op: &Op) -> Result<(), ProposeError> {
+        let key_len = op.key().len();
+        if key_len > self.cfg.max_key_bytes {
+            return Err(ProposeError::KeyTooLarge {
+                len: key_len,
+                limit: self.cfg.max_key_bytes,
+            });
+        }
+        if let Op::Set { value, .. } = op {
+            if value.len() > self.cfg.max_value_bytes {
+                return Err(ProposeError::ValueTooLarge {
+                    len: value.len(),
+                    limit: self.cfg.max_value_bytes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A possibly stale read from this node's applied state, on any role.
+    pub fn read_stale(&self, key: &str) -> Option<String> {
+        self.kv.get(key).cloned()
+    }
+
+    pub fn has_ready(&self) -> bool {
+        self.log.has_unstable()
+            || self.current_hard_state() != self.emitted_hard_state
+            || !self.requests_out.is_empty()
+            || !self.responses_out.is_empty()
+            || !self.write_results.is_empty()
+            || !self.read_results.is_empty()
+            || !self.events.is_empty()
+            || self
+                .leader_state
+                .as_ref()
+                .is_some_and(|ls| ls.replicate_pending || ls.heartbeat_pending)
+    }
+
+    /// Everything to do now; see [`Ready`] for the order.
+    pub fn ready(&mut self) -> Ready {
+        self.flush_leader_sends();
+        let hs = self.current_hard_state();
+        let term_or_vote_changed = hs.term != self.emitted_hard_state.term
+            || hs.voted_for != self.emitted_hard_state.voted_for;
+        let hard_state = (hs != self.emitted_hard_state).then_some(hs);
+        self.emitted_hard_state = hs;
+        let entries = self.log.take_unstable();
+        let must_sync = term_or_vote_changed || !entries.is_empty();
+        // Responses promise durability (a vote, an acknowledged entry), so
+        // they always wait for the driver's sync; requests wait only when
+        // this node's own term or vote is not yet durable.
+        let mut persisted_messages = std::mem::take(&mut self.responses_out);
+        let messages = if term_or_vote_changed {
+            persisted_messages.append(&mut self.requests_out);
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.requests_out)
+        };
+        Ready {
+            hard_state,
+            must_sync,
+            entries,
+            messages,
+            persisted_messages,
+            write_results: std::mem::take(&mut self.write_results),
+            read_results: std::mem::take(&mut self.read_results),
+            events: std::mem::take(&mut self.events),
+        }
+    }
+
+    /// Storage made entries up to `(index, term)` durable.
+    pub fn on_persisted(&mut self, now: MonoTime, index: LogIndex, term: Term) {
+        self.advance_time(now);
+        self.log.persisted_to(index, term);
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+    }
+
+    fn current_hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+            commit: self.log.commit(),
+        }
+    }
+
+    pub fn status(&self, now: MonoTime) -> Status {
+        let now = now.max(self.now);
+        let peers = self
+            .peers
+            .iter()
+            .map(|&id| {
+                let p = self
+                    .leader_state
+                    .as_ref()
+                    .and_then(|ls| ls.progress.get(&id));
+                PeerStatus {
+                    id,
+                    match_index: p.map(|p| p.match_index).unwrap_or_default(),
+                    next_index: p.map(|p| p.next_index).unwrap_or_default(),
+                    last_contact_ago: p
+                        .and_then(|p| p.last_contact)
+                        .map(|t| now.saturating_since(t)),
+                }
+            })
+            .collect();
+        Status {
+            id: self.cfg.id,
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+            voted_for: self.voted_for,
+            commit_index: self.log.commit(),
+            applied_index: self.kv.applied(),
+            last_log_index: self.log.last_index(),
+            persisted_index: self.log.persisted(),
+            lease: self.lease_status(now),
+            peers,
+            rejected_messages: self.rejected_messages,
+            pending_proposals: self.pending_writes.len(),
+            pending_reads: self.pending_reads.len(),
+        }
+    }
+
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    /// The in-memory log, read-only (for invariant checks and status).
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn reset_election_deadline(&mut self) {
+        let lo = self.cfg.election_timeout_min.as_nanos() as u64;
+        let hi = self.cfg.election_timeout_max.as_nanos() as u64;
+        let timeout = self.rng.range_inclusive(lo, hi);
+        self.election_deadline = self.now + Duration::from_nanos(timeout);
+    }
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        let msg = Message {
+            from: self.cfg.id,
+            to,
+            term: self.term,
+            body,
+        };
+        self.requests_out.push(msg);
+    }
+
+    fn respond(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        self.responses_out.push(Message {
+            from: self.cfg.id,
+            to,
+            term,
+            body,
+        });
+    }
+
+    /// Apply every committed entry not yet applied, in order, and report the
+    /// writes proposed here.
+    fn apply_committed(&mut self) {
+        while self.kv.applied() < self.log.commit() {
+            let index = self.kv.applied().next();
+            let entry = self
+                .log
+                .get(index)
+                .expect("committed entries are in the log");
+            let result = match &entry.payload {
+                EntryPayload::Noop => {
+                    self.kv.apply_noop(index);
+                    None
+                }
+                EntryPayload::Command(cmd) => {
+                    let outcome = self.kv.apply(index, cmd);
+                    Some((cmd.client_id, cmd.seq, outcome))
+                }
+            };
+            let Some((client_id, seq, outcome)) = result else {
+                continue;
+            };
+            if self.pending_writes.get(&index) == Some(&(client_id, seq)) {
+                self.pending_writes.remove(&index);
+                self.deliver_write(WriteResult {
+                    client_id,
+                    seq,
+                    index,
+                    outcome,
+                });
+            }
+        }
+        debug_assert!(self.kv.applied() == self.log.commit());
+    }
+
+    /// Leaders hold results back until the old lease is over (rule 5).
+    fn deliver_write(&mut self, result: WriteResult) {
+        if self.is_waiting_for_old_lease() {
+            self.held_writes.push(result);
+        } else {
+            self.write_results.push(result);
+        }
+    }
+
+    fn is_waiting_for_old_lease(&self) -> bool {
+        self.leader_state
+            .as_ref()
+            .is_some_and(|ls| self.now < ls.wait_until)
+    }
+
+    /// Leave the leader or candidate role: fail what waited on leadership.
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        let was_leader = self.role == Role::Leader;
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+        }
+        if was_leader {
+            self.events.push(Event::SteppedDown {
+                term: self.term,
+                reason: StepDownReason::HigherTerm(term),
+            });
+        }
+        self.leave_leadership();
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        if leader.is_some() {
+            self.last_leader_contact = Some(self.now);
+        }
+        self.reset_election_deadline();
+        self.events.push(Event::BecameFollower {
+            term: self.term,
+            leader,
+        });
+    }
+
+    /// Drop leader state; pending writes and reads learn they may need a retry.
+    fn leave_leadership(&mut self) {
+        if self.leader_state.take().is_none() {
+            return;
+        }
+        let hint = None;
+        for (index, (client_id, seq)) in std::mem::take(&mut self.pending_writes) {
+            let outcome = Err(WriteError::NotLeader { leader_hint: hint });
+            self.write_results.push(WriteResult {
+                client_id,
+                seq,
+                index,
+                outcome,
+            });
+        }
+        // Held results were applied, but a deposed leader cannot promise the
+        // old lease is over: report them as unknown rather than acknowledge.
+        for mut w in std::mem::take(&mut self.held_writes) {
+            w.outcome = Err(WriteError::NotLeader { leader_hint: hint });
+            self.write_results.push(w);
+        }
+        for r in std::mem::take(&mut self.pending_reads) {
+            let outcome = Err(ReadError::NotLeader { leader_hint: hint });
+            self.read_results.push(ReadResult { id: r.id, outcome });
+        }
+    }
+}
+
+fn check_restored_log(entries: &[Entry]) -> Result<(), RestoreError> {
+    for (i, e) in entries.iter().enumerate() {
+        if e.index.0 != i as u64 + 1 {
+            return Err(RestoreError::BadLog(format!(
+                "entry {} found at position {}",
+                e.index,
+                i + 1
+            )));
+        }
+        if i > 0 && e.term < entries[i - 1].term {
+            return Err(RestoreError::BadLog(format!(
+                "term decreases at index {}",
+                e.index
+            )));
+        }
+    }
+    Ok(())
+}

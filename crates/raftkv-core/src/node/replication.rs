@@ -1,0 +1,384 @@
+//! Log replication: the leader's side (progress, sending, commit) and the
+//! follower's side (accepting entries, renewing the lease it protects).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::RaftNode;
+use crate::api::{Event, RejectReason, Role};
+use crate::message::{AppendEntries, AppendEntriesResponse, Message, MessageBody};
+use crate::types::{LogIndex, MonoTime, NodeId, Term};
+
+/// Never protect a lease longer than this, whatever a message claims.
+const LEASE_DURATION_MAX: Duration = Duration::from_secs(60);
+
+/// The leader's view of one follower.
+///
+/// Invariant: `match_index < next_index`; `match_index` never decreases
+/// within a term.
+#[derive(Debug, Clone)]
+pub(super) struct Progress {
+    pub(super) match_index: LogIndex,
+    pub(super) next_index: LogIndex,
+    /// Probing: at most one AppendEntries in flight, looking for the point
+    /// where the logs agree. Otherwise entries stream (pipelined).
+    pub(super) probing: bool,
+    pub(super) probe_sent_at: Option<MonoTime>,
+    /// Appends in flight while streaming: (last index, bytes, send time).
+    pub(super) inflight: VecDeque<(LogIndex, usize, MonoTime)>,
+    pub(super) inflight_bytes: usize,
+    /// LEASES.md rule 4: the latest send time echoed by a successful reply
+    /// in this term.
+    pub(super) acked_send_time: Option<MonoTime>,
+    /// When the leader last heard anything from this peer in this term
+    /// (check quorum, rule 8).
+    pub(super) last_contact: Option<MonoTime>,
+}
+
+impl Progress {
+    pub(super) fn new(next_index: LogIndex, now: MonoTime) -> Progress {
+        Progress {
+            match_index: LogIndex::ZERO,
+            next_index,
+            probing: true,
+            probe_sent_at: None,
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            acked_send_time: None,
+            // Counting everyone as just heard gives a new leader one full
+            // election timeout before check quorum can depose it.
+            last_contact: Some(now),
+        }
+    }
+
+    fn start_probing(&mut self, next: LogIndex) {
+        self.probing = true;
+        self.probe_sent_at = None;
+        self.next_index = next.max(self.match_index.next());
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+    }
+}
+
+impl RaftNode {
+    pub(super) fn tick_leader(&mut self) {
+        if !self.check_quorum() {
+            return;
+        }
+        self.expire_stalled_streams();
+        let ls = self.leader_state.as_mut().expect("leader");
+        if self.now >= ls.next_heartbeat {
+            ls.next_heartbeat = self.now + self.cfg.heartbeat_interval;
+            self.broadcast_append(true);
+        }
+        self.leader_progress_checks();
+    }
+
+    /// An append lost on the way leaves a streaming follower waiting for
+    /// entries that never come: after a while, probe again from its match.
+    fn expire_stalled_streams(&mut self) {
+        let timeout = self.cfg.election_timeout_min / 2;
+        let now = self.now;
+        let ls = self.leader_state.as_mut().expect("leader");
+        for p in ls.progress.values_mut() {
+            let stalled = p
+                .inflight
+                .front()
+                .is_some_and(|&(_, _, sent)| now.saturating_since(sent) >= timeout);
+            if !p.probing && stalled {
+                let next = p.match_index.next();
+                p.start_probing(next);
+            }
+        }
+    }
+
+    /// Send whatever each follower needs: new entries where the window
+    /// allows, and when `heartbeat` is set, at least a heartbeat to everyone.
+    pub(super) fn broadcast_append(&mut self, heartbeat: bool) {
+        for i in 0..self.peers.len() {
+            let peer = self.peers[i];
+            self.send_append(peer, heartbeat);
+        }
+    }
+
+    /// Called by `ready()`: replicate what proposals added, and heartbeat
+    /// for pending ReadIndex rounds, once per batch.
+    pub(super) fn flush_leader_sends(&mut self) {
+        let Some(ls) = self.leader_state.as_mut() else {
+            return;
+        };
+        let heartbeat = std::mem::take(&mut ls.heartbeat_pending);
+        let replicate = std::mem::take(&mut ls.replicate_pending);
+        if heartbeat || replicate {
+            self.broadcast_append(heartbeat);
+        }
+    }
+
+    fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
+        let now = self.now;
+        let last = self.log.last_index();
+        let ls = self.leader_state.as_mut().expect("leader");
+        let p = ls.progress.get_mut(&peer).expect("progress for every peer");
+        if p.probing {
+            let probe_due = p
+                .probe_sent_at
+                .is_none_or(|t| now.saturating_since(t) >= self.cfg.heartbeat_interval);
+            if !heartbeat && !probe_due {
+                return;
+            }
+            let next = p.next_index;
+            p.probe_sent_at = Some(now);
+            let entries = self.log.slice(
+                next,
+                self.cfg.max_entries_per_append,
+                self.cfg.max_bytes_per_append,
+            );
+            return self.send_entries(peer, next.prev(), entries);
+        }
+        let mut sent = false;
+        loop {
+            let ls = self.leader_state.as_mut().expect("leader");
+            let p = ls.progress.get_mut(&peer).expect("progress");
+            let window_full = p.inflight.len() >= self.cfg.max_inflight_appends
+                || p.inflight_bytes >= self.cfg.max_inflight_bytes;
+            if p.next_index > last || window_full {
+                break;
+            }
+            let next = p.next_index;
+            let entries = self.log.slice(
+                next,
+                self.cfg.max_entries_per_append,
+                self.cfg.max_bytes_per_append,
+            );
+            let last_sent = entries.last().expect("next <= last").index;
+            let bytes: usize = entries.iter().map(|e| e.size_bytes()).sum();
+            let p = self
+                .leader_state
+                .as_mut()
+                .unwrap()
+                .progress
+                .get_mut(&peer)
+                .unwrap();
+            p.next_index = last_sent.next();
+            p.inflight.push_back((last_sent, bytes, now));
+            p.inflight_bytes += bytes;
+            self.send_entries(peer, next.prev(), entries);
+            sent = true;
+        }
+        if heartbeat && !sent {
+            // A heartbeat anchors at the match index, which the follower
+            // certainly has, so it succeeds even while appends are in flight.
+            let match_index = self.leader_state.as_ref().unwrap().progress[&peer].match_index;
+            self.send_entries(peer, match_index, Vec::new());
+        }
+    }
+
+    fn send_entries(&mut self, to: NodeId, prev: LogIndex, entries: Vec<crate::types::Entry>) {
+        let prev_log_term = self
+            .log
+            .term(prev)
+            .expect("the leader has every index it sends from");
+        let body = AppendEntries {
+            prev_log_index: prev,
+            prev_log_term,
+            entries,
+            leader_commit: self.log.commit(),
+            lease_duration: self.cfg.lease_duration,
+            send_time: self.now,
+        };
+        self.send(to, MessageBody::AppendEntries(body));
+    }
+
+    /// Follower side of AppendEntries (the term is already reconciled).
+    pub(super) fn handle_append(&mut self, msg: Message) {
+        let MessageBody::AppendEntries(req) = msg.body else {
+            unreachable!()
+        };
+        let from = msg.from;
+        if msg.term < self.term {
+            // A deposed leader: tell it the current term so it steps down.
+            return self.reply_append(from, false, &req, LogIndex::ZERO, None);
+        }
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot happen with honest peers.
+            return self.reject(from, RejectReason::UnexpectedResponse);
+        }
+        if !entries_well_formed(&req, msg.term) {
+            return self.reject(from, RejectReason::MalformedEntries);
+        }
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from));
+        }
+        self.last_leader_contact = Some(self.now);
+        self.reset_election_deadline();
+        // LEASES.md rule 1: protect this leader's lease before replying.
+        let lease = req
+            .lease_duration
+            .min(LEASE_DURATION_MAX)
+            .max(self.cfg.lease_duration);
+        self.lease_until = self.lease_until.max(self.now + lease);
+
+        let prev = req.prev_log_index;
+        if prev > self.log.last_index() {
+            let hint = self.log.last_index().next();
+            return self.reply_append(from, false, &req, hint, None);
+        }
+        match self.log.term(prev) {
+            Some(t) if t == req.prev_log_term => {}
+            Some(t) => {
+                let hint = self
+                    .log
+                    .first_index_of_term_at(prev)
+                    .max(self.log.commit().next());
+                return self.reply_append(from, false, &req, hint, Some(t));
+            }
+            // Before our first index (after compaction): let the leader retry
+            // from just past our commit.
+            None => return self.reply_append(from, false, &req, self.log.commit().next(), None),
+        }
+        if let Some(conflict) = self.log.first_conflict(&req.entries) {
+            if conflict <= self.log.commit() {
+                return self.reject(from, RejectReason::ConflictsWithCommitted);
+            }
+        }
+        let last_new = LogIndex(prev.0 + req.entries.len() as u64);
+        if let (Some(first), Some(last)) = (req.entries.first(), req.entries.last()) {
+            self.events.push(Event::EntriesReceived {
+                from,
+                first: first.index,
+                last: last.index,
+            });
+        }
+        if let Some(from_index) = self.log.merge(&req.entries) {
+            self.events.push(Event::Truncated { from: from_index });
+        }
+        let commit = req.leader_commit.min(last_new);
+        if commit > self.log.commit() {
+            self.log.set_commit(commit);
+            self.events.push(Event::Committed { index: commit });
+            self.apply_committed();
+        }
+        self.reply_append(from, true, &req, last_new, None);
+    }
+
+    fn reply_append(
+        &mut self,
+        to: NodeId,
+        success: bool,
+        req: &AppendEntries,
+        index: LogIndex,
+        term: Option<Term>,
+    ) {
+        let body = AppendEntriesResponse {
+            success,
+            match_index: if success { index } else { LogIndex::ZERO },
+            conflict_index: if success { LogIndex::ZERO } else { index },
+            conflict_term: term,
+            last_log_index: self.log.last_index(),
+            send_time: req.send_time,
+        };
+        self.respond(to, self.term, MessageBody::AppendEntriesResponse(body));
+    }
+
+    /// Leader side of an AppendEntries reply (the term is already reconciled).
+    pub(super) fn handle_append_response(&mut self, msg: Message) {
+        let MessageBody::AppendEntriesResponse(resp) = msg.body else {
+            unreachable!()
+        };
+        if msg.term < self.term || self.role != Role::Leader {
+            return; // stale
+        }
+        let (now, last) = (self.now, self.log.last_index());
+        let ls = self.leader_state.as_mut().expect("leader");
+        let since = ls.since;
+        let p = ls
+            .progress
+            .get_mut(&msg.from)
+            .expect("progress for every peer");
+        if resp.success && resp.match_index > last {
+            return self.reject(msg.from, RejectReason::ImpossibleMatch);
+        }
+        p.last_contact = Some(now);
+        if !resp.success {
+            let next = match resp.conflict_term {
+                Some(t) => match self.log.last_index_of_term(t) {
+                    Some(i) if i >= resp.conflict_index => i.next(),
+                    _ => resp.conflict_index,
+                },
+                None => resp.conflict_index,
+            };
+            let ls = self.leader_state.as_mut().expect("leader");
+            let p = ls.progress.get_mut(&msg.from).expect("progress");
+            p.start_probing(next.min(last.next()).max(LogIndex(1)));
+            return self.send_append(msg.from, false);
+        }
+        // Rule 4: only a send time from this term, not from the future,
+        // may extend the lease.
+        if resp.send_time >= since && resp.send_time <= now {
+            p.acked_send_time = p.acked_send_time.max(Some(resp.send_time));
+        }
+        if resp.match_index > p.match_index {
+            p.match_index = resp.match_index;
+        }
+        p.next_index = p.next_index.max(p.match_index.next());
+        if p.probing {
+            p.probing = false;
+            p.inflight.clear();
+            p.inflight_bytes = 0;
+        }
+        while p
+            .inflight
+            .front()
+            .is_some_and(|&(i, _, _)| i <= p.match_index)
+        {
+            let (_, bytes, _) = p.inflight.pop_front().unwrap();
+            p.inflight_bytes -= bytes;
+        }
+        self.maybe_commit();
+        self.leader_progress_checks();
+        if self.role == Role::Leader
+            && self.log.last_index()
+                >= self.leader_state.as_ref().unwrap().progress[&msg.from].next_index
+        {
+            self.send_append(msg.from, false);
+        }
+    }
+
+    /// Commit by counting replicas, only for entries of this term (Raft
+    /// §5.4.2; the Figure 8 rule).
+    pub(super) fn maybe_commit(&mut self) {
+        let Some(ls) = self.leader_state.as_ref() else {
+            return;
+        };
+        let mut matches: Vec<LogIndex> = ls.progress.values().map(|p| p.match_index).collect();
+        matches.push(self.log.persisted());
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matches[self.cfg.quorum() - 1];
+        if candidate > self.log.commit() && self.log.term(candidate) == Some(self.term) {
+            self.log.set_commit(candidate);
+            self.events.push(Event::Committed { index: candidate });
+            self.apply_committed();
+            self.leader_state.as_mut().unwrap().replicate_pending = true;
+            self.complete_reads();
+        }
+    }
+}
+
+/// Entries must follow `prev_log_index` one by one, with terms that never
+/// decrease, start no lower than `prev_log_term`, and stay within the
+/// message's term.
+fn entries_well_formed(req: &AppendEntries, msg_term: Term) -> bool {
+    if req.prev_log_term > msg_term {
+        return false;
+    }
+    let mut expected = req.prev_log_index.next();
+    let mut term = req.prev_log_term;
+    for e in &req.entries {
+        if e.index != expected || e.term < term || e.term > msg_term {
+            return false;
+        }
+        expected = expected.next();
+        term = e.term;
+    }
+    true
+}
