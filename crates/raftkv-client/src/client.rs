@@ -1,0 +1,611 @@
+//! The retrying, leader-following client.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::error::ClientError;
+use crate::pb;
+use crate::pb::kv_client::KvClient;
+
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// How long one call (with all its retries) may take.
+    pub deadline: Duration,
+    /// How long one attempt against one node may take. Keep it short: a
+    /// paused or partitioned leader costs this much before the client moves on.
+    pub rpc_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// After an attempt at a node timed out or could not connect, leader
+    /// hints naming that node are ignored for this long (the other nodes may
+    /// still believe in a leader that is gone).
+    pub suspect_for: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            deadline: Duration::from_secs(10),
+            rpc_timeout: Duration::from_millis(1000),
+            connect_timeout: Duration::from_millis(500),
+            backoff_min: Duration::from_millis(5),
+            backoff_max: Duration::from_millis(200),
+            suspect_for: Duration::from_millis(1500),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Stale,
+}
+
+/// A successful answer, with the node that gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer<T> {
+    pub value: T,
+    pub served_by: u64,
+    pub endpoint: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub index: u64,
+    /// For a delete: whether the key existed.
+    pub existed: bool,
+}
+
+/// How far behind a stale read may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaleInfo {
+    pub applied_index: u64,
+    pub commit_index: u64,
+    pub since_leader_contact_ms: Option<u64>,
+}
+
+struct Shared {
+    endpoints: Mutex<Vec<String>>,
+    conns: Mutex<HashMap<String, KvClient<Channel>>>,
+    leader: Mutex<Option<String>>,
+    suspects: Mutex<HashMap<String, Instant>>,
+    next: AtomicUsize,
+    opts: ClientOptions,
+}
+
+struct Session {
+    client_id: u64,
+    /// The sequence number of the next new write (retries reuse theirs).
+    next_seq: u64,
+}
+
+/// A raftkv client with one session. Cheap to make more of with
+/// [`Client::with_new_session`].
+pub struct Client {
+    shared: Arc<Shared>,
+    session: tokio::sync::Mutex<Session>,
+}
+
+/// What one attempt tells the retry loop.
+enum Attempt<T> {
+    Done(T),
+    Fail(ClientError),
+    Retry {
+        error: String,
+        redirect: Option<String>,
+        suspect: bool,
+    },
+}
+
+impl Client {
+    /// `endpoints` are `host:port` (an `http://` prefix is accepted).
+    pub fn new(endpoints: &[String], opts: ClientOptions) -> Result<Client, ClientError> {
+        if endpoints.is_empty() {
+            return Err(ClientError::BadEndpoint(
+                String::new(),
+                "no endpoints given".into(),
+            ));
+        }
+        let mut normalized = Vec::with_capacity(endpoints.len());
+        for ep in endpoints {
+            let ep = normalize(ep);
+            Endpoint::from_shared(format!("http://{ep}"))
+                .map_err(|e| ClientError::BadEndpoint(ep.clone(), e.to_string()))?;
+            normalized.push(ep);
+        }
+        let shared = Shared {
+            endpoints: Mutex::new(normalized),
+            conns: Mutex::new(HashMap::new()),
+            leader: Mutex::new(None),
+            suspects: Mutex::new(HashMap::new()),
+            next: AtomicUsize::new(0),
+            opts,
+        };
+        Ok(Client {
+            shared: Arc::new(shared),
+            session: tokio::sync::Mutex::new(new_session()),
+        })
+    }
+
+    /// Another client with its own session, sharing connections and the
+    /// leader cache: use one per concurrent writer.
+    pub fn with_new_session(&self) -> Client {
+        Client {
+            shared: self.shared.clone(),
+            session: tokio::sync::Mutex::new(new_session()),
+        }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.shared.endpoints.lock().expect("poisoned").clone()
+    }
+
+    /// The endpoint currently believed to be the leader.
+    pub fn cached_leader(&self) -> Option<String> {
+        self.shared.leader.lock().expect("poisoned").clone()
+    }
+
+    pub async fn client_id(&self) -> u64 {
+        self.session.lock().await.client_id
+    }
+
+    pub async fn set(&self, key: &str, value: &str) -> Result<Answer<WriteOutcome>, ClientError> {
+        let mut session = self.session.lock().await;
+        let (client_id, seq) = (session.client_id, session.next_seq);
+        let result = self
+            .call(true, |mut kv| {
+                let req = pb::SetRequest {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                    client_id,
+                    seq,
+                };
+                async move { kv.set(req).await.map(|r| r.into_inner()) }
+            })
+            .await;
+        // Whatever happened, the next write gets a new number: a write that
+        // timed out may still apply later, and must not be confused with it.
+        session.next_seq += 1;
+        result.map(|a| {
+            a.map(|r| {
+                (
+                    WriteOutcome {
+                        index: r.index,
+                        existed: r.existed,
+                    },
+                    r.served_by,
+                )
+            })
+        })
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<Answer<WriteOutcome>, ClientError> {
+        let mut session = self.session.lock().await;
+        let (client_id, seq) = (session.client_id, session.next_seq);
+        let result = self
+            .call(true, |mut kv| {
+                let req = pb::DeleteRequest {
+                    key: key.to_owned(),
+                    client_id,
+                    seq,
+                };
+                async move { kv.delete(req).await.map(|r| r.into_inner()) }
+            })
+            .await;
+        session.next_seq += 1;
+        result.map(|a| {
+            a.map(|r| {
+                (
+                    WriteOutcome {
+                        index: r.index,
+                        existed: r.existed,
+                    },
+                    r.served_by,
+                )
+            })
+        })
+    }
+
+    /// A linearizable read.
+    pub async fn get(&self, key: &str) -> Result<Answer<Option<String>>, ClientError> {
+        let a = self.get_with(key, Consistency::Linearizable).await?;
+        Ok(Answer {
+            value: a.value.0,
+            served_by: a.served_by,
+            endpoint: a.endpoint,
+        })
+    }
+
+    /// A linearizable read that treats a missing key as an error.
+    pub async fn get_existing(&self, key: &str) -> Result<Answer<String>, ClientError> {
+        let a = self.get(key).await?;
+        match a.value {
+            Some(v) => Ok(Answer {
+                value: v,
+                served_by: a.served_by,
+                endpoint: a.endpoint,
+            }),
+            None => Err(ClientError::KeyNotFound(key.to_owned())),
+        }
+    }
+
+    pub async fn get_with(
+        &self,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<Answer<(Option<String>, StaleInfo)>, ClientError> {
+        let follow_leader = consistency == Consistency::Linearizable;
+        self.call(follow_leader, |mut kv| {
+            let req = get_request(key, consistency);
+            async move { kv.get(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+        .map(|a| a.map(|r| (get_reply_value(&r), r.served_by)))
+    }
+
+    /// One read at one given node, without retry or redirect (for example a
+    /// stale read from a chosen follower).
+    pub async fn get_at(
+        &self,
+        endpoint: &str,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<(Option<String>, StaleInfo), ClientError> {
+        let mut kv = self.conn(&normalize(endpoint))?;
+        let fut = kv.get(get_request(key, consistency));
+        match tokio::time::timeout(self.shared.opts.rpc_timeout, fut).await {
+            Ok(Ok(r)) => Ok(get_reply_value(&r.into_inner())),
+            Ok(Err(status)) => Err(status_to_error(&status)),
+            Err(_) => Err(timeout_error(self.shared.opts.rpc_timeout)),
+        }
+    }
+
+    /// The text interface: `SET k v`, `GET k`, `DELETE k`, sent to one node
+    /// (no redirect is followed: the reply names the leader).
+    pub async fn serve_client_at(
+        &self,
+        endpoint: &str,
+        request: &str,
+    ) -> Result<pb::ServeClientReply, ClientError> {
+        let mut kv = self.conn(&normalize(endpoint))?;
+        let fut = kv.serve_client(pb::ServeClientRequest {
+            request: request.to_owned(),
+        });
+        match tokio::time::timeout(self.shared.opts.rpc_timeout, fut).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) => Err(status_to_error(&status)),
+            Err(_) => Err(timeout_error(self.shared.opts.rpc_timeout)),
+        }
+    }
+
+    /// The admin status of one node.
+    pub async fn status_at(&self, endpoint: &str) -> Result<pb::StatusReply, ClientError> {
+        let mut kv = self.conn(&normalize(endpoint))?;
+        match tokio::time::timeout(
+            self.shared.opts.rpc_timeout,
+            kv.status(pb::StatusRequest {}),
+        )
+        .await
+        {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) => Err(status_to_error(&status)),
+            Err(_) => Err(timeout_error(self.shared.opts.rpc_timeout)),
+        }
+    }
+
+    /// Runs `op` against the leader (or any node when `follow_leader` is
+    /// false), following redirects and retrying until the deadline.
+    async fn call<R, F, Fut>(
+        &self,
+        follow_leader: bool,
+        mut op: F,
+    ) -> Result<Answer<R>, ClientError>
+    where
+        F: FnMut(KvClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<R, Status>>,
+    {
+        let opts = &self.shared.opts;
+        let start = Instant::now();
+        let mut backoff = opts.backoff_min;
+        let mut target = self.pick(follow_leader);
+        loop {
+            let attempt = self.attempt(&target, &mut op).await;
+            let (error, redirect, suspect) = match attempt {
+                Attempt::Done(value) => {
+                    if follow_leader {
+                        *self.shared.leader.lock().expect("poisoned") = Some(target.clone());
+                    }
+                    return Ok(Answer {
+                        value,
+                        served_by: 0,
+                        endpoint: target,
+                    });
+                }
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry {
+                    error,
+                    redirect,
+                    suspect,
+                } => (error, redirect, suspect),
+            };
+            let last_error = format!("{target}: {error}");
+            tracing::debug!(%last_error, ?redirect, "retrying");
+            if suspect {
+                self.shared
+                    .suspects
+                    .lock()
+                    .expect("poisoned")
+                    .insert(target.clone(), Instant::now());
+            }
+            let elapsed = start.elapsed();
+            if elapsed >= opts.deadline {
+                return Err(self.final_error(elapsed, last_error, redirect));
+            }
+            let redirect = redirect.filter(|r| *r != target && !self.is_suspect(r));
+            match redirect {
+                Some(leader) => {
+                    self.remember_endpoint(&leader);
+                    *self.shared.leader.lock().expect("poisoned") = Some(leader.clone());
+                    target = leader;
+                }
+                None => {
+                    self.forget_leader(&target);
+                    let pause = backoff.min(opts.deadline.saturating_sub(elapsed));
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(opts.backoff_max);
+                    target = self.pick(follow_leader);
+                }
+            }
+        }
+    }
+
+    async fn attempt<R, F, Fut>(&self, target: &str, op: &mut F) -> Attempt<R>
+    where
+        F: FnMut(KvClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<R, Status>>,
+    {
+        let kv = match self.conn(target) {
+            Ok(kv) => kv,
+            Err(e) => return Attempt::Fail(e),
+        };
+        match tokio::time::timeout(self.shared.opts.rpc_timeout, op(kv)).await {
+            Ok(Ok(value)) => Attempt::Done(value),
+            Ok(Err(status)) => classify(&status),
+            Err(_) => Attempt::Retry {
+                error: "attempt timed out".into(),
+                redirect: None,
+                suspect: true,
+            },
+        }
+    }
+
+    fn final_error(
+        &self,
+        elapsed: Duration,
+        last_error: String,
+        redirect: Option<String>,
+    ) -> ClientError {
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        match redirect {
+            Some(addr) => ClientError::NotLeader {
+                leader_id: 0,
+                leader_addr: addr,
+                message: last_error,
+            },
+            None => ClientError::Timeout {
+                elapsed_ms,
+                last_error,
+            },
+        }
+    }
+
+    fn pick(&self, follow_leader: bool) -> String {
+        if follow_leader {
+            if let Some(l) = self.shared.leader.lock().expect("poisoned").clone() {
+                return l;
+            }
+        }
+        let endpoints = self.shared.endpoints.lock().expect("poisoned");
+        let n = self.shared.next.fetch_add(1, Ordering::Relaxed);
+        endpoints[n % endpoints.len()].clone()
+    }
+
+    fn forget_leader(&self, target: &str) {
+        let mut leader = self.shared.leader.lock().expect("poisoned");
+        if leader.as_deref() == Some(target) {
+            *leader = None;
+        }
+    }
+
+    fn is_suspect(&self, endpoint: &str) -> bool {
+        let suspects = self.shared.suspects.lock().expect("poisoned");
+        suspects
+            .get(endpoint)
+            .is_some_and(|at| at.elapsed() < self.shared.opts.suspect_for)
+    }
+
+    fn remember_endpoint(&self, endpoint: &str) {
+        let mut endpoints = self.shared.endpoints.lock().expect("poisoned");
+        if !endpoints.iter().any(|e| e == endpoint) {
+            endpoints.push(endpoint.to_owned());
+        }
+    }
+
+    fn conn(&self, endpoint: &str) -> Result<KvClient<Channel>, ClientError> {
+        let mut conns = self.shared.conns.lock().expect("poisoned");
+        if let Some(c) = conns.get(endpoint) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
+            .map_err(|e| ClientError::BadEndpoint(endpoint.to_owned(), e.to_string()))?
+            .connect_timeout(self.shared.opts.connect_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let client = KvClient::new(channel);
+        conns.insert(endpoint.to_owned(), client.clone());
+        Ok(client)
+    }
+}
+
+/// The answer types carry `served_by`; this lets `call` fill it in.
+impl<R> Answer<R> {
+    fn map<T>(self, f: impl FnOnce(R) -> (T, u64)) -> Answer<T> {
+        let (value, served_by) = f(self.value);
+        Answer {
+            value,
+            served_by,
+            endpoint: self.endpoint,
+        }
+    }
+}
+
+fn classify<T>(status: &Status) -> Attempt<T> {
+    match status.code() {
+        Code::Unavailable => {
+            let hint = crate::leader_hint(status);
+            let redirect = hint
+                .as_ref()
+                .map(|h| h.leader_addr.clone())
+                .filter(|a| !a.is_empty());
+            // No hint at all means the transport failed: the node is down.
+            let suspect = hint.is_none();
+            Attempt::Retry {
+                error: status.message().to_owned(),
+                redirect,
+                suspect,
+            }
+        }
+        Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::Internal => Attempt::Retry {
+            error: format!("{:?}: {}", status.code(), status.message()),
+            redirect: None,
+            suspect: false,
+        },
+        _ => Attempt::Fail(status_to_error(status)),
+    }
+}
+
+fn status_to_error(status: &Status) -> ClientError {
+    let message = status.message().to_owned();
+    match status.code() {
+        Code::InvalidArgument => ClientError::InvalidArgument(message),
+        Code::ResourceExhausted => ClientError::ResourceExhausted(message),
+        Code::FailedPrecondition => ClientError::Rejected(message),
+        Code::DeadlineExceeded => ClientError::Timeout {
+            elapsed_ms: 0,
+            last_error: message,
+        },
+        Code::Unavailable => match crate::leader_hint(status) {
+            Some(h) => ClientError::NotLeader {
+                leader_id: h.leader_id,
+                leader_addr: h.leader_addr,
+                message,
+            },
+            None => ClientError::Unavailable(message),
+        },
+        code => ClientError::Unavailable(format!("{code:?}: {message}")),
+    }
+}
+
+fn timeout_error(after: Duration) -> ClientError {
+    let elapsed_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+    ClientError::Timeout {
+        elapsed_ms,
+        last_error: "no answer".into(),
+    }
+}
+
+fn get_request(key: &str, consistency: Consistency) -> pb::GetRequest {
+    let consistency = match consistency {
+        Consistency::Linearizable => pb::Consistency::Linearizable,
+        Consistency::Stale => pb::Consistency::Stale,
+    };
+    pb::GetRequest {
+        key: key.to_owned(),
+        consistency: consistency as i32,
+    }
+}
+
+fn get_reply_value(r: &pb::GetReply) -> (Option<String>, StaleInfo) {
+    let value = r.found.then(|| r.value.clone());
+    let info = StaleInfo {
+        applied_index: r.applied_index,
+        commit_index: r.commit_index,
+        since_leader_contact_ms: r.since_leader_contact_ms,
+    };
+    (value, info)
+}
+
+fn normalize(endpoint: &str) -> String {
+    let ep = endpoint.trim();
+    let ep = ep.strip_prefix("http://").unwrap_or(ep);
+    ep.trim_end_matches('/').to_owned()
+}
+
+fn new_session() -> Session {
+    // Zero means "no session" to the server.
+    let client_id = loop {
+        let id: u64 = rand::random();
+        if id != 0 {
+            break id;
+        }
+    };
+    Session {
+        client_id,
+        next_seq: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_endpoints() {
+        assert_eq!(normalize("http://127.0.0.1:7001/"), "127.0.0.1:7001");
+        assert_eq!(normalize(" 127.0.0.1:7001 "), "127.0.0.1:7001");
+    }
+
+    #[test]
+    fn not_leader_status_round_trips_the_hint() {
+        let status = crate::not_leader_status("not leader".into(), 2, "127.0.0.1:7002");
+        let hint = crate::leader_hint(&status).expect("hint");
+        assert_eq!(
+            (hint.leader_id, hint.leader_addr.as_str()),
+            (2, "127.0.0.1:7002")
+        );
+        match classify::<()>(&status) {
+            Attempt::Retry {
+                redirect, suspect, ..
+            } => {
+                assert_eq!(redirect.as_deref(), Some("127.0.0.1:7002"));
+                assert!(!suspect);
+            }
+            _ => panic!("not-leader must be retried"),
+        }
+    }
+
+    #[test]
+    fn invalid_argument_is_not_retried() {
+        let status = Status::invalid_argument("key too large");
+        assert!(matches!(
+            classify::<()>(&status),
+            Attempt::Fail(ClientError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_empty_endpoint_list() {
+        assert!(Client::new(&[], ClientOptions::default()).is_err());
+    }
+}
