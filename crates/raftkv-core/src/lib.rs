@@ -23,6 +23,7 @@ pub mod log;
 pub mod message;
 pub mod node;
 mod rng;
+pub mod testkit;
 pub mod types;
 
 pub use api::*;

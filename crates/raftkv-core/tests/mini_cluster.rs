@@ -1,97 +1,10 @@
-//! A tiny in-process cluster with an instant network and instant storage:
-//! a smoke test of the core's happy paths. The full fault-injecting
-//! simulator lives in `raftkv-sim`.
+//! Smoke tests of the core's happy paths on an instant network and storage.
+//! The fault-injecting simulator and its scenarios live in `raftkv-sim`.
 
 use std::time::Duration;
 
+use raftkv_core::testkit::InstantCluster;
 use raftkv_core::*;
-
-struct Mini {
-    nodes: Vec<RaftNode>,
-    now: MonoTime,
-    inbox: Vec<Message>,
-    writes: Vec<WriteResult>,
-    reads: Vec<ReadResult>,
-    down: Vec<bool>,
-}
-
-impl Mini {
-    fn new(n: u64) -> Mini {
-        let voters: Vec<NodeId> = (1..=n).map(NodeId).collect();
-        let nodes = voters
-            .iter()
-            .map(|&id| {
-                RaftNode::new(
-                    Config::new(id, voters.clone()),
-                    Restored::default(),
-                    MonoTime::ZERO,
-                    id.0,
-                )
-                .unwrap()
-            })
-            .collect();
-        Mini {
-            nodes,
-            now: MonoTime::ZERO,
-            inbox: vec![],
-            writes: vec![],
-            reads: vec![],
-            down: vec![false; n as usize],
-        }
-    }
-
-    fn drain(&mut self) {
-        for _ in 0..1000 {
-            for i in 0..self.nodes.len() {
-                if self.down[i] {
-                    continue;
-                }
-                let n = &mut self.nodes[i];
-                let rd = n.ready();
-                if let Some((idx, t)) = rd.persist_mark() {
-                    n.on_persisted(self.now, idx, t);
-                }
-                self.inbox.extend(rd.messages);
-                self.inbox.extend(rd.persisted_messages);
-                self.writes.extend(rd.write_results);
-                self.reads.extend(rd.read_results);
-            }
-            if self.inbox.is_empty() {
-                return;
-            }
-            for m in std::mem::take(&mut self.inbox) {
-                let to = (m.to.0 - 1) as usize;
-                if !self.down[to] && !self.down[(m.from.0 - 1) as usize] {
-                    self.nodes[to].step(self.now, m);
-                }
-            }
-        }
-        panic!("no quiescence");
-    }
-
-    fn run(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.now = self.now + Duration::from_millis(5);
-            for i in 0..self.nodes.len() {
-                if !self.down[i] {
-                    self.nodes[i].tick(self.now);
-                }
-            }
-            self.drain();
-        }
-    }
-
-    fn leader(&self) -> Option<usize> {
-        let leaders: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| !self.down[i] && self.nodes[i].role() == Role::Leader)
-            .collect();
-        assert!(
-            leaders.len() <= 1 || self.nodes[leaders[0]].term() != self.nodes[leaders[1]].term()
-        );
-        leaders.into_iter().max_by_key(|&i| self.nodes[i].term())
-    }
-}
 
 fn set(client: u64, seq: u64, k: &str, v: &str) -> ClientCommand {
     ClientCommand {
@@ -106,7 +19,7 @@ fn set(client: u64, seq: u64, k: &str, v: &str) -> ClientCommand {
 
 #[test]
 fn elects_replicates_and_serves_lease_reads() {
-    let mut c = Mini::new(3);
+    let mut c = InstantCluster::new(3);
     c.run(Duration::from_secs(3));
     let l = c.leader().expect("a leader is elected");
     let now = c.now;
@@ -128,7 +41,7 @@ fn elects_replicates_and_serves_lease_reads() {
 
 #[test]
 fn new_leader_waits_out_old_lease_and_old_leader_loses_it() {
-    let mut c = Mini::new(3);
+    let mut c = InstantCluster::new(3);
     c.run(Duration::from_secs(3));
     let old = c.leader().unwrap();
     c.down[old] = true;
@@ -163,7 +76,7 @@ fn new_leader_waits_out_old_lease_and_old_leader_loses_it() {
 
 #[test]
 fn single_node_cluster_commits() {
-    let mut c = Mini::new(1);
+    let mut c = InstantCluster::new(1);
     c.run(Duration::from_secs(2));
     assert_eq!(c.leader(), Some(0));
     let now = c.now;

@@ -1,0 +1,110 @@
+//! `InstantCluster`: several nodes in one process with an instant, lossless
+//! network and instant storage. It is the smallest possible driver of the
+//! core, used by the core's smoke tests and its throughput benchmark. The
+//! fault-injecting simulator lives in `raftkv-sim`.
+
+use std::time::Duration;
+
+use crate::api::{ReadResult, Ready, Role, WriteResult};
+use crate::config::Config;
+use crate::message::Message;
+use crate::node::{RaftNode, Restored};
+use crate::types::{MonoTime, NodeId};
+
+pub struct InstantCluster {
+    pub nodes: Vec<RaftNode>,
+    pub now: MonoTime,
+    /// Nodes that are down neither tick nor receive.
+    pub down: Vec<bool>,
+    pub writes: Vec<WriteResult>,
+    pub reads: Vec<ReadResult>,
+    /// Messages delivered so far, for tests that count traffic.
+    pub delivered: u64,
+    inbox: Vec<Message>,
+}
+
+impl InstantCluster {
+    /// `n` nodes with ids 1..=n and default timing.
+    pub fn new(n: u64) -> InstantCluster {
+        let voters: Vec<NodeId> = (1..=n).map(NodeId).collect();
+        let nodes = voters
+            .iter()
+            .map(|&id| {
+                let cfg = Config::new(id, voters.clone());
+                RaftNode::new(cfg, Restored::default(), MonoTime::ZERO, id.0).expect("valid config")
+            })
+            .collect();
+        InstantCluster {
+            nodes,
+            now: MonoTime::ZERO,
+            down: vec![false; n as usize],
+            writes: Vec::new(),
+            reads: Vec::new(),
+            delivered: 0,
+            inbox: Vec::new(),
+        }
+    }
+
+    fn index(id: NodeId) -> usize {
+        (id.0 - 1) as usize
+    }
+
+    fn collect(&mut self, i: usize, rd: Ready) {
+        if let Some((index, term)) = rd.persist_mark() {
+            self.nodes[i].on_persisted(self.now, index, term);
+        }
+        self.inbox.extend(rd.messages);
+        self.inbox.extend(rd.persisted_messages);
+        self.writes.extend(rd.write_results);
+        self.reads.extend(rd.read_results);
+    }
+
+    /// Deliver messages until none are left (at the current instant).
+    pub fn drain(&mut self) {
+        for _round in 0..100_000 {
+            for i in 0..self.nodes.len() {
+                if !self.down[i] && self.nodes[i].has_ready() {
+                    let rd = self.nodes[i].ready();
+                    self.collect(i, rd);
+                }
+            }
+            if self.inbox.is_empty() {
+                return;
+            }
+            for m in std::mem::take(&mut self.inbox) {
+                let (to, from) = (Self::index(m.to), Self::index(m.from));
+                if !self.down[to] && !self.down[from] {
+                    self.delivered += 1;
+                    self.nodes[to].step(self.now, m);
+                }
+            }
+        }
+        panic!("the cluster never went quiet");
+    }
+
+    /// Advance time to `now`, ticking every node, then drain.
+    pub fn tick_to(&mut self, now: MonoTime) {
+        self.now = self.now.max(now);
+        for i in 0..self.nodes.len() {
+            if !self.down[i] {
+                self.nodes[i].tick(self.now);
+            }
+        }
+        self.drain();
+    }
+
+    /// Run for `d` in 5 ms steps.
+    pub fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.tick_to(self.now + Duration::from_millis(5));
+        }
+    }
+
+    /// The up node that leads in the highest term, if any.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| !self.down[i] && self.nodes[i].role() == Role::Leader)
+            .max_by_key(|&i| self.nodes[i].term())
+    }
+}
