@@ -1,1 +1,240 @@
-//! Linearizability checker (being written).
+//! Linearizability checker for histories of a string key-value store.
+//!
+//! The model is a map `String -> String`, initially empty, with three
+//! operations: `SET key value`, `GET key` and `DELETE key`. Every operation
+//! touches one key, so the history is partitioned per key and each key is
+//! checked on its own (linearizability is compositional).
+//!
+//! Each key is checked with the Wing–Gong–Lowe search (as in Lowe, "Testing
+//! for linearizability", and Porcupine) with the memo of (set of linearized
+//! operations, model state) pairs already shown to lead nowhere. See
+//! `docs/checker.md` for the model, the treatment of unknown outcomes and how
+//! to read a violation.
+//!
+//! Real-time order: operation A must precede B only when
+//! `A.return_ns < B.call_ns` (strictly). Intervals are closed, so an
+//! operation that returned at `t` and one called at `t` may be concurrent:
+//! the checker errs on the side of never reporting a false violation.
+
+mod explain;
+mod history;
+mod search;
+
+use std::fmt;
+
+pub use history::HistoryError;
+
+/// What a client asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Input {
+    Get { key: String },
+    Set { key: String, value: String },
+    Delete { key: String },
+}
+
+impl Input {
+    /// The one key this operation touches.
+    pub fn key(&self) -> &str {
+        match self {
+            Input::Get { key } | Input::Set { key, .. } | Input::Delete { key } => key,
+        }
+    }
+}
+
+/// What the client observed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// GET result: the value, or None when the key is absent.
+    Value(Option<String>),
+    /// SET / DELETE acknowledged.
+    Ok,
+    /// The call's outcome is unknown (timeout, crash, connection lost): it may
+    /// or may not have taken effect, at any time after its call.
+    Unknown,
+}
+
+/// One completed (or abandoned) client call.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Operation {
+    /// Unique per history, used in explanations.
+    pub id: u64,
+    pub client: u64,
+    pub input: Input,
+    pub output: Output,
+    /// Invocation time on ONE shared real clock.
+    pub call_ns: u64,
+    /// Response time. Ignored for `Output::Unknown` (such a call is treated as
+    /// never having returned); pass `u64::MAX` there.
+    pub return_ns: u64,
+}
+
+/// How much search the checker may spend before answering `Verdict::Unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Search steps (one candidate tried or one backtrack) allowed per key.
+    /// The same amount again may be spent per violating key to shrink the
+    /// reported witness.
+    pub max_steps_per_key: u64,
+}
+
+impl Default for Budget {
+    /// About a second or two of search per key on a slow machine; typical
+    /// simulator keys need a few thousand steps.
+    fn default() -> Self {
+        Budget {
+            max_steps_per_key: 5_000_000,
+        }
+    }
+}
+
+/// A key whose history has no linearization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub key: String,
+    /// A small set of operations on `key` that on its own is already not
+    /// linearizable (shrunk greedily from the key's history), in call order.
+    pub operations: Vec<Operation>,
+    /// Human-readable account: the operations and why no order works.
+    pub explanation: String,
+}
+
+/// The checker's answer for a whole history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Linearizable,
+    NotLinearizable(Violation),
+    /// A key's search ran out of budget (no violation was found elsewhere).
+    Unknown {
+        key: String,
+    },
+}
+
+impl Verdict {
+    pub fn is_linearizable(&self) -> bool {
+        matches!(self, Verdict::Linearizable)
+    }
+
+    pub fn is_violation(&self) -> bool {
+        matches!(self, Verdict::NotLinearizable(_))
+    }
+}
+
+/// Checks a history; panics if the history itself is malformed (see
+/// [`HistoryError`]), since that is a bug in whoever recorded it.
+///
+/// Keys are checked in key order; the first violating key is reported. A
+/// violation on any key wins over a key that ran out of budget.
+pub fn check(history: &[Operation], budget: Budget) -> Verdict {
+    match try_check(history, budget) {
+        Ok(verdict) => verdict,
+        Err(err) => panic!("malformed history given to the linearizability checker: {err}"),
+    }
+}
+
+/// Like [`check`], but returns malformed histories as an error.
+pub fn try_check(history: &[Operation], budget: Budget) -> Result<Verdict, HistoryError> {
+    Ok(check_detailed(history, budget)?.verdict)
+}
+
+/// A verdict plus figures about the search, for benchmarks and logs.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub verdict: Verdict,
+    /// Keys checked.
+    pub keys: usize,
+    /// Search steps spent on all keys (not counting witness shrinking).
+    pub steps_total: u64,
+    /// The largest number of steps spent on one key.
+    pub steps_max_per_key: u64,
+}
+
+/// Like [`try_check`], and also reports how much search it took.
+pub fn check_detailed(history: &[Operation], budget: Budget) -> Result<Report, HistoryError> {
+    let keys = history::partition(history)?;
+    let mut report = Report {
+        verdict: Verdict::Linearizable,
+        keys: keys.len(),
+        steps_total: 0,
+        steps_max_per_key: 0,
+    };
+    let mut out_of_budget: Option<String> = None;
+    for key_history in &keys {
+        let outcome = search::search(&key_history.ops, budget.max_steps_per_key);
+        report.steps_total += outcome.steps;
+        report.steps_max_per_key = report.steps_max_per_key.max(outcome.steps);
+        match outcome.result {
+            search::SearchResult::Linearizable => {}
+            search::SearchResult::OutOfBudget => {
+                out_of_budget.get_or_insert_with(|| key_history.key.to_string());
+            }
+            search::SearchResult::Violation(frontier) => {
+                let violation = explain::violation(history, key_history, frontier, budget);
+                report.verdict = Verdict::NotLinearizable(violation);
+                return Ok(report);
+            }
+        }
+    }
+    if let Some(key) = out_of_budget {
+        report.verdict = Verdict::Unknown { key };
+    }
+    Ok(report)
+}
+
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::Get { key } => write!(f, "GET {}", explain::quote(key)),
+            Input::Set { key, value } => {
+                write!(f, "SET {} {}", explain::quote(key), explain::quote(value))
+            }
+            Input::Delete { key } => write!(f, "DELETE {}", explain::quote(key)),
+        }
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Value(Some(value)) => f.write_str(&explain::quote(value)),
+            Output::Value(None) => f.write_str("(absent)"),
+            Output::Ok => f.write_str("ok"),
+            Output::Unknown => f.write_str("? (outcome unknown)"),
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    /// `#7 SET "k" "v" -> ok by client 2 [t=1.203s..1.205s]`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "#{} {} -> {} {}",
+            self.id,
+            self.input,
+            self.output,
+            explain::client_and_interval(self)
+        )
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.explanation)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Linearizable => f.write_str("linearizable"),
+            Verdict::NotLinearizable(violation) => {
+                write!(f, "NOT linearizable: {violation}")
+            }
+            Verdict::Unknown { key } => write!(
+                f,
+                "unknown: the search for key {} ran out of budget",
+                explain::quote(key)
+            ),
+        }
+    }
+}

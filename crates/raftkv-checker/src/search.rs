@@ -1,0 +1,431 @@
+//! The Wing–Gong–Lowe search over one key's history.
+//!
+//! Call and return events sit in a doubly linked list sorted by time (calls
+//! before returns at equal times, so touching intervals stay concurrent). The
+//! operations whose calls come before the first return event in the list are
+//! the candidates to linearize next; the first return event is the deadline:
+//! that operation must be linearized before anything called after it. The
+//! search linearizes a candidate (lifting its events out of the list), and
+//! backtracks when no candidate fits. A memo of (linearized set, state)
+//! pairs already explored keeps it from redoing work.
+//!
+//! Two refinements over the textbook algorithm:
+//! - Unknown-outcome writes have no return event, so they never impose a
+//!   deadline; the search succeeds as soon as every definite operation is
+//!   linearized (the remaining unknown ones are "never took effect").
+//! - A write is not tried while it would overwrite a value that some pending
+//!   GET still has to see and that no pending write can bring back.
+//! - A candidate GET whose value matches the current state is linearized
+//!   greedily with no alternative tried at that point: moving a matching
+//!   read to the front of any linearization of the rest keeps it valid (a
+//!   read changes no state, and being a candidate nothing must precede it).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::history::{KeyOp, Kind, ABSENT};
+
+const NIL: u32 = u32::MAX;
+
+pub(crate) struct Outcome {
+    pub result: SearchResult,
+    pub steps: u64,
+}
+
+pub(crate) enum SearchResult {
+    Linearizable,
+    Violation(Frontier),
+    OutOfBudget,
+}
+
+/// Where the search got furthest before failing.
+#[derive(Clone, Debug)]
+pub(crate) struct Frontier {
+    /// Indices into the searched ops: the longest linearizable order found.
+    pub prefix: Vec<usize>,
+    /// Model state after `prefix`.
+    pub state: u32,
+    /// Candidates at that point (called before `deadline` returned) that
+    /// could not go next.
+    pub pending: Vec<usize>,
+    /// The earliest-returning operation not in `prefix`: something from
+    /// `pending` (or itself) had to be linearized before its return.
+    pub deadline: usize,
+}
+
+/// Searches for a linearization of `ops` (one key), spending at most
+/// `max_steps` steps (a candidate tried or a frame undone).
+pub(crate) fn search(ops: &[KeyOp], max_steps: u64) -> Outcome {
+    let mut search = Search::new(ops);
+    let result = search.run(max_steps);
+    Outcome {
+        result,
+        steps: search.steps,
+    }
+}
+
+struct Frame {
+    entry: u32,
+    op: u32,
+    prev_state: u32,
+    /// A greedy read: when undone, no sibling is tried (see module docs).
+    forced: bool,
+}
+
+struct Search<'a> {
+    ops: &'a [KeyOp],
+    list: EventList,
+    linearized: Vec<u64>,
+    /// Zobrist hash of `linearized`.
+    linearized_hash: u64,
+    visited: VisitedSet,
+    stack: Vec<Frame>,
+    state: u32,
+    definite_left: usize,
+    /// Per value id: GETs of it not yet linearized.
+    reads_left: Vec<u32>,
+    /// Per value id: writes of it not yet linearized.
+    writers_left: Vec<u32>,
+    steps: u64,
+    deepest: Option<Frontier>,
+}
+
+impl<'a> Search<'a> {
+    fn new(ops: &'a [KeyOp]) -> Self {
+        assert!(
+            ops.len() < NIL as usize / 2,
+            "too many operations on one key"
+        );
+        let words = ops.len().div_ceil(64).max(1);
+        let values = ops
+            .iter()
+            .map(|op| value_of(op.kind))
+            .max()
+            .unwrap_or(ABSENT) as usize
+            + 1;
+        let mut reads_left = vec![0; values];
+        let mut writers_left = vec![0; values];
+        for op in ops {
+            match op.kind {
+                Kind::Read(value) => reads_left[value as usize] += 1,
+                Kind::Write(value) => writers_left[value as usize] += 1,
+            }
+        }
+        Search {
+            ops,
+            list: EventList::new(ops),
+            linearized: vec![0; words],
+            linearized_hash: 0,
+            visited: VisitedSet::new(words),
+            stack: Vec::new(),
+            state: ABSENT,
+            definite_left: ops.iter().filter(|op| op.definite).count(),
+            reads_left,
+            writers_left,
+            steps: 0,
+            deepest: None,
+        }
+    }
+
+    fn run(&mut self, max_steps: u64) -> SearchResult {
+        let mut entry = self.list.first();
+        loop {
+            if self.definite_left == 0 {
+                return SearchResult::Linearizable;
+            }
+            if self.steps >= max_steps {
+                return SearchResult::OutOfBudget;
+            }
+            self.steps += 1;
+            assert_ne!(entry, NIL, "a definite op is left, so a return event is");
+            let next = if self.list.is_return[entry as usize] {
+                self.record_dead_end(entry);
+                None
+            } else {
+                self.try_linearize(entry)
+            };
+            entry = match next.or_else(|| self.backtrack()) {
+                Some(entry) => entry,
+                None => {
+                    let frontier = self.deepest.take().expect("a dead end was recorded");
+                    return SearchResult::Violation(frontier);
+                }
+            };
+        }
+    }
+
+    /// Tries the candidate at `entry`; returns the entry to look at next, or
+    /// `None` when this search node is exhausted.
+    fn try_linearize(&mut self, entry: u32) -> Option<u32> {
+        let op = self.list.op[entry as usize];
+        let (new_state, is_read) = match self.ops[op as usize].kind {
+            Kind::Read(value) if value == self.state => (self.state, true),
+            Kind::Read(_) => return Some(self.list.next[entry as usize]),
+            Kind::Write(value) if self.would_orphan_reads(value) => {
+                return Some(self.list.next[entry as usize])
+            }
+            Kind::Write(value) => (value, false),
+        };
+        let new_hash = self.linearized_hash ^ zobrist_op(op);
+        flip_bit(&mut self.linearized, op);
+        if self.visited.insert(
+            new_hash ^ zobrist_state(new_state),
+            &self.linearized,
+            new_state,
+        ) {
+            self.stack.push(Frame {
+                entry,
+                op,
+                prev_state: self.state,
+                forced: is_read,
+            });
+            self.state = new_state;
+            self.linearized_hash = new_hash;
+            self.list.lift(op);
+            self.count_linearized(op, true);
+            return Some(self.list.first());
+        }
+        flip_bit(&mut self.linearized, op);
+        // A matching read leading to an explored (failed) configuration
+        // proves this node fails too (see module docs).
+        (!is_read).then(|| self.list.next[entry as usize])
+    }
+
+    /// True when writing `value` now would overwrite the current value while
+    /// a GET of it is pending and no pending write can restore it.
+    fn would_orphan_reads(&self, value: u32) -> bool {
+        let current = self.state as usize;
+        value != self.state && self.reads_left[current] > 0 && self.writers_left[current] == 0
+    }
+
+    /// Keeps the counters of what is left in step with `linearized`.
+    fn count_linearized(&mut self, op: u32, linearized: bool) {
+        let op = &self.ops[op as usize];
+        let counter = match op.kind {
+            Kind::Read(value) => &mut self.reads_left[value as usize],
+            Kind::Write(value) => &mut self.writers_left[value as usize],
+        };
+        if linearized {
+            *counter -= 1;
+            self.definite_left -= usize::from(op.definite);
+        } else {
+            *counter += 1;
+            self.definite_left += usize::from(op.definite);
+        }
+    }
+
+    /// Undoes frames until one has a sibling left to try; returns it.
+    fn backtrack(&mut self) -> Option<u32> {
+        while let Some(frame) = self.stack.pop() {
+            self.steps += 1;
+            self.list.unlift(frame.op);
+            flip_bit(&mut self.linearized, frame.op);
+            self.linearized_hash ^= zobrist_op(frame.op);
+            self.state = frame.prev_state;
+            self.count_linearized(frame.op, false);
+            if !frame.forced {
+                return Some(self.list.next[frame.entry as usize]);
+            }
+        }
+        None
+    }
+
+    /// Remembers the deepest point reached, for the explanation.
+    fn record_dead_end(&mut self, deadline_entry: u32) {
+        let depth = self.stack.len();
+        if self
+            .deepest
+            .as_ref()
+            .is_some_and(|d| d.prefix.len() >= depth)
+        {
+            return;
+        }
+        let mut pending = Vec::new();
+        let mut entry = self.list.first();
+        while entry != deadline_entry {
+            pending.push(self.list.op[entry as usize] as usize);
+            entry = self.list.next[entry as usize];
+        }
+        self.deepest = Some(Frontier {
+            prefix: self.stack.iter().map(|f| f.op as usize).collect(),
+            state: self.state,
+            pending,
+            deadline: self.list.op[deadline_entry as usize] as usize,
+        });
+    }
+}
+
+/// Call and return events in time order, as a doubly linked list with a
+/// sentinel head at index 0 (dancing links: lift and unlift in LIFO order).
+struct EventList {
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    op: Vec<u32>,
+    is_return: Vec<bool>,
+    call_entry: Vec<u32>,
+    /// `NIL` for unknown-outcome ops, which never return.
+    return_entry: Vec<u32>,
+}
+
+impl EventList {
+    fn new(ops: &[KeyOp]) -> Self {
+        // (time, is_return, op): calls sort before returns at equal times.
+        let mut events: Vec<(u64, bool, u32)> = Vec::with_capacity(2 * ops.len());
+        for (index, op) in ops.iter().enumerate() {
+            let index = index as u32;
+            events.push((op.call_ns, false, index));
+            if op.definite {
+                events.push((op.return_ns, true, index));
+            }
+        }
+        events.sort_unstable();
+        let len = events.len() + 1;
+        let mut list = EventList {
+            next: (1..=len as u32).collect(),
+            prev: (0..len as u32).map(|i| i.wrapping_sub(1)).collect(),
+            op: vec![NIL; len],
+            is_return: vec![false; len],
+            call_entry: vec![NIL; ops.len()],
+            return_entry: vec![NIL; ops.len()],
+        };
+        list.next[len - 1] = NIL;
+        for (position, &(_, is_return, op)) in events.iter().enumerate() {
+            let entry = position as u32 + 1;
+            list.op[entry as usize] = op;
+            list.is_return[entry as usize] = is_return;
+            if is_return {
+                list.return_entry[op as usize] = entry;
+            } else {
+                list.call_entry[op as usize] = entry;
+            }
+        }
+        list
+    }
+
+    fn first(&self) -> u32 {
+        self.next[0]
+    }
+
+    fn lift(&mut self, op: u32) {
+        self.remove(self.call_entry[op as usize]);
+        let ret = self.return_entry[op as usize];
+        if ret != NIL {
+            self.remove(ret);
+        }
+    }
+
+    fn unlift(&mut self, op: u32) {
+        let ret = self.return_entry[op as usize];
+        if ret != NIL {
+            self.reinsert(ret);
+        }
+        self.reinsert(self.call_entry[op as usize]);
+    }
+
+    fn remove(&mut self, entry: u32) {
+        let (prev, next) = (self.prev[entry as usize], self.next[entry as usize]);
+        self.next[prev as usize] = next;
+        if next != NIL {
+            self.prev[next as usize] = prev;
+        }
+    }
+
+    fn reinsert(&mut self, entry: u32) {
+        let (prev, next) = (self.prev[entry as usize], self.next[entry as usize]);
+        self.next[prev as usize] = entry;
+        if next != NIL {
+            self.prev[next as usize] = entry;
+        }
+    }
+}
+
+fn value_of(kind: Kind) -> u32 {
+    match kind {
+        Kind::Read(value) | Kind::Write(value) => value,
+    }
+}
+
+fn flip_bit(bits: &mut [u64], op: u32) {
+    bits[op as usize / 64] ^= 1 << (op % 64);
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn zobrist_op(op: u32) -> u64 {
+    splitmix64(u64::from(op))
+}
+
+fn zobrist_state(state: u32) -> u64 {
+    splitmix64(u64::from(state) | 1 << 40)
+}
+
+/// The set of explored (linearized set, state) configurations. Keyed by a
+/// 64-bit Zobrist hash, with the full bitset kept to rule out collisions;
+/// bitsets live in one arena so a lookup allocates nothing.
+struct VisitedSet {
+    words: usize,
+    bits: Vec<u64>,
+    states: Vec<u32>,
+    /// Next configuration with the same hash, or `NIL`.
+    chain: Vec<u32>,
+    heads: HashMap<u64, u32, BuildHasherDefault<PassThroughHasher>>,
+}
+
+impl VisitedSet {
+    fn new(words: usize) -> Self {
+        VisitedSet {
+            words,
+            bits: Vec::new(),
+            states: Vec::new(),
+            chain: Vec::new(),
+            heads: HashMap::default(),
+        }
+    }
+
+    /// Adds the configuration; false if it was already there.
+    fn insert(&mut self, hash: u64, linearized: &[u64], state: u32) -> bool {
+        debug_assert_eq!(linearized.len(), self.words);
+        let head = self.heads.get(&hash).copied().unwrap_or(NIL);
+        let mut index = head;
+        while index != NIL {
+            let start = index as usize * self.words;
+            if self.states[index as usize] == state
+                && self.bits[start..start + self.words] == *linearized
+            {
+                return false;
+            }
+            index = self.chain[index as usize];
+        }
+        let index = u32::try_from(self.states.len()).expect("visited set below 2^32 entries");
+        self.bits.extend_from_slice(linearized);
+        self.states.push(state);
+        self.chain.push(head);
+        self.heads.insert(hash, index);
+        true
+    }
+}
+
+/// The keys are already well-mixed Zobrist hashes.
+#[derive(Default)]
+struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
