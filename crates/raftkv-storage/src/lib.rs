@@ -1,1 +1,33 @@
-//! Node storage (being written).
+//! # raftkv-storage
+//!
+//! Each node keeps its state in a folder a person can read:
+//! `<data_dir>/logs_node_<id>/` with `logs.txt` (the Raft log, one
+//! checksummed line per entry), `metadata.txt` (term, vote, commit; replaced
+//! atomically), `dump.txt` (the event trace) and `LOCK`. See docs/storage.md.
+//!
+//! - [`Storage`]: the contract, implemented by [`FileStorage`] and by the
+//!   simulator's [`MemStorage`]; [`conformance`] is the one suite both pass.
+//! - [`persist_ready`]: writes a core `Ready` in a crash-safe order.
+//! - [`DumpLog`]: the buffered, rotated `dump.txt` writer.
+//! - [`escape`] and [`line`]: the text formats.
+
+pub mod conformance;
+pub mod dump;
+mod error;
+pub mod escape;
+mod file;
+pub mod line;
+mod lock;
+mod mem;
+pub mod metadata;
+mod storage;
+
+pub use dump::{event_level, DumpLevel, DumpLog, DumpOptions};
+pub use error::StorageError;
+pub use file::{node_dir_name, FileStorage, FileStorageOptions, OpenReport, TornTail, LOG_FILE};
+pub use lock::LOCK_FILE;
+pub use mem::MemStorage;
+pub use storage::{
+    persist_ready, persist_ready_with, recovered_hard_state, PersistOptions, Storage,
+    DEFAULT_COMMIT_SAVE_INTERVAL,
+};
