@@ -248,6 +248,9 @@ impl fmt::Display for Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RejectReason {
     UnknownSender,
+    /// A term or log index so large no honest cluster reaches it (≥ 2⁶²);
+    /// accepting it would risk overflow.
+    AbsurdNumber,
     NotForMe,
     /// Entries that are not consecutive, do not follow `prev_log_index`, or
     /// carry a term above the message's.

@@ -37,9 +37,9 @@ pub enum RestoreError {
     BadLog(String),
 }
 
-/// Terms at or above this are treated as hostile: no honest cluster gets
-/// there, and accepting them would let `term + 1` overflow.
-const TERM_ABSURD: u64 = u64::MAX / 2;
+/// Terms and indexes at or above this are treated as hostile: no honest
+/// cluster gets there, and accepting them would risk overflow.
+const NUMBER_ABSURD: u64 = 1 << 62;
 
 /// The leader's bookkeeping, alive only while this node leads.
 #[derive(Debug)]
@@ -205,8 +205,8 @@ impl RaftNode {
         if !self.peers.contains(&msg.from) {
             return self.reject(msg.from, RejectReason::UnknownSender);
         }
-        if msg.term.0 >= TERM_ABSURD {
-            return self.reject(msg.from, RejectReason::MalformedEntries);
+        if msg.term.0 >= NUMBER_ABSURD || has_absurd_index(&msg.body) {
+            return self.reject(msg.from, RejectReason::AbsurdNumber);
         }
         match &msg.body {
             MessageBody::RequestVote(_) => return self.handle_vote_request(msg),
@@ -553,6 +553,22 @@ impl RaftNode {
             let outcome = Err(ReadError::NotLeader { leader_hint: hint });
             self.read_results.push(ReadResult { id: r.id, outcome });
         }
+    }
+}
+
+fn has_absurd_index(body: &MessageBody) -> bool {
+    let absurd = |i: LogIndex| i.0 >= NUMBER_ABSURD;
+    match body {
+        MessageBody::AppendEntries(a) => {
+            absurd(a.prev_log_index)
+                || absurd(a.leader_commit)
+                || a.prev_log_term.0 >= NUMBER_ABSURD
+        }
+        MessageBody::AppendEntriesResponse(r) => {
+            absurd(r.match_index) || absurd(r.conflict_index) || absurd(r.last_log_index)
+        }
+        MessageBody::RequestVote(r) => absurd(r.last_log_index),
+        MessageBody::RequestVoteResponse(_) => false,
     }
 }
 
