@@ -1,0 +1,405 @@
+//! Recovery on open: torn tails are cut and reported; anything else wrong is
+//! refused with the file, line and problem named. Also the lock and dump.txt.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use raftkv_core::{HardState, LogIndex, NodeId, Term};
+use raftkv_storage::conformance::{entries, entry};
+use raftkv_storage::{
+    line, DumpLevel, DumpLog, DumpOptions, FileStorage, FileStorageOptions, OpenReport, Storage,
+    StorageError, LOG_FILE,
+};
+
+const NODE: NodeId = NodeId(3);
+
+fn open(data: &Path) -> Result<(FileStorage, raftkv_core::Restored, OpenReport), StorageError> {
+    FileStorage::open(data, NODE, FileStorageOptions::default())
+}
+
+/// A data dir holding node 3 with `n` synced entries of term 1.
+fn store_with(n: u64) -> (tempfile::TempDir, PathBuf) {
+    let data = tempfile::tempdir().unwrap();
+    let (mut s, _, report) = open(data.path()).unwrap();
+    assert!(report.created);
+    s.append(&entries(1, n, 1)).unwrap();
+    s.sync().unwrap();
+    s.save_hard_state(&HardState {
+        term: Term(1),
+        voted_for: Some(NodeId(1)),
+        commit: LogIndex(n.min(2)),
+    })
+    .unwrap();
+    let log = s.dir().join(LOG_FILE);
+    (data, log)
+}
+
+fn expect_corrupt(data: &Path, file: &str, line: u64, what: &str) {
+    match open(data) {
+        Err(e @ StorageError::Corrupt { .. }) => {
+            let StorageError::Corrupt {
+                file: f,
+                line: l,
+                reason,
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert!(f.ends_with(file), "{e}");
+            assert_eq!(*l, line, "{e}");
+            assert!(reason.contains(what), "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("{file}:{line}:")),
+                "message must name file and line: {msg}"
+            );
+            println!("refused as expected: {msg}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a corrupt store"),
+    }
+}
+
+fn lines(log: &Path) -> Vec<String> {
+    fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(log: &Path, lines: &[String], trailing_newline: bool) {
+    let mut text = lines.join("\n");
+    if trailing_newline {
+        text.push('\n');
+    }
+    fs::write(log, text).unwrap();
+}
+
+#[test]
+fn torn_final_line_without_newline_is_cut_and_reported() {
+    let (data, log) = store_with(10);
+    let full = fs::read(&log).unwrap();
+    let cut_at = full.len() - 7; // inside line 10
+    fs::write(&log, &full[..cut_at]).unwrap();
+    let (s, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries, entries(1, 9, 1));
+    let torn = report.torn_tail.expect("a torn tail must be reported");
+    assert_eq!(torn.line, 10);
+    assert_eq!(torn.offset + torn.bytes_cut, cut_at as u64);
+    assert!(torn.reason.contains("no trailing newline"));
+    assert_eq!(
+        fs::metadata(&log).unwrap().len(),
+        torn.offset,
+        "the file must be cut"
+    );
+    let dump = fs::read_to_string(s.dir().join("dump.txt")).unwrap();
+    assert!(
+        dump.contains("cut torn final line 10 of logs.txt"),
+        "dump.txt: {dump}"
+    );
+    assert!(dump.contains(" node=3 term=1 "), "dump.txt: {dump}");
+    drop(s);
+    // The cut is durable and the store appends after it.
+    let (mut s, restored, report) = open(data.path()).unwrap();
+    assert!(report.torn_tail.is_none());
+    assert_eq!(restored.entries.len(), 9);
+    s.append(&entries(10, 12, 2)).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    assert_eq!(open(data.path()).unwrap().1.entries.len(), 12);
+}
+
+#[test]
+fn bad_checksum_on_the_last_line_only_is_a_torn_tail() {
+    let (data, log) = store_with(5);
+    let mut l = lines(&log);
+    l[4] = l[4].replace("value", "valuf");
+    write_lines(&log, &l, true);
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries, entries(1, 4, 1));
+    let torn = report.torn_tail.unwrap();
+    assert_eq!(torn.line, 5);
+    assert!(torn.reason.contains("checksum mismatch"), "{}", torn.reason);
+}
+
+#[test]
+fn a_whole_zeroed_tail_is_cut() {
+    let (data, log) = store_with(5);
+    let mut bytes = fs::read(&log).unwrap();
+    bytes.extend_from_slice(&[0u8; 4096]);
+    fs::write(&log, bytes).unwrap();
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries.len(), 5);
+    assert_eq!(report.torn_tail.unwrap().bytes_cut, 4096);
+}
+
+#[test]
+fn bad_line_before_the_end_is_refused_naming_file_and_line() {
+    let (data, log) = store_with(10);
+    let mut l = lines(&log);
+    l[3] = l[3].replace("value", "valuf");
+    write_lines(&log, &l, true);
+    expect_corrupt(data.path(), LOG_FILE, 4, "checksum mismatch");
+    // Nothing was changed by the refusal.
+    assert_eq!(lines(&log), l);
+}
+
+#[test]
+fn torn_line_followed_by_more_lines_is_refused() {
+    let (data, log) = store_with(6);
+    let mut l = lines(&log);
+    let half = l[2].len() / 2;
+    l[2].truncate(half);
+    write_lines(&log, &l, true);
+    expect_corrupt(data.path(), LOG_FILE, 3, "");
+}
+
+#[test]
+fn gap_is_refused() {
+    let (data, log) = store_with(6);
+    let mut l = lines(&log);
+    l.remove(3); // index 4 missing
+    write_lines(&log, &l, true);
+    expect_corrupt(data.path(), LOG_FILE, 4, "does not follow index 3");
+}
+
+#[test]
+fn decreasing_term_is_refused() {
+    let (data, log) = store_with(3);
+    let mut l = lines(&log);
+    l.truncate(2);
+    l[1] = line::encode(&entry(2, 2)).trim_end().to_owned();
+    l.push(line::encode(&entry(3, 1)).trim_end().to_owned());
+    l.push(line::encode(&entry(4, 2)).trim_end().to_owned());
+    write_lines(&log, &l, true);
+    expect_corrupt(data.path(), LOG_FILE, 3, "non-decreasing terms");
+}
+
+#[test]
+fn unreadable_metadata_is_refused() {
+    let (data, _) = store_with(3);
+    let meta = data.path().join("logs_node_3/metadata.txt");
+    fs::write(&meta, "term 1\nvoted_for one\ncommit 2\n").unwrap();
+    expect_corrupt(data.path(), "metadata.txt", 2, "voted_for");
+    fs::write(&meta, [0xff, 0xfe]).unwrap();
+    expect_corrupt(data.path(), "metadata.txt", 1, "UTF-8");
+    fs::remove_file(&meta).unwrap();
+    let err = open(data.path())
+        .err()
+        .expect("missing metadata with a log must be refused");
+    assert!(
+        matches!(err, StorageError::Inconsistent { .. })
+            && err.to_string().contains("metadata.txt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn commit_beyond_the_log_is_refused() {
+    let (data, _) = store_with(3);
+    let meta = data.path().join("logs_node_3/metadata.txt");
+    fs::write(&meta, "term 1\nvoted_for none\ncommit 9\n").unwrap();
+    let err = open(data.path()).err().expect("must refuse");
+    assert!(err.to_string().contains("commit 9"), "{err}");
+}
+
+#[test]
+fn leftover_temp_metadata_is_ignored_and_removed() {
+    let (data, _) = store_with(3);
+    let tmp = data.path().join("logs_node_3/metadata.txt.tmp");
+    fs::write(&tmp, "term 99\n").unwrap();
+    let (_, restored, _) = open(data.path()).unwrap();
+    assert_eq!(restored.hard_state.term, Term(1));
+    assert!(!tmp.exists());
+}
+
+#[test]
+fn metadata_is_readable_text() {
+    let (data, _) = store_with(3);
+    let text = fs::read_to_string(data.path().join("logs_node_3/metadata.txt")).unwrap();
+    assert!(text.contains("\nterm 1\nvoted_for 1\ncommit 2\n"), "{text}");
+}
+
+#[test]
+fn log_term_above_stored_term_raises_the_restored_term() {
+    let (data, _) = store_with(3);
+    let (mut s, _, _) = open(data.path()).unwrap();
+    s.append(&entries(4, 4, 6)).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert_eq!(
+        restored.hard_state,
+        HardState {
+            term: Term(6),
+            voted_for: None,
+            commit: LogIndex(2)
+        }
+    );
+    assert_eq!(report.term_raised_from, Some(Term(1)));
+}
+
+#[test]
+fn second_open_in_the_same_process_is_refused() {
+    let (data, _) = store_with(1);
+    let (s, _, _) = open(data.path()).unwrap();
+    let err = open(data.path()).err().expect("second open must fail");
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    drop(s);
+    open(data.path()).expect("the lock is released on drop");
+}
+
+#[test]
+fn another_process_cannot_open_a_locked_folder() {
+    let (data, _) = store_with(1);
+    let (s, _, _) = open(data.path()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_raftkv-storage-crash-writer"))
+        .args([data.path().to_str().unwrap(), "3", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the writer must fail to open: {stderr}"
+    );
+    assert!(stderr.contains("locked by another process"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+    drop(s);
+}
+
+#[test]
+fn this_process_cannot_open_a_folder_a_child_holds() {
+    let (data, _) = store_with(1);
+    let child = Command::new(env!("CARGO_BIN_EXE_raftkv-storage-crash-writer"))
+        .args([data.path().to_str().unwrap(), "3", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(child);
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.0.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with("OPENED"), "{first}");
+    let err = open(data.path())
+        .err()
+        .expect("open while a child holds the lock must fail");
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    drop(child); // SIGKILL: the kernel drops the lock with the process
+    open(data.path()).expect("a killed holder leaves no stale lock");
+}
+
+#[test]
+fn missing_data_dir_is_a_clear_error() {
+    let data = tempfile::tempdir().unwrap();
+    let missing = data.path().join("nope");
+    let err = open(&missing).err().unwrap();
+    assert!(matches!(err, StorageError::DataDirMissing { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("nope: data directory does not exist"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "the data dir must not be created");
+}
+
+#[test]
+fn entries_reads_ranges_through_the_offset_map() {
+    let (data, _) = store_with(300);
+    let (mut s, _, report) = open(data.path()).unwrap();
+    assert_eq!(report.entries, 300);
+    assert_eq!(
+        s.entries(LogIndex(120), LogIndex(130)).unwrap(),
+        entries(120, 130, 1)
+    );
+    assert_eq!(
+        s.entries(LogIndex(300), LogIndex(300)).unwrap(),
+        entries(300, 300, 1)
+    );
+    s.append(&entries(200, 210, 2)).unwrap();
+    assert_eq!(
+        s.entries(LogIndex(195), LogIndex(210)).unwrap()[5..],
+        entries(200, 210, 2)[..]
+    );
+    assert_eq!(
+        s.log_bytes(),
+        fs::metadata(s.dir().join(LOG_FILE)).unwrap().len()
+    );
+}
+
+#[test]
+fn dump_log_writes_filters_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = DumpOptions::new(NodeId(2));
+    opts.max_bytes = 2000;
+    let dump = DumpLog::open(dir.path(), opts).unwrap();
+    dump.record(DumpLevel::Info, Term(5), &"election started, term 5");
+    dump.record(DumpLevel::Debug, Term(5), &"not at info level");
+    dump.record_event(Term(5), &raftkv_core::Event::LeaseLost { term: Term(5) });
+    dump.flush();
+    let text = fs::read_to_string(dir.path().join("dump.txt")).unwrap();
+    let l: Vec<&str> = text.lines().collect();
+    assert_eq!(l.len(), 2, "{text}");
+    assert!(
+        l[0].ends_with("Z node=2 term=5 election started, term 5"),
+        "{text}"
+    );
+    assert!(
+        l[1].ends_with("lease renewal failed in term 5; lease reads stop"),
+        "{text}"
+    );
+    for i in 0..100 {
+        dump.record(DumpLevel::Info, Term(5), &format_args!("line {i}"));
+    }
+    drop(dump);
+    let now = fs::metadata(dir.path().join("dump.txt")).unwrap().len();
+    let old = fs::metadata(dir.path().join("dump.txt.1")).unwrap().len();
+    assert!(
+        now < 2000 && (2000..2200).contains(&old),
+        "sizes {now} {old}"
+    );
+    let tail = fs::read_to_string(dir.path().join("dump.txt")).unwrap();
+    assert!(
+        tail.trim_end().ends_with("line 99"),
+        "drop must flush: {tail}"
+    );
+}
+
+#[test]
+fn dump_log_drops_and_counts_when_the_queue_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = DumpOptions::new(NodeId(1));
+    opts.queue_lines = 1;
+    let dump = DumpLog::open(dir.path(), opts).unwrap();
+    for i in 0..20_000 {
+        dump.record(DumpLevel::Info, Term(1), &i);
+    }
+    let dropped = dump.dropped_lines();
+    dump.flush();
+    drop(dump);
+    let text = fs::read_to_string(dir.path().join("dump.txt")).unwrap();
+    let written = text.lines().filter(|l| !l.contains("dropped")).count() as u64;
+    assert!(dropped > 0, "a queue of 1 must overflow");
+    assert!(
+        text.contains("lines dropped (queue full)"),
+        "the drop count must be written"
+    );
+    assert!(written <= 20_000 && written > 0);
+}
