@@ -85,6 +85,18 @@ pub struct FileStorage {
     _lock: DirLock,
 }
 
+impl std::fmt::Debug for FileStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStorage")
+            .field("dir", &self.dir)
+            .field("last_index", &self.offsets.len())
+            .field("log_bytes", &self.log_bytes)
+            .field("hard_state", &self.hard_state)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FileStorage {
     /// Opens (creating if missing) `<data_dir>/logs_node_<id>/`, takes its lock,
     /// validates and recovers. `data_dir` itself must exist.
@@ -142,7 +154,11 @@ impl FileStorage {
         if let Some(torn) = &scan.torn {
             cut_torn_tail(&log, &log_path, torn)?;
             tracing::warn!(dir = %dir.display(), "{torn}");
-            dump::append_now(&dir, node_id, hard_state.term, torn)?;
+            // Best effort: the cut is also in the report, and a full disk
+            // must not keep the node from starting.
+            if let Err(e) = dump::append_now(&dir, node_id, hard_state.term, torn) {
+                tracing::warn!("could not record the cut in dump.txt: {e}");
+            }
         }
         let restored_hs = recovered_hard_state(hard_state, last_term);
         if restored_hs.term != hard_state.term {

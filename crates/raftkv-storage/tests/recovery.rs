@@ -186,9 +186,7 @@ fn unreadable_metadata_is_refused() {
     fs::write(&meta, [0xff, 0xfe]).unwrap();
     expect_corrupt(data.path(), "metadata.txt", 1, "UTF-8");
     fs::remove_file(&meta).unwrap();
-    let err = open(data.path())
-        .err()
-        .expect("missing metadata with a log must be refused");
+    let err = open(data.path()).expect_err("missing metadata with a log must be refused");
     assert!(
         matches!(err, StorageError::Inconsistent { .. })
             && err.to_string().contains("metadata.txt"),
@@ -201,7 +199,7 @@ fn commit_beyond_the_log_is_refused() {
     let (data, _) = store_with(3);
     let meta = data.path().join("logs_node_3/metadata.txt");
     fs::write(&meta, "term 1\nvoted_for none\ncommit 9\n").unwrap();
-    let err = open(data.path()).err().expect("must refuse");
+    let err = open(data.path()).expect_err("must refuse");
     assert!(err.to_string().contains("commit 9"), "{err}");
 }
 
@@ -245,7 +243,7 @@ fn log_term_above_stored_term_raises_the_restored_term() {
 fn second_open_in_the_same_process_is_refused() {
     let (data, _) = store_with(1);
     let (s, _, _) = open(data.path()).unwrap();
-    let err = open(data.path()).err().expect("second open must fail");
+    let err = open(data.path()).expect_err("second open must fail");
     assert!(matches!(err, StorageError::Locked { .. }), "{err}");
     assert!(
         err.to_string()
@@ -298,9 +296,7 @@ fn this_process_cannot_open_a_folder_a_child_holds() {
     )
     .unwrap();
     assert!(first.starts_with("OPENED"), "{first}");
-    let err = open(data.path())
-        .err()
-        .expect("open while a child holds the lock must fail");
+    let err = open(data.path()).expect_err("open while a child holds the lock must fail");
     assert!(matches!(err, StorageError::Locked { .. }), "{err}");
     drop(child); // SIGKILL: the kernel drops the lock with the process
     open(data.path()).expect("a killed holder leaves no stale lock");
