@@ -24,7 +24,7 @@ pub fn escape_into(text: &str, out: &mut Vec<u8>) {
         return;
     }
     // Fast path: most keys and values need no escaping at all.
-    if !text.chars().any(needs_escape) {
+    if is_plain(text) {
         out.extend_from_slice(text.as_bytes());
         return;
     }
@@ -53,6 +53,16 @@ pub fn escape(text: &str) -> String {
     let mut out = Vec::with_capacity(text.len() + 2);
     escape_into(text, &mut out);
     String::from_utf8(out).expect("escaping keeps UTF-8")
+}
+
+/// True when `text` needs no escaping. Checks bytes first (fast, and the
+/// common case is printable ASCII), chars only for non-ASCII text.
+fn is_plain(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.iter().all(|&b| b > b' ' && b < 0x7f && b != b'\\') {
+        return true;
+    }
+    !bytes.is_ascii() && !text.chars().any(needs_escape)
 }
 
 fn needs_escape(c: char) -> bool {

@@ -10,8 +10,6 @@
 //! ([`crate::escape`]); the checksum is CRC-32C of every byte before ` crc=`,
 //! as 8 lowercase hex digits. A later `CONFIG ...` kind fits the same shape.
 
-use std::io::Write as _;
-
 use raftkv_core::{ClientCommand, ClientId, Entry, EntryPayload, LogIndex, Op, Term};
 
 use crate::escape::{escape_into, unescape};
@@ -22,7 +20,10 @@ const CRC_SUFFIX_LEN: usize = 13;
 /// Appends the line for `entry`, with its final `\n`, to `out`.
 pub fn encode_into(entry: &Entry, out: &mut Vec<u8>) {
     let start = out.len();
-    write!(out, "{} {} ", entry.index, entry.term).expect("write to Vec");
+    push_u64(out, entry.index.0);
+    out.push(b' ');
+    push_u64(out, entry.term.0);
+    out.push(b' ');
     match &entry.payload {
         EntryPayload::Noop => out.extend_from_slice(b"NO-OP"),
         EntryPayload::Command(cmd) => {
@@ -31,7 +32,11 @@ pub fn encode_into(entry: &Entry, out: &mut Vec<u8>) {
                 Op::Delete { .. } => b"DELETE",
             };
             out.extend_from_slice(kind);
-            write!(out, " session={}:{} ", cmd.client_id, cmd.seq).expect("write to Vec");
+            out.extend_from_slice(b" session=");
+            push_u64(out, cmd.client_id.0);
+            out.push(b':');
+            push_u64(out, cmd.seq);
+            out.push(b' ');
             match &cmd.op {
                 Op::Set { key, value } => {
                     escape_into(key, out);
@@ -43,7 +48,29 @@ pub fn encode_into(entry: &Entry, out: &mut Vec<u8>) {
         }
     }
     let crc = crc32c::crc32c(&out[start..]);
-    writeln!(out, " crc={crc:08x}").expect("write to Vec");
+    out.extend_from_slice(b" crc=");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend(
+        (0..8)
+            .rev()
+            .map(|nibble| HEX[(crc >> (nibble * 4)) as usize & 0xf]),
+    );
+    out.push(b'\n');
+}
+
+/// Decimal digits of `n`, without going through `fmt` (this is the hot path).
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The line for `entry` as a `String` (with its final `\n`).
