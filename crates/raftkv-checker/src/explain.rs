@@ -14,6 +14,8 @@ use crate::{Budget, Operation, Violation};
 const QUOTE_CHARS_MAX: usize = 40;
 /// Prefix operations listed before eliding the older ones.
 const PREFIX_SHOWN_MAX: usize = 8;
+/// Witness ops listed in full before only the ones around the failure are.
+const LISTED_OPS_MAX: usize = 12;
 
 pub(crate) fn violation(
     history: &[Operation],
@@ -51,7 +53,7 @@ fn shrink(
             if candidate.len() < keep.len() {
                 let ops: Vec<KeyOp> = candidate.iter().map(|&i| key_history.ops[i]).collect();
                 let outcome = search::search(&ops, steps_left);
-                steps_left -= outcome.steps;
+                steps_left = steps_left.saturating_sub(outcome.steps);
                 match outcome.result {
                     SearchResult::Violation(smaller) => {
                         keep = candidate;
@@ -107,17 +109,21 @@ fn describe(
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "key {}: not linearizable; {} of its {} operations admit no valid order:",
+        "key {}: not linearizable; these {} of its {} operations alone have no valid order:",
         quote(&key_history.key),
-        if ops.len() == 1 {
-            "this one".to_string()
-        } else {
-            format!("these {}", ops.len())
-        },
+        ops.len(),
         key_history.ops_total
     );
-    for op in ops {
-        let _ = writeln!(text, "  {}", history[op.source]);
+    let listed = listed_ops(ops, frontier);
+    for &index in &listed {
+        let _ = writeln!(text, "  {}", history[ops[index].source]);
+    }
+    if listed.len() < ops.len() {
+        let _ = writeln!(
+            text,
+            "  ... and {} more (all in Violation::operations): writes of values these GETs saw, which cannot be left out",
+            ops.len() - listed.len()
+        );
     }
     let name = |index: usize| format!("#{}", ops[index].id);
     if frontier.prefix.is_empty() {
@@ -155,6 +161,25 @@ fn describe(
     }
     text.pop(); // the last newline
     text
+}
+
+/// All witness ops when few, else those where the search got stuck: the
+/// tail of the longest order, the pending ops and the deadline.
+fn listed_ops(ops: &[KeyOp], frontier: &Frontier) -> Vec<usize> {
+    if ops.len() <= LISTED_OPS_MAX {
+        return (0..ops.len()).collect();
+    }
+    let tail = frontier.prefix.len().saturating_sub(3);
+    let mut listed: Vec<usize> = frontier.prefix[tail..]
+        .iter()
+        .chain(&frontier.pending)
+        .chain(std::iter::once(&frontier.deadline))
+        .copied()
+        .collect();
+    listed.sort_unstable();
+    listed.dedup();
+    listed.truncate(LISTED_OPS_MAX);
+    listed
 }
 
 fn why_stuck(key_history: &KeyHistory, ops: &[KeyOp], frontier: &Frontier, index: usize) -> String {

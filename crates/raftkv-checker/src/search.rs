@@ -9,16 +9,24 @@
 //! backtracks when no candidate fits. A memo of (linearized set, state)
 //! pairs already explored keeps it from redoing work.
 //!
-//! Two refinements over the textbook algorithm:
+//! Refinements over the textbook algorithm, each a dominance argument (if
+//! any linearization exists, one of the shape the search tries exists):
 //! - Unknown-outcome writes have no return event, so they never impose a
 //!   deadline; the search succeeds as soon as every definite operation is
-//!   linearized (the remaining unknown ones are "never took effect").
-//! - A write is not tried while it would overwrite a value that some pending
-//!   GET still has to see and that no pending write can bring back.
+//!   linearized (the remaining unknown ones "never took effect").
 //! - A candidate GET whose value matches the current state is linearized
 //!   greedily with no alternative tried at that point: moving a matching
 //!   read to the front of any linearization of the rest keeps it valid (a
 //!   read changes no state, and being a candidate nothing must precede it).
+//! - A write is not tried while it would overwrite a value that some pending
+//!   GET still has to see and that no pending write can bring back.
+//! - A write is "blind" when no pending GET returns its value: in any
+//!   linearization another write or the end follows it. A blind unknown
+//!   write is never needed; a blind definite write is linearized only in a
+//!   bundle just before another write, or alone when it is the deadline.
+//! - Unknown writes of equal values are interchangeable once called, so they
+//!   are used in call order, and used ones whose value no pending GET needs
+//!   any more are left out of the memo key.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -70,22 +78,33 @@ struct Frame {
     prev_state: u32,
     /// A greedy read: when undone, no sibling is tried (see module docs).
     forced: bool,
+    /// Blind writes linearized just before `op` are `bundled[bundle_start..]`
+    /// (up to the next frame's start).
+    bundle_start: u32,
 }
 
 struct Search<'a> {
     ops: &'a [KeyOp],
     list: EventList,
-    linearized: Vec<u64>,
-    /// Zobrist hash of `linearized`.
-    linearized_hash: u64,
+    /// The memo key: linearized ops, except unknown writes that can no
+    /// longer matter (no GET of their value is left).
+    key_bits: Vec<u64>,
+    /// Zobrist hash of `key_bits`.
+    key_hash: u64,
     visited: VisitedSet,
     stack: Vec<Frame>,
+    bundled: Vec<u32>,
     state: u32,
     definite_left: usize,
     /// Per value id: GETs of it not yet linearized.
     reads_left: Vec<u32>,
     /// Per value id: writes of it not yet linearized.
     writers_left: Vec<u32>,
+    /// Per value id: its unknown-outcome writes, in call order.
+    unknown_writers: Vec<Vec<u32>>,
+    /// Per value id: how many of `unknown_writers` are linearized (always
+    /// the first ones: equal unknown writes are interchangeable).
+    unknown_used: Vec<u32>,
     steps: u64,
     deepest: Option<Frontier>,
 }
@@ -96,6 +115,10 @@ impl<'a> Search<'a> {
             ops.len() < NIL as usize / 2,
             "too many operations on one key"
         );
+        assert!(
+            ops.windows(2).all(|w| w[0].call_ns <= w[1].call_ns),
+            "ops sorted by call"
+        );
         let words = ops.len().div_ceil(64).max(1);
         let values = ops
             .iter()
@@ -103,28 +126,35 @@ impl<'a> Search<'a> {
             .max()
             .unwrap_or(ABSENT) as usize
             + 1;
-        let mut reads_left = vec![0; values];
-        let mut writers_left = vec![0; values];
-        for op in ops {
-            match op.kind {
-                Kind::Read(value) => reads_left[value as usize] += 1,
-                Kind::Write(value) => writers_left[value as usize] += 1,
-            }
-        }
-        Search {
+        let mut search = Search {
             ops,
             list: EventList::new(ops),
-            linearized: vec![0; words],
-            linearized_hash: 0,
+            key_bits: vec![0; words],
+            key_hash: 0,
             visited: VisitedSet::new(words),
             stack: Vec::new(),
+            bundled: Vec::new(),
             state: ABSENT,
             definite_left: ops.iter().filter(|op| op.definite).count(),
-            reads_left,
-            writers_left,
+            reads_left: vec![0; values],
+            writers_left: vec![0; values],
+            unknown_writers: vec![Vec::new(); values],
+            unknown_used: vec![0; values],
             steps: 0,
             deepest: None,
+        };
+        for (index, op) in ops.iter().enumerate() {
+            match op.kind {
+                Kind::Read(value) => search.reads_left[value as usize] += 1,
+                Kind::Write(value) => {
+                    search.writers_left[value as usize] += 1;
+                    if !op.definite {
+                        search.unknown_writers[value as usize].push(index as u32);
+                    }
+                }
+            }
         }
+        search
     }
 
     fn run(&mut self, max_steps: u64) -> SearchResult {
@@ -158,71 +188,149 @@ impl<'a> Search<'a> {
     /// `None` when this search node is exhausted.
     fn try_linearize(&mut self, entry: u32) -> Option<u32> {
         let op = self.list.op[entry as usize];
+        let sibling = self.list.next[entry as usize];
         let (new_state, is_read) = match self.ops[op as usize].kind {
             Kind::Read(value) if value == self.state => (self.state, true),
-            Kind::Read(_) => return Some(self.list.next[entry as usize]),
-            Kind::Write(value) if self.would_orphan_reads(value) => {
-                return Some(self.list.next[entry as usize])
-            }
+            Kind::Read(_) => return Some(sibling),
+            Kind::Write(value) if !self.worth_writing(op, value) => return Some(sibling),
             Kind::Write(value) => (value, false),
         };
-        let new_hash = self.linearized_hash ^ zobrist_op(op);
-        flip_bit(&mut self.linearized, op);
+        let frame = Frame {
+            entry,
+            op,
+            prev_state: self.state,
+            forced: is_read,
+            bundle_start: self.bundled.len() as u32,
+        };
+        if !is_read {
+            self.collect_bundle(op);
+        }
+        self.apply(&frame, new_state);
         if self.visited.insert(
-            new_hash ^ zobrist_state(new_state),
-            &self.linearized,
-            new_state,
+            self.key_hash ^ zobrist_state(self.state),
+            &self.key_bits,
+            self.state,
         ) {
-            self.stack.push(Frame {
-                entry,
-                op,
-                prev_state: self.state,
-                forced: is_read,
-            });
-            self.state = new_state;
-            self.linearized_hash = new_hash;
-            self.list.lift(op);
-            self.count_linearized(op, true);
+            self.stack.push(frame);
             return Some(self.list.first());
         }
-        flip_bit(&mut self.linearized, op);
+        self.undo(&frame);
         // A matching read leading to an explored (failed) configuration
         // proves this node fails too (see module docs).
-        (!is_read).then(|| self.list.next[entry as usize])
+        (!is_read).then_some(sibling)
     }
 
-    /// True when writing `value` now would overwrite the current value while
-    /// a GET of it is pending and no pending write can restore it.
-    fn would_orphan_reads(&self, value: u32) -> bool {
+    /// Whether linearizing the write `op` of `value` next can be needed.
+    fn worth_writing(&self, op: u32, value: u32) -> bool {
         let current = self.state as usize;
-        value != self.state && self.reads_left[current] > 0 && self.writers_left[current] == 0
+        // It would overwrite a value a pending GET needs and nothing restores.
+        if value != self.state && self.reads_left[current] > 0 && self.writers_left[current] == 0 {
+            return false;
+        }
+        let blind = self.reads_left[value as usize] == 0;
+        if !self.ops[op as usize].definite {
+            // A blind unknown write can be dropped; equal ones go in call order.
+            let next_unused = self.unknown_writers[value as usize]
+                .get(self.unknown_used[value as usize] as usize);
+            return !blind && next_unused == Some(&op);
+        }
+        // A blind definite write goes in a bundle before another write, or
+        // alone when it is the deadline (see `collect_bundle`).
+        !blind || op == self.deadline_op()
     }
 
-    /// Keeps the counters of what is left in step with `linearized`.
-    fn count_linearized(&mut self, op: u32, linearized: bool) {
-        let op = &self.ops[op as usize];
-        let counter = match op.kind {
-            Kind::Read(value) => &mut self.reads_left[value as usize],
-            Kind::Write(value) => &mut self.writers_left[value as usize],
-        };
-        if linearized {
-            *counter -= 1;
-            self.definite_left -= usize::from(op.definite);
-        } else {
-            *counter += 1;
-            self.definite_left += usize::from(op.definite);
+    /// Queues the candidate blind definite writes other than `op` to be
+    /// linearized just before it. This is always safe: a blind write is
+    /// followed by a write in any linearization (no pending GET could see
+    /// its value), so moving it to just before this write changes no GET's
+    /// result. Bundling them spares the search their orders and subsets.
+    fn collect_bundle(&mut self, op: u32) {
+        let mut entry = self.list.first();
+        while entry != NIL && !self.list.is_return[entry as usize] {
+            let other = self.list.op[entry as usize];
+            let candidate = &self.ops[other as usize];
+            if let Kind::Write(value) = candidate.kind {
+                if other != op && candidate.definite && self.reads_left[value as usize] == 0 {
+                    self.bundled.push(other);
+                }
+            }
+            entry = self.list.next[entry as usize];
         }
+    }
+
+    /// The op of the first return event: it must be linearized before
+    /// anything called after it returned.
+    fn deadline_op(&self) -> u32 {
+        let mut entry = self.list.first();
+        while !self.list.is_return[entry as usize] {
+            entry = self.list.next[entry as usize];
+        }
+        self.list.op[entry as usize]
+    }
+
+    fn apply(&mut self, frame: &Frame, new_state: u32) {
+        for index in frame.bundle_start as usize..self.bundled.len() {
+            let bundled = self.bundled[index];
+            self.list.lift(bundled);
+            self.mark(bundled, true);
+        }
+        self.list.lift(frame.op);
+        self.mark(frame.op, true);
+        self.state = new_state;
+    }
+
+    fn undo(&mut self, frame: &Frame) {
+        self.mark(frame.op, false);
+        self.list.unlift(frame.op);
+        while self.bundled.len() > frame.bundle_start as usize {
+            let bundled = self.bundled.pop().expect("non-empty");
+            self.mark(bundled, false);
+            self.list.unlift(bundled);
+        }
+        self.state = frame.prev_state;
+    }
+
+    /// Keeps the counters and the memo key in step with what is linearized.
+    fn mark(&mut self, op: u32, linearized: bool) {
+        let key_op = self.ops[op as usize];
+        let delta: i32 = if linearized { -1 } else { 1 };
+        self.definite_left =
+            (self.definite_left as isize + delta as isize * isize::from(key_op.definite)) as usize;
+        self.flip_key(op);
+        match key_op.kind {
+            Kind::Read(value) => {
+                let left = &mut self.reads_left[value as usize];
+                *left = left.wrapping_add_signed(delta);
+                // The last GET of a value leaving (or coming back) turns the
+                // used unknown writes of it irrelevant (or relevant) again.
+                if (linearized && *left == 0) || (!linearized && *left == 1) {
+                    let used = self.unknown_used[value as usize] as usize;
+                    for index in 0..used {
+                        self.flip_key(self.unknown_writers[value as usize][index]);
+                    }
+                }
+            }
+            Kind::Write(value) => {
+                let left = &mut self.writers_left[value as usize];
+                *left = left.wrapping_add_signed(delta);
+                if !key_op.definite {
+                    let used = &mut self.unknown_used[value as usize];
+                    *used = used.wrapping_add_signed(-delta);
+                }
+            }
+        }
+    }
+
+    fn flip_key(&mut self, op: u32) {
+        self.key_bits[op as usize / 64] ^= 1 << (op % 64);
+        self.key_hash ^= zobrist_op(op);
     }
 
     /// Undoes frames until one has a sibling left to try; returns it.
     fn backtrack(&mut self) -> Option<u32> {
         while let Some(frame) = self.stack.pop() {
             self.steps += 1;
-            self.list.unlift(frame.op);
-            flip_bit(&mut self.linearized, frame.op);
-            self.linearized_hash ^= zobrist_op(frame.op);
-            self.state = frame.prev_state;
-            self.count_linearized(frame.op, false);
+            self.undo(&frame);
             if !frame.forced {
                 return Some(self.list.next[frame.entry as usize]);
             }
@@ -230,9 +338,24 @@ impl<'a> Search<'a> {
         None
     }
 
+    /// The linearized ops in order, bundles included.
+    fn linearized_order(&self) -> Vec<usize> {
+        let mut order = Vec::new();
+        for (depth, frame) in self.stack.iter().enumerate() {
+            let bundle_end = self
+                .stack
+                .get(depth + 1)
+                .map_or(self.bundled.len(), |next| next.bundle_start as usize);
+            let bundle = &self.bundled[frame.bundle_start as usize..bundle_end];
+            order.extend(bundle.iter().map(|&op| op as usize));
+            order.push(frame.op as usize);
+        }
+        order
+    }
+
     /// Remembers the deepest point reached, for the explanation.
     fn record_dead_end(&mut self, deadline_entry: u32) {
-        let depth = self.stack.len();
+        let depth = self.stack.len() + self.bundled.len();
         if self
             .deepest
             .as_ref()
@@ -247,7 +370,7 @@ impl<'a> Search<'a> {
             entry = self.list.next[entry as usize];
         }
         self.deepest = Some(Frontier {
-            prefix: self.stack.iter().map(|f| f.op as usize).collect(),
+            prefix: self.linearized_order(),
             state: self.state,
             pending,
             deadline: self.list.op[deadline_entry as usize] as usize,
@@ -343,10 +466,6 @@ fn value_of(kind: Kind) -> u32 {
     match kind {
         Kind::Read(value) | Kind::Write(value) => value,
     }
-}
-
-fn flip_bit(bits: &mut [u64], op: u32) {
-    bits[op as usize / 64] ^= 1 << (op % 64);
 }
 
 fn splitmix64(mut x: u64) -> u64 {

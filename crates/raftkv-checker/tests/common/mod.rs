@@ -153,11 +153,12 @@ pub struct GenConfig {
     pub latency_ns_max: u64,
     /// Largest gap between a client's operations, in ns.
     pub think_ns_max: u64,
+    /// SETs pick from this many values per key; 0 makes every value unique.
+    pub value_pool: u64,
 }
 
 /// A history produced by running the operations against a real map, each at
-/// a point inside its interval: linearizable by construction. Every SET
-/// writes a unique value. Unknown writes take effect with probability 1/2.
+/// a point inside its interval: linearizable by construction. Unknown writes take effect with probability 1/2.
 pub fn linearizable_history(rng: &mut Rng, config: &GenConfig) -> Vec<Operation> {
     // Each client issues its ops back to back; an unknown op ends the
     // client's wait (like a timeout) and the client moves on.
@@ -181,10 +182,13 @@ pub fn linearizable_history(rng: &mut Rng, config: &GenConfig) -> Vec<Operation>
         let key = format!("k{}", rng.below(config.keys as u64));
         let input = match rng.below(10) {
             0..=3 => Input::Get { key },
-            4..=8 => Input::Set {
-                key,
-                value: format!("v{i}"),
-            },
+            4..=8 => {
+                let value = match config.value_pool {
+                    0 => format!("v{i}"),
+                    pool => format!("p{}", rng.below(pool)),
+                };
+                Input::Set { key, value }
+            }
             _ => Input::Delete { key },
         };
         let unknown = rng.chance(config.unknown_percent);
