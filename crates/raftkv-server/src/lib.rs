@@ -1,1 +1,240 @@
-//! (being written)
+//! # raftkv-server
+//!
+//! The node runtime: it drives the pure `raftkv-core` with tokio and tonic.
+//!
+//! - [`runtime`]: the core task (the only owner of the `RaftNode`), the
+//!   monotonic clock, client requests.
+//! - [`storage_thread`]: persistence through `raftkv-storage`, off the runtime.
+//! - [`transport`]: one sender task per peer over one reused channel.
+//! - [`service`]: the gRPC `Peer` and `Kv` services.
+//! - [`convert`]: protobuf ↔ core types, with validation.
+//! - [`config`], [`limits`], [`metrics`].
+//!
+//! Wire protocol and operations: docs/server.md.
+
+pub mod config;
+pub mod convert;
+pub mod limits;
+pub mod metrics;
+pub mod runtime;
+pub mod service;
+pub mod storage_thread;
+pub mod transport;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftkv_client::pb;
+use raftkv_core::RaftNode;
+use raftkv_storage::{
+    node_dir_name, DumpLevel, DumpLog, DumpOptions, FileStorage, FileStorageOptions,
+};
+use tokio::net::TcpListener;
+
+pub use config::{parse_peers, ServerConfig};
+
+use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
+use crate::runtime::{Clock, CoreParts, CoreTask};
+use crate::service::{KvService, PeerService, Shared};
+use crate::storage_thread::StorageThread;
+use crate::transport::{Transport, TransportOptions};
+
+/// The file in a node's folder that ties it to one cluster and node id.
+pub const IDENTITY_FILE: &str = "identity.txt";
+
+/// Largest peer batch accepted (entries of up to `max_bytes_per_append` per
+/// message, a few messages per batch).
+const MAX_PEER_BATCH_BYTES: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("cannot listen on {addr}: {source} (is another process using this port?)")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: PathBuf, reason: String },
+    #[error("storage: {0}")]
+    Storage(#[from] raftkv_storage::StorageError),
+    #[error("cannot restore the node: {0}")]
+    Restore(#[from] raftkv_core::RestoreError),
+    #[error("storage failed while running: {0}")]
+    StorageFailed(String),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs one node until `shutdown` resolves (SIGINT/SIGTERM in the binary),
+/// then stops cleanly: in-flight storage work is finished, the commit index
+/// saved, `dump.txt` flushed and the node folder's lock released.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+    let (storage, restored, report) = FileStorage::open(
+        &config.data_dir,
+        config.core.id,
+        FileStorageOptions::default(),
+    )?;
+    let node_dir = config.data_dir.join(node_dir_name(config.core.id));
+    check_identity(&node_dir, &config)?;
+    let dump_level: DumpLevel = config
+        .dump_level
+        .parse()
+        .map_err(|e: String| config::ConfigError::Other(e))?;
+    let dump = Arc::new(DumpLog::open(
+        &node_dir,
+        DumpOptions {
+            level: dump_level,
+            ..DumpOptions::new(config.core.id)
+        },
+    )?);
+    if let Some(torn) = &report.torn_tail {
+        tracing::warn!("{torn}");
+        dump.record(DumpLevel::Error, restored.hard_state.term, torn);
+    }
+    let clock = Clock::start();
+    let entries = restored.entries.len();
+    let term = restored.hard_state.term;
+    let node = RaftNode::new(config.core.clone(), restored, clock.now(), rand::random())?;
+    tracing::info!(
+        node = %config.core.id, listen = %config.listen, %term, entries,
+        dir = %node_dir.display(), "node started"
+    );
+    dump.record(
+        DumpLevel::Info,
+        term,
+        &format!(
+            "node started on {} with {entries} log entries",
+            config.listen
+        ),
+    );
+
+    let metrics = Arc::new(Metrics::default());
+    let transport = Transport::start(&config.peers, transport_options(&config), metrics.clone());
+    let (storage, done_rx) = StorageThread::start(storage, metrics.clone())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let parts = CoreParts {
+        node,
+        clock,
+        transport,
+        dump: dump.clone(),
+        storage,
+        done_rx,
+        tick_interval: config.tick_interval,
+        metrics: metrics.clone(),
+        shutdown: stop_rx.clone(),
+        queue_len: 4096,
+    };
+    let (core, handle) = CoreTask::new(parts);
+    let core = tokio::spawn(core.run());
+
+    let config = Arc::new(config);
+    let shared = Arc::new(Shared {
+        limiter: RateLimiter::new(config.rate_limit_per_conn),
+        config: config.clone(),
+        handle,
+        metrics,
+        started: Instant::now(),
+    });
+    let kv = pb::kv_server::KvServer::new(KvService(shared.clone()));
+    let peer = pb::peer_server::PeerServer::new(PeerService(shared))
+        .max_decoding_message_size(MAX_PEER_BATCH_BYTES);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let mut server_stop = stop_rx.clone();
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(kv)
+        .add_service(peer)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        });
+    let server = tokio::spawn(server);
+
+    let mut core = core;
+    let core_result = tokio::select! {
+        _ = shutdown => {
+            tracing::info!(node = %config.core.id, "shutting down");
+            let _ = stop_tx.send(true);
+            (&mut core).await
+        }
+        result = &mut core => {
+            let _ = stop_tx.send(true);
+            result
+        }
+    };
+    // Give open client calls a moment to finish; peers reconnect elsewhere.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    dump.flush();
+    match core_result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServerError::StorageFailed(e)),
+        Err(join) => Err(ServerError::StorageFailed(format!(
+            "core task panicked: {join}"
+        ))),
+    }
+}
+
+fn transport_options(config: &ServerConfig) -> TransportOptions {
+    TransportOptions {
+        cluster_id: config.cluster_id.clone(),
+        self_id: config.core.id,
+        queue_len: config.peer_queue_len,
+        rpc_timeout: config.peer_rpc_timeout,
+        connect_timeout: config.peer_rpc_timeout,
+        backoff_min: Duration::from_millis(10),
+        backoff_max: config
+            .core
+            .heartbeat_interval
+            .max(Duration::from_millis(10))
+            * 4,
+        max_batch_messages: 64,
+        max_batch_bytes: 4 << 20,
+    }
+}
+
+/// A node folder belongs to one node of one cluster: refuse to start on a
+/// folder written by another (a copied folder, a reused data directory).
+fn check_identity(node_dir: &Path, config: &ServerConfig) -> Result<(), ServerError> {
+    let path = node_dir.join(IDENTITY_FILE);
+    let expected = format!(
+        "cluster_id={}\nnode_id={}\n",
+        config.cluster_id, config.core.id
+    );
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found == expected => Ok(()),
+        Ok(found) => Err(ServerError::DataDir {
+            path: node_dir.to_owned(),
+            reason: format!(
+                "belongs to another cluster or node: {IDENTITY_FILE} says {:?}, this node is {:?}",
+                found.trim().replace('\n', " "),
+                expected.trim().replace('\n', " ")
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = node_dir.join(format!("{IDENTITY_FILE}.tmp"));
+            std::fs::write(&tmp, &expected)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            raftkv_storage::metadata::sync_dir(node_dir)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,210 @@
+//! Everything one node process needs to start, and its validation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raftkv_core::{Config, NodeId};
+
+/// Key and value limits (also enforced by the core) and the request rate
+/// limit per client connection. Documented in docs/server.md.
+pub const DEFAULT_MAX_KEY_BYTES: usize = 4 << 10;
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
+pub const DEFAULT_RATE_LIMIT_PER_CONN: u32 = 50_000;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The core's configuration (id, voters, timing, limits).
+    pub core: Config,
+    /// Where this node listens.
+    pub listen: SocketAddr,
+    /// The address other nodes and clients use to reach this node (its entry
+    /// in `--peers` when listed there, else `listen`).
+    pub advertise: String,
+    /// The other nodes of the cluster and their addresses.
+    pub peers: BTreeMap<NodeId, String>,
+    /// The data directory; this node's files live in its `node-<id>` folder
+    /// as defined by raftkv-storage.
+    pub data_dir: PathBuf,
+    pub cluster_id: String,
+    /// How often the core's timers are advanced.
+    pub tick_interval: Duration,
+    pub peer_rpc_timeout: Duration,
+    pub peer_queue_len: usize,
+    /// How long a client call may wait for its write to apply or its read to
+    /// be served before the server answers DEADLINE_EXCEEDED.
+    pub client_wait_timeout: Duration,
+    /// Token-bucket rate per client connection (requests per second; the
+    /// burst is the same number).
+    pub rate_limit_per_conn: u32,
+    /// `dump.txt` level: off, error, info, debug.
+    pub dump_level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Core(#[from] raftkv_core::ConfigError),
+    #[error("inconsistent peers: {0}")]
+    Peers(String),
+    #[error("cluster id must be 1 to 64 characters of [A-Za-z0-9._-], got {0:?}")]
+    ClusterId(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ServerConfig {
+    /// Checks everything a node can check alone before it touches the disk or
+    /// the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.core.validate()?;
+        let mut voters: Vec<NodeId> = self.peers.keys().copied().chain([self.core.id]).collect();
+        voters.sort();
+        let mut core_voters = self.core.voters.clone();
+        core_voters.sort();
+        if voters != core_voters {
+            return Err(ConfigError::Peers(format!(
+                "voters {core_voters:?} do not match this node plus its peers {voters:?}"
+            )));
+        }
+        if self.peers.contains_key(&self.core.id) {
+            return Err(ConfigError::Peers(format!(
+                "node {} lists itself as a peer",
+                self.core.id
+            )));
+        }
+        let mut addrs: Vec<&str> = self.peers.values().map(String::as_str).collect();
+        addrs.push(&self.advertise);
+        let total = addrs.len();
+        addrs.sort_unstable();
+        addrs.dedup();
+        if addrs.len() != total {
+            return Err(ConfigError::Peers("two nodes share an address".into()));
+        }
+        for (id, addr) in &self.peers {
+            if !valid_host_port(addr) {
+                return Err(ConfigError::Peers(format!(
+                    "node {id}: {addr:?} is not host:port"
+                )));
+            }
+        }
+        let id_ok = self.cluster_id.len() <= 64
+            && !self.cluster_id.is_empty()
+            && self
+                .cluster_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !id_ok {
+            return Err(ConfigError::ClusterId(self.cluster_id.clone()));
+        }
+        if self.tick_interval.is_zero() || self.tick_interval > self.core.heartbeat_interval {
+            return Err(ConfigError::Other(format!(
+                "tick interval {:?} must be positive and at most the heartbeat interval {:?}",
+                self.tick_interval, self.core.heartbeat_interval
+            )));
+        }
+        if self.rate_limit_per_conn == 0 || self.peer_queue_len == 0 {
+            return Err(ConfigError::Other(
+                "rate limit and peer queue length must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The address of a node, this one included.
+    pub fn addr_of(&self, id: NodeId) -> Option<&str> {
+        if id == self.core.id {
+            Some(&self.advertise)
+        } else {
+            self.peers.get(&id).map(String::as_str)
+        }
+    }
+}
+
+fn valid_host_port(addr: &str) -> bool {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
+        None => false,
+    }
+}
+
+/// Parses `--peers`: `id=host:port` items separated by commas.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| ConfigError::Peers(format!("{item:?} is not id=host:port")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::Peers(format!("{item:?}: bad node id")))?;
+        if id == 0 {
+            return Err(ConfigError::Peers(format!("{item:?}: node ids start at 1")));
+        }
+        let addr = addr.trim().to_owned();
+        if !valid_host_port(&addr) {
+            return Err(ConfigError::Peers(format!(
+                "{item:?}: {addr:?} is not host:port"
+            )));
+        }
+        if peers.insert(NodeId(id), addr).is_some() {
+            return Err(ConfigError::Peers(format!("node {id} is listed twice")));
+        }
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServerConfig {
+        let peers = parse_peers("2=127.0.0.1:7002, 3=127.0.0.1:7003").unwrap();
+        ServerConfig {
+            core: Config::new(NodeId(1), vec![NodeId(1), NodeId(2), NodeId(3)]),
+            listen: "127.0.0.1:7001".parse().unwrap(),
+            advertise: "127.0.0.1:7001".into(),
+            peers,
+            data_dir: "/tmp/x".into(),
+            cluster_id: "test".into(),
+            tick_interval: Duration::from_millis(5),
+            peer_rpc_timeout: Duration::from_millis(200),
+            peer_queue_len: 128,
+            client_wait_timeout: Duration::from_secs(2),
+            rate_limit_per_conn: 100,
+            dump_level: "info".into(),
+        }
+    }
+
+    #[test]
+    fn accepts_a_sane_config() {
+        config().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_peer_lists() {
+        assert!(parse_peers("2=127.0.0.1:7002,2=127.0.0.1:7003").is_err());
+        assert!(parse_peers("0=127.0.0.1:7002").is_err());
+        assert!(parse_peers("2=localhost").is_err());
+        assert!(parse_peers("x=localhost:1").is_err());
+        let mut c = config();
+        c.peers.insert(NodeId(3), "127.0.0.1:7001".into());
+        assert!(matches!(c.validate(), Err(ConfigError::Peers(_))));
+    }
+
+    #[test]
+    fn rejects_lease_longer_than_election_timeout() {
+        let mut c = config();
+        c.core.lease_duration = c.core.election_timeout_min;
+        assert!(matches!(c.validate(), Err(ConfigError::Core(_))));
+    }
+
+    #[test]
+    fn rejects_bad_cluster_id() {
+        let mut c = config();
+        c.cluster_id = "a b".into();
+        assert!(matches!(c.validate(), Err(ConfigError::ClusterId(_))));
+    }
+}

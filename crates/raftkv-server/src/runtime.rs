@@ -1,0 +1,427 @@
+//! The node runtime: one tokio task owns the [`RaftNode`] and drives it by
+//! the contract of `raftkv_core::Ready`.
+//!
+//! Inputs (peer messages, client requests, timer ticks, storage completions)
+//! arrive over bounded channels. Each turn drains what is available, then
+//! takes one `Ready`: its `messages` go to the transport at once; the rest
+//! (entries, hard state, `persisted_messages`, client results) goes to the
+//! storage thread, which persists and hands it back; only then are the
+//! persisted messages sent, `on_persisted` called and clients answered.
+//! Storage jobs are processed in order, so answers keep the order of the
+//! Readies. Client proposals that arrive while a job is being fsynced pile up
+//! in the core and leave in the next Ready: that is the batching.
+//!
+//! Lease reads never reach the storage thread: `RaftNode::read` answers them
+//! from memory and the reply goes straight back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftkv_core::{
+    ClientCommand, Event, HardState, LogIndex, Message, MessageBody, MonoTime, NodeId, OpResult,
+    ProposeError, RaftNode, ReadError, ReadId, ReadNow, Ready, Status, Term, WriteError,
+};
+use raftkv_storage::DumpLog;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::{bump, Metrics};
+use crate::storage_thread::{Done, Job, StorageThread};
+use crate::transport::Transport;
+
+/// Storage jobs in flight before the core task stops taking new Readies
+/// (back-pressure: inputs then wait in their channels).
+const MAX_INFLIGHT_JOBS: usize = 4;
+/// Inputs handled per turn before a Ready is taken, so one busy source
+/// cannot starve the timers.
+const MAX_DRAIN_PER_TURN: usize = 1024;
+
+/// The node's monotonic clock: nanoseconds since the process started.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    pub fn start() -> Clock {
+        Clock {
+            start: Instant::now(),
+        }
+    }
+    pub fn now(&self) -> MonoTime {
+        MonoTime::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Why a client request could not be served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not the leader. `outcome_unknown`: a write was proposed here but this
+    /// node lost leadership before it applied.
+    NotLeader {
+        leader: Option<NodeId>,
+        outcome_unknown: bool,
+    },
+    /// Too many writes or reads pending.
+    Busy(String),
+    /// Key or value too large.
+    Invalid(String),
+    StaleSequence,
+    /// The node is shutting down.
+    Stopping,
+}
+
+pub type WriteAnswer = Result<(LogIndex, OpResult), Refusal>;
+pub type ReadAnswer = Result<Option<String>, Refusal>;
+
+#[derive(Clone, Debug)]
+pub struct StaleAnswer {
+    pub value: Option<String>,
+    pub applied: LogIndex,
+    pub commit: LogIndex,
+    pub since_leader_contact: Option<Duration>,
+}
+
+pub enum Request {
+    Propose {
+        cmd: ClientCommand,
+        reply: oneshot::Sender<WriteAnswer>,
+    },
+    Read {
+        key: String,
+        reply: oneshot::Sender<ReadAnswer>,
+    },
+    ReadStale {
+        key: String,
+        reply: oneshot::Sender<StaleAnswer>,
+    },
+    Status {
+        reply: oneshot::Sender<(Status, u64)>,
+    },
+}
+
+/// What the rest of the server holds to talk to the core task.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub requests: mpsc::Sender<Request>,
+    pub peer_inbox: mpsc::Sender<Message>,
+}
+
+pub struct CoreTask {
+    node: RaftNode,
+    id: NodeId,
+    clock: Clock,
+    transport: Transport,
+    dump: Arc<DumpLog>,
+    storage: StorageThread,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    requests: mpsc::Receiver<Request>,
+    peer_inbox: mpsc::Receiver<Message>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    tick_interval: Duration,
+    inflight_jobs: usize,
+    /// Proposals waiting for their entry to apply, by log index.
+    write_waiters: HashMap<LogIndex, oneshot::Sender<WriteAnswer>>,
+    read_waiters: HashMap<ReadId, oneshot::Sender<ReadAnswer>>,
+    next_read_id: u64,
+    /// When an AppendEntries last arrived (for stale-read staleness).
+    last_leader_contact: Option<MonoTime>,
+    term: Term,
+    metrics: Arc<Metrics>,
+    failed: Option<String>,
+}
+
+pub struct CoreParts {
+    pub node: RaftNode,
+    pub clock: Clock,
+    pub transport: Transport,
+    pub dump: Arc<DumpLog>,
+    pub storage: StorageThread,
+    pub done_rx: mpsc::UnboundedReceiver<Done>,
+    pub tick_interval: Duration,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub queue_len: usize,
+}
+
+impl CoreTask {
+    pub fn new(parts: CoreParts) -> (CoreTask, NodeHandle) {
+        let (req_tx, req_rx) = mpsc::channel(parts.queue_len);
+        let (peer_tx, peer_rx) = mpsc::channel(parts.queue_len);
+        let status = parts.node.status(parts.clock.now());
+        let task = CoreTask {
+            id: status.id,
+            term: status.term,
+            node: parts.node,
+            clock: parts.clock,
+            transport: parts.transport,
+            dump: parts.dump,
+            storage: parts.storage,
+            done_rx: parts.done_rx,
+            requests: req_rx,
+            peer_inbox: peer_rx,
+            shutdown: parts.shutdown,
+            tick_interval: parts.tick_interval,
+            inflight_jobs: 0,
+            write_waiters: HashMap::new(),
+            read_waiters: HashMap::new(),
+            next_read_id: 1,
+            last_leader_contact: None,
+            metrics: parts.metrics,
+            failed: None,
+        };
+        (
+            task,
+            NodeHandle {
+                requests: req_tx,
+                peer_inbox: peer_tx,
+            },
+        )
+    }
+
+    /// Runs until shutdown is signalled or storage fails; then flushes and
+    /// stops the storage thread. Returns the storage failure, if any.
+    pub async fn run(mut self) -> Result<(), String> {
+        let mut ticker = tokio::time::interval(self.tick_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while self.failed.is_none() && !*self.shutdown.borrow() {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => break,
+                Some(done) = self.done_rx.recv() => self.on_done(done),
+                _ = ticker.tick() => self.node.tick(self.clock.now()),
+                Some(msg) = self.peer_inbox.recv() => self.on_peer_message(msg),
+                Some(req) = self.requests.recv() => self.on_request(req),
+            }
+            self.drain_inputs();
+            self.advance();
+        }
+        self.stop().await
+    }
+
+    fn drain_inputs(&mut self) {
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.on_done(done);
+        }
+        for _ in 0..MAX_DRAIN_PER_TURN {
+            match self.peer_inbox.try_recv() {
+                Ok(msg) => self.on_peer_message(msg),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..MAX_DRAIN_PER_TURN {
+            match self.requests.try_recv() {
+                Ok(req) => self.on_request(req),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn on_peer_message(&mut self, msg: Message) {
+        let now = self.clock.now();
+        if matches!(msg.body, MessageBody::AppendEntries(_)) {
+            self.last_leader_contact = Some(now);
+        }
+        self.node.step(now, msg);
+    }
+
+    fn on_request(&mut self, req: Request) {
+        let now = self.clock.now();
+        match req {
+            Request::Propose { cmd, reply } => match self.node.propose(now, cmd) {
+                Ok(index) => {
+                    bump(&self.metrics.writes_proposed);
+                    if let Some(old) = self.write_waiters.insert(index, reply) {
+                        // The entry at this index was replaced without a
+                        // result: its fate is unknown to this node.
+                        let _ = old.send(Err(Refusal::NotLeader {
+                            leader: None,
+                            outcome_unknown: true,
+                        }));
+                    }
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(propose_refusal(e)));
+                }
+            },
+            Request::Read { key, reply } => {
+                let id = ReadId(self.next_read_id);
+                self.next_read_id += 1;
+                match self.node.read(now, id, key) {
+                    Ok(ReadNow::Served(value)) => {
+                        bump(&self.metrics.reads_lease);
+                        let _ = reply.send(Ok(value));
+                    }
+                    Ok(ReadNow::Pending) => {
+                        bump(&self.metrics.reads_pending);
+                        self.read_waiters.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(read_refusal(e)));
+                    }
+                }
+            }
+            Request::ReadStale { key, reply } => {
+                bump(&self.metrics.reads_stale);
+                let _ = reply.send(self.stale_answer(now, &key));
+            }
+            Request::Status { reply } => {
+                let keys = self.node.kv().len() as u64;
+                let _ = reply.send((self.node.status(now), keys));
+            }
+        }
+    }
+
+    fn stale_answer(&self, now: MonoTime, key: &str) -> StaleAnswer {
+        let status = self.node.status(now);
+        let since_leader_contact = match status.role {
+            raftkv_core::Role::Leader => None,
+            _ => self.last_leader_contact.map(|t| now.saturating_since(t)),
+        };
+        StaleAnswer {
+            value: self.node.read_stale(key),
+            applied: status.applied_index,
+            commit: status.commit_index,
+            since_leader_contact,
+        }
+    }
+
+    /// Takes Readies while there is work and room in the storage pipeline.
+    fn advance(&mut self) {
+        while self.inflight_jobs < MAX_INFLIGHT_JOBS
+            && self.failed.is_none()
+            && self.node.has_ready()
+        {
+            let mut ready = self.node.ready();
+            for msg in ready.messages.drain(..) {
+                self.transport.send(msg);
+            }
+            if let Some(hs) = ready.hard_state {
+                self.term = hs.term;
+            }
+            for event in ready.events.drain(..) {
+                self.record_event(&event);
+            }
+            let needs_disk = ready.hard_state.is_some() || !ready.entries.is_empty();
+            if !needs_disk && self.inflight_jobs == 0 {
+                self.finish(ready);
+            } else {
+                self.inflight_jobs += 1;
+                if let Err(e) = self.storage.submit(Job::Persist(ready)) {
+                    self.failed = Some(e);
+                }
+            }
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        assert!(
+            self.inflight_jobs > 0,
+            "storage completion without a job in flight"
+        );
+        self.inflight_jobs -= 1;
+        match done.result {
+            Ok(()) => self.finish(done.ready),
+            Err(e) => {
+                tracing::error!(node = %self.id, "storage failed, stopping: {e}");
+                self.dump.record(
+                    raftkv_storage::DumpLevel::Error,
+                    self.term,
+                    &format!("storage failed: {e}"),
+                );
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    /// Steps 3-5 of the Ready contract, once the Ready is durable.
+    fn finish(&mut self, ready: Ready) {
+        let mark = ready.persist_mark();
+        for msg in ready.persisted_messages {
+            self.transport.send(msg);
+        }
+        if let Some((index, term)) = mark {
+            self.node.on_persisted(self.clock.now(), index, term);
+        }
+        for result in ready.write_results {
+            let Some(waiter) = self.write_waiters.remove(&result.index) else {
+                continue;
+            };
+            let answer = match result.outcome {
+                Ok(op) => Ok((result.index, op)),
+                Err(WriteError::NotLeader { leader_hint }) => Err(Refusal::NotLeader {
+                    leader: leader_hint,
+                    outcome_unknown: true,
+                }),
+                Err(WriteError::StaleSequence) => Err(Refusal::StaleSequence),
+            };
+            let _ = waiter.send(answer);
+        }
+        for result in ready.read_results {
+            let Some(waiter) = self.read_waiters.remove(&result.id) else {
+                continue;
+            };
+            let _ = waiter.send(result.outcome.map_err(read_refusal));
+        }
+    }
+
+    fn record_event(&self, event: &Event) {
+        tracing::debug!(node = %self.id, term = %self.term, "{event}");
+        self.dump.record_event(self.term, event);
+    }
+
+    /// Clean shutdown: let the storage thread finish every job, save the
+    /// latest hard state with the commit index, and stop it.
+    async fn stop(mut self) -> Result<(), String> {
+        while self.inflight_jobs > 0 && self.failed.is_none() {
+            match self.done_rx.recv().await {
+                Some(done) => self.on_done(done),
+                None => break,
+            }
+        }
+        for (_, w) in self.write_waiters.drain() {
+            let _ = w.send(Err(Refusal::Stopping));
+        }
+        for (_, w) in self.read_waiters.drain() {
+            let _ = w.send(Err(Refusal::Stopping));
+        }
+        let status = self.node.status(self.clock.now());
+        let hs = HardState {
+            term: status.term,
+            voted_for: status.voted_for,
+            commit: status.commit_index,
+        };
+        let result = match self.failed.take() {
+            Some(e) => Err(e),
+            None => self.storage.close(hs).await,
+        };
+        self.dump
+            .record(raftkv_storage::DumpLevel::Info, self.term, &"node stopped");
+        self.dump.flush();
+        result
+    }
+}
+
+fn propose_refusal(e: ProposeError) -> Refusal {
+    match e {
+        ProposeError::NotLeader { leader_hint } => Refusal::NotLeader {
+            leader: leader_hint,
+            outcome_unknown: false,
+        },
+        ProposeError::TooManyPending { .. } => Refusal::Busy(e.to_string()),
+        ProposeError::KeyTooLarge { .. } | ProposeError::ValueTooLarge { .. } => {
+            Refusal::Invalid(e.to_string())
+        }
+    }
+}
+
+fn read_refusal(e: ReadError) -> Refusal {
+    match e {
+        ReadError::NotLeader { leader_hint } => Refusal::NotLeader {
+            leader: leader_hint,
+            outcome_unknown: false,
+        },
+        ReadError::TooManyPendingReads { .. } => Refusal::Busy(e.to_string()),
+        ReadError::KeyTooLarge { .. } => Refusal::Invalid(e.to_string()),
+    }
+}

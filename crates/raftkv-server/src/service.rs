@@ -1,0 +1,410 @@
+//! The gRPC services: `Peer` (Raft messages in) and `Kv` (clients, admin).
+//! They check and convert requests at the edge, then talk to the core task
+//! through its [`NodeHandle`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftkv_client::pb;
+use raftkv_core::{ClientCommand, ClientId, NodeId, Op, OpResult, Status as CoreStatus};
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+
+use crate::config::ServerConfig;
+use crate::convert::{check_key, check_value, message_from_pb, WireLimits};
+use crate::limits::RateLimiter;
+use crate::metrics::{bump, Metrics};
+use crate::runtime::{NodeHandle, Refusal, Request as CoreRequest, StaleAnswer};
+
+/// Shared by both services.
+pub struct Shared {
+    pub config: Arc<ServerConfig>,
+    pub handle: NodeHandle,
+    pub metrics: Arc<Metrics>,
+    pub limiter: RateLimiter,
+    pub started: Instant,
+}
+
+impl Shared {
+    fn limits(&self) -> WireLimits {
+        WireLimits {
+            max_key_bytes: self.config.core.max_key_bytes,
+            max_value_bytes: self.config.core.max_value_bytes,
+        }
+    }
+
+    fn not_leader(&self, what: &str, leader: Option<NodeId>) -> Status {
+        let leader_id = leader.map_or(0, |l| l.0);
+        let addr = leader.and_then(|l| self.config.addr_of(l)).unwrap_or("");
+        let message = match leader {
+            Some(l) => format!(
+                "{what}: node {} is not the leader; the leader is node {l} at {addr}",
+                self.config.core.id
+            ),
+            None => format!(
+                "{what}: node {} is not the leader and knows no leader yet",
+                self.config.core.id
+            ),
+        };
+        raftkv_client::not_leader_status(message, leader_id, addr)
+    }
+
+    fn refusal(&self, refusal: Refusal) -> Status {
+        match refusal {
+            Refusal::NotLeader { leader, outcome_unknown: false } => self.not_leader("cannot serve", leader),
+            Refusal::NotLeader { leader, outcome_unknown: true } => {
+                self.not_leader("leadership lost before the write applied (outcome unknown; retry with the same seq)", leader)
+            }
+            Refusal::Busy(m) => Status::resource_exhausted(m),
+            Refusal::Invalid(m) => Status::invalid_argument(m),
+            Refusal::StaleSequence => Status::failed_precondition("sequence number older than the session's last"),
+            Refusal::Stopping => raftkv_client::not_leader_status("node is shutting down".into(), 0, ""),
+        }
+    }
+
+    /// Rate limit by the caller's connection (its address and port).
+    fn admit<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        bump(&self.metrics.client_requests);
+        if let Some(addr) = req.remote_addr() {
+            if !self.limiter.admit(addr) {
+                bump(&self.metrics.client_rate_limited);
+                return Err(Status::resource_exhausted(format!(
+                    "more than {} requests per second on this connection",
+                    self.config.rate_limit_per_conn
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, message: String) -> Status {
+        bump(&self.metrics.client_invalid);
+        Status::invalid_argument(message)
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> CoreRequest,
+    ) -> Result<T, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.handle
+            .requests
+            .send(make(tx))
+            .await
+            .map_err(|_| self.refusal(Refusal::Stopping))?;
+        match tokio::time::timeout(self.config.client_wait_timeout, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(self.refusal(Refusal::Stopping)),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no outcome within {:?}; for a write the outcome is unknown (retry with the same seq)",
+                self.config.client_wait_timeout
+            ))),
+        }
+    }
+
+    async fn write(&self, op: Op, client_id: u64, seq: u64) -> Result<pb::WriteReply, Status> {
+        check_key(op.key(), self.limits()).map_err(|e| self.invalid(e.to_string()))?;
+        if op.key().is_empty() {
+            return Err(self.invalid("empty key".into()));
+        }
+        if let Op::Set { value, .. } = &op {
+            check_value(value, self.limits()).map_err(|e| self.invalid(e.to_string()))?;
+        }
+        if client_id != 0 && seq == 0 {
+            return Err(self.invalid("a session's sequence numbers start at 1".into()));
+        }
+        let cmd = ClientCommand {
+            client_id: ClientId(client_id),
+            seq,
+            op,
+        };
+        let answer = self
+            .ask(|reply| CoreRequest::Propose { cmd, reply })
+            .await?;
+        let (index, result) = answer.map_err(|r| self.refusal(r))?;
+        let existed = matches!(result, OpResult::Deleted { existed: true });
+        Ok(pb::WriteReply {
+            index: index.0,
+            existed,
+            served_by: self.config.core.id.0,
+        })
+    }
+
+    async fn read(&self, key: String) -> Result<Option<String>, Status> {
+        check_key(&key, self.limits()).map_err(|e| self.invalid(e.to_string()))?;
+        let answer = self.ask(|reply| CoreRequest::Read { key, reply }).await?;
+        answer.map_err(|r| self.refusal(r))
+    }
+
+    async fn read_stale(&self, key: String) -> Result<StaleAnswer, Status> {
+        check_key(&key, self.limits()).map_err(|e| self.invalid(e.to_string()))?;
+        self.ask(|reply| CoreRequest::ReadStale { key, reply })
+            .await
+    }
+}
+
+pub struct KvService(pub Arc<Shared>);
+
+#[tonic::async_trait]
+impl pb::kv_server::Kv for KvService {
+    async fn set(&self, req: Request<pb::SetRequest>) -> Result<Response<pb::WriteReply>, Status> {
+        self.0.admit(&req)?;
+        let r = req.into_inner();
+        let reply = self
+            .0
+            .write(
+                Op::Set {
+                    key: r.key,
+                    value: r.value,
+                },
+                r.client_id,
+                r.seq,
+            )
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::WriteReply>, Status> {
+        self.0.admit(&req)?;
+        let r = req.into_inner();
+        let reply = self
+            .0
+            .write(Op::Delete { key: r.key }, r.client_id, r.seq)
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetReply>, Status> {
+        self.0.admit(&req)?;
+        let r = req.into_inner();
+        let served_by = self.0.config.core.id.0;
+        let reply = match pb::Consistency::try_from(r.consistency) {
+            Ok(pb::Consistency::Linearizable) => {
+                let value = self.0.read(r.key).await?;
+                pb::GetReply {
+                    found: value.is_some(),
+                    value: value.unwrap_or_default(),
+                    served_by,
+                    ..Default::default()
+                }
+            }
+            Ok(pb::Consistency::Stale) => {
+                let a = self.0.read_stale(r.key).await?;
+                pb::GetReply {
+                    found: a.value.is_some(),
+                    value: a.value.unwrap_or_default(),
+                    served_by,
+                    applied_index: a.applied.0,
+                    commit_index: a.commit.0,
+                    since_leader_contact_ms: a.since_leader_contact.map(duration_ms),
+                }
+            }
+            Err(_) => {
+                return Err(self
+                    .0
+                    .invalid(format!("unknown consistency {}", r.consistency)))
+            }
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn serve_client(
+        &self,
+        req: Request<pb::ServeClientRequest>,
+    ) -> Result<Response<pb::ServeClientReply>, Status> {
+        self.0.admit(&req)?;
+        let text = req.into_inner().request;
+        let outcome = match parse_text_command(&text) {
+            Ok(TextCommand::Get(key)) => self.0.read(key).await.map(|v| v.unwrap_or_default()),
+            Ok(TextCommand::Write(op)) => self.0.write(op, 0, 0).await.map(|_| String::new()),
+            Err(e) => Err(self.0.invalid(e)),
+        };
+        let (status, _) = self.0.ask(|reply| CoreRequest::Status { reply }).await?;
+        let leader_id = status.leader.map_or(0, |l| l.0);
+        let leader_addr = status
+            .leader
+            .and_then(|l| self.0.config.addr_of(l))
+            .unwrap_or("")
+            .to_owned();
+        let reply = match outcome {
+            Ok(data) => pb::ServeClientReply {
+                data,
+                leader_id,
+                success: true,
+                leader_addr,
+            },
+            Err(s) => pb::ServeClientReply {
+                data: s.message().to_owned(),
+                leader_id,
+                success: false,
+                leader_addr,
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        let (status, keys) = self.0.ask(|reply| CoreRequest::Status { reply }).await?;
+        Ok(Response::new(status_to_pb(&self.0, &status, keys)))
+    }
+}
+
+enum TextCommand {
+    Get(String),
+    Write(Op),
+}
+
+/// `SET k v` (the value is the rest of the line), `GET k`, `DELETE k`.
+fn parse_text_command(text: &str) -> Result<TextCommand, String> {
+    let text = text.trim_start();
+    let (verb, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let rest = rest.trim_start();
+    match verb.to_ascii_uppercase().as_str() {
+        "GET" if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
+            Ok(TextCommand::Get(rest.to_owned()))
+        }
+        "DELETE" | "DEL" if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
+            Ok(TextCommand::Write(Op::Delete {
+                key: rest.to_owned(),
+            }))
+        }
+        "SET" => match rest.split_once(char::is_whitespace) {
+            Some((key, value)) => Ok(TextCommand::Write(Op::Set {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            })),
+            None => Err("usage: SET <key> <value>".into()),
+        },
+        _ => Err(format!(
+            "cannot parse {text:?}: use SET <key> <value>, GET <key> or DELETE <key>"
+        )),
+    }
+}
+
+fn status_to_pb(shared: &Shared, s: &CoreStatus, keys: u64) -> pb::StatusReply {
+    let config = &shared.config;
+    let peers = s
+        .peers
+        .iter()
+        .map(|p| pb::PeerInfo {
+            id: p.id.0,
+            addr: config.addr_of(p.id).unwrap_or("").to_owned(),
+            match_index: p.match_index.0,
+            next_index: p.next_index.0,
+            last_contact_ms: p.last_contact_ago.map(duration_ms),
+        })
+        .collect();
+    let counters = shared
+        .metrics
+        .snapshot()
+        .into_iter()
+        .map(|(name, value)| pb::Counter { name, value })
+        .collect();
+    pb::StatusReply {
+        id: s.id.0,
+        addr: config.advertise.clone(),
+        cluster_id: config.cluster_id.clone(),
+        role: s.role.to_string(),
+        term: s.term.0,
+        leader_id: s.leader.map_or(0, |l| l.0),
+        leader_addr: s
+            .leader
+            .and_then(|l| config.addr_of(l))
+            .unwrap_or("")
+            .to_owned(),
+        commit_index: s.commit_index.0,
+        applied_index: s.applied_index.0,
+        last_log_index: s.last_log_index.0,
+        persisted_index: s.persisted_index.0,
+        lease: Some(pb::LeaseInfo {
+            holds: s.lease.holds,
+            remaining_us: duration_us(s.lease.remaining),
+            wait_remaining_us: duration_us(s.lease.wait_remaining),
+            protecting_us: duration_us(s.lease.protecting),
+        }),
+        peers,
+        counters,
+        keys,
+        uptime_ms: duration_ms(shared.started.elapsed()),
+    }
+}
+
+pub struct PeerService(pub Arc<Shared>);
+
+#[tonic::async_trait]
+impl pb::peer_server::Peer for PeerService {
+    async fn send(&self, req: Request<pb::PeerBatch>) -> Result<Response<pb::PeerAck>, Status> {
+        let shared = &self.0;
+        let batch = req.into_inner();
+        if batch.cluster_id != shared.config.cluster_id {
+            bump(&shared.metrics.peer_batches_rejected_cluster);
+            tracing::warn!(from = batch.from, cluster = %batch.cluster_id, "rejected a batch from another cluster");
+            return Err(Status::permission_denied(format!(
+                "this node belongs to cluster {:?}, not {:?}",
+                shared.config.cluster_id, batch.cluster_id
+            )));
+        }
+        let (from, to) = (NodeId(batch.from), NodeId(batch.to));
+        if to != shared.config.core.id || !shared.config.peers.contains_key(&from) {
+            bump(&shared.metrics.peer_batches_rejected_cluster);
+            return Err(Status::invalid_argument(format!(
+                "batch from node {from} to node {to} reached node {} (not a peer or not addressed here)",
+                shared.config.core.id
+            )));
+        }
+        for msg in batch.messages {
+            match message_from_pb(from, to, msg, shared.limits()) {
+                Ok(msg) => {
+                    bump(&shared.metrics.peer_messages_received);
+                    if shared.handle.peer_inbox.try_send(msg).is_err() {
+                        bump(&shared.metrics.peer_messages_dropped_inbox_full);
+                    }
+                }
+                Err(e) => {
+                    bump(&shared.metrics.peer_messages_malformed);
+                    tracing::warn!(%from, "malformed peer message dropped: {e}");
+                }
+            }
+        }
+        Ok(Response::new(pb::PeerAck {}))
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_text_commands() {
+        assert!(matches!(parse_text_command("GET k"), Ok(TextCommand::Get(k)) if k == "k"));
+        match parse_text_command("set k hello world") {
+            Ok(TextCommand::Write(Op::Set { key, value })) => {
+                assert_eq!((key.as_str(), value.as_str()), ("k", "hello world"))
+            }
+            _ => panic!("SET must parse"),
+        }
+        assert!(matches!(
+            parse_text_command("DELETE k"),
+            Ok(TextCommand::Write(Op::Delete { .. }))
+        ));
+        assert!(parse_text_command("SET k").is_err());
+        assert!(parse_text_command("GET").is_err());
+        assert!(parse_text_command("GET a b").is_err());
+        assert!(parse_text_command("").is_err());
+        assert!(parse_text_command("FROB x").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! The storage thread: the only place that writes the log and hard state.
+//! It takes Readies in order, persists them with `raftkv_storage` (fsync
+//! included) and hands each back to the core task, so the tokio runtime never
+//! blocks on the disk.
+
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use raftkv_core::{HardState, Ready};
+use raftkv_storage::{persist_ready_with, FileStorage, PersistOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::{bump, Metrics};
+
+pub enum Job {
+    Persist(Ready),
+    /// Save this hard state with its commit index, then stop (releasing the
+    /// node folder's lock).
+    Close(HardState, oneshot::Sender<Result<(), String>>),
+}
+
+pub struct Done {
+    pub ready: Ready,
+    pub result: Result<(), String>,
+}
+
+pub struct StorageThread {
+    jobs: Option<std_mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StorageThread {
+    pub fn start(
+        storage: FileStorage,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(StorageThread, mpsc::UnboundedReceiver<Done>)> {
+        // Unbounded on purpose: the core task keeps at most a few jobs in
+        // flight (MAX_INFLIGHT_JOBS), which bounds this queue.
+        let (job_tx, job_rx) = std_mpsc::channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("raftkv-storage".into())
+            .spawn(move || run(storage, job_rx, done_tx, metrics))?;
+        Ok((
+            StorageThread {
+                jobs: Some(job_tx),
+                thread: Some(thread),
+            },
+            done_rx,
+        ))
+    }
+
+    pub fn submit(&self, job: Job) -> Result<(), String> {
+        let jobs = self.jobs.as_ref().ok_or("storage thread stopped")?;
+        jobs.send(job)
+            .map_err(|_| "storage thread stopped".to_owned())
+    }
+
+    /// Saves the final hard state and waits for the thread to end.
+    pub async fn close(&mut self, hs: HardState) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Job::Close(hs, tx))?;
+        let result = rx
+            .await
+            .unwrap_or_else(|_| Err("storage thread died".into()));
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .ok();
+        }
+        result
+    }
+}
+
+fn run(
+    mut storage: FileStorage,
+    jobs: std_mpsc::Receiver<Job>,
+    done: mpsc::UnboundedSender<Done>,
+    metrics: Arc<Metrics>,
+) {
+    let mut failed = false;
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Persist(ready) => {
+                bump(&metrics.persist_jobs);
+                if ready.must_sync || !ready.entries.is_empty() {
+                    bump(&metrics.persist_syncs);
+                }
+                let result = if failed {
+                    Err("storage failed earlier".to_owned())
+                } else {
+                    persist_ready_with(&mut storage, &ready, PersistOptions::default())
+                        .map_err(|e| e.to_string())
+                };
+                failed |= result.is_err();
+                if done.send(Done { ready, result }).is_err() {
+                    return;
+                }
+            }
+            Job::Close(hs, reply) => {
+                let result = if failed {
+                    Ok(())
+                } else {
+                    let ready = Ready {
+                        hard_state: Some(hs),
+                        ..Ready::default()
+                    };
+                    let opts = PersistOptions {
+                        force_commit_save: true,
+                        ..PersistOptions::default()
+                    };
+                    persist_ready_with(&mut storage, &ready, opts).map_err(|e| e.to_string())
+                };
+                drop(storage);
+                let _ = reply.send(result);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Outgoing peer messages: one sender task per peer, each with one reused
+//! tonic channel, a bounded queue, a per-batch time-out and reconnect
+//! back-off. A full queue drops the message (counted): Raft retransmits, and
+//! a stale message is worth less than a fresh one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftkv_client::pb;
+use raftkv_client::pb::peer_client::PeerClient;
+use raftkv_core::{Message, NodeId};
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::convert::message_to_pb;
+use crate::metrics::{bump, Metrics};
+
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    pub cluster_id: String,
+    pub self_id: NodeId,
+    /// Messages waiting for one peer; beyond this they are dropped.
+    pub queue_len: usize,
+    /// One batch's time-out; a paused peer costs this much per attempt.
+    pub rpc_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub max_batch_messages: usize,
+    pub max_batch_bytes: usize,
+}
+
+/// The handles of the per-peer sender tasks.
+pub struct Transport {
+    queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Transport {
+    /// Starts one sender task per peer. Must run inside a tokio runtime.
+    pub fn start(
+        peers: &BTreeMap<NodeId, String>,
+        opts: TransportOptions,
+        metrics: Arc<Metrics>,
+    ) -> Transport {
+        let mut queues = BTreeMap::new();
+        for (&id, addr) in peers {
+            let (tx, rx) = mpsc::channel(opts.queue_len);
+            let sender = PeerSender::new(id, addr, opts.clone(), metrics.clone());
+            tokio::spawn(sender.run(rx));
+            queues.insert(id, tx);
+        }
+        Transport { queues, metrics }
+    }
+
+    /// Queues a message for its peer; never blocks.
+    pub fn send(&self, msg: Message) {
+        self.metrics.count_sent(&msg.body);
+        let Some(queue) = self.queues.get(&msg.to) else {
+            tracing::error!(to = %msg.to, "core addressed a message to an unknown peer");
+            return;
+        };
+        if queue.try_send(msg).is_err() {
+            bump(&self.metrics.peer_messages_dropped_queue_full);
+        }
+    }
+}
+
+struct PeerSender {
+    to: NodeId,
+    addr: String,
+    client: Option<PeerClient<Channel>>,
+    opts: TransportOptions,
+    metrics: Arc<Metrics>,
+}
+
+impl PeerSender {
+    fn new(to: NodeId, addr: &str, opts: TransportOptions, metrics: Arc<Metrics>) -> PeerSender {
+        let client = Endpoint::from_shared(format!("http://{addr}"))
+            .map(|e| {
+                let channel = e
+                    .connect_timeout(opts.connect_timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                PeerClient::new(channel)
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX)
+            })
+            .map_err(|e| tracing::error!(peer = %to, %addr, "bad peer address: {e}"))
+            .ok();
+        PeerSender {
+            to,
+            addr: addr.to_owned(),
+            client,
+            opts,
+            metrics,
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+        let mut backoff = self.opts.backoff_min;
+        while let Some(first) = rx.recv().await {
+            let batch = self.batch(first, &mut rx);
+            let count = batch.messages.len();
+            match self.send(batch).await {
+                Ok(()) => backoff = self.opts.backoff_min,
+                Err(error) => {
+                    bump(&self.metrics.peer_batches_failed);
+                    tracing::debug!(peer = %self.to, addr = %self.addr, count, "peer send failed: {error}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.opts.backoff_max);
+                    // What queued up meanwhile is stale; the core resends.
+                    while rx.try_recv().is_ok() {
+                        bump(&self.metrics.peer_messages_dropped_queue_full);
+                    }
+                }
+            }
+        }
+    }
+
+    fn batch(&self, first: Message, rx: &mut mpsc::Receiver<Message>) -> pb::PeerBatch {
+        let mut messages = vec![message_to_pb(&first)];
+        let mut bytes = approx_bytes(&first);
+        while messages.len() < self.opts.max_batch_messages && bytes < self.opts.max_batch_bytes {
+            let Ok(next) = rx.try_recv() else { break };
+            bytes += approx_bytes(&next);
+            messages.push(message_to_pb(&next));
+        }
+        pb::PeerBatch {
+            cluster_id: self.opts.cluster_id.clone(),
+            from: self.opts.self_id.0,
+            to: self.to.0,
+            messages,
+        }
+    }
+
+    async fn send(&mut self, batch: pb::PeerBatch) -> Result<(), String> {
+        let Some(client) = self.client.as_mut() else {
+            return Err("no valid address".into());
+        };
+        match tokio::time::timeout(self.opts.rpc_timeout, client.send(batch)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+            Err(_) => Err(format!("no answer within {:?}", self.opts.rpc_timeout)),
+        }
+    }
+}
+
+fn approx_bytes(msg: &Message) -> usize {
+    match &msg.body {
+        raftkv_core::MessageBody::AppendEntries(a) => {
+            64 + a.entries.iter().map(|e| e.size_bytes()).sum::<usize>()
+        }
+        _ => 64,
+    }
+}

@@ -1,0 +1,211 @@
+//! `raftkv local`: an N-node cluster on this machine as child processes of
+//! this one. Ctrl-C (or SIGTERM) stops every node with SIGTERM, then SIGKILL
+//! after a grace period; if this process dies, the kernel sends the children
+//! SIGTERM (PR_SET_PDEATHSIG), so no node is left behind.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Node i listens on 127.0.0.1:(BASE_PORT + i - 1); 0 picks free ports.
+    #[arg(long, default_value_t = 7001)]
+    pub base_port: u16,
+    /// Data directory shared by the nodes (each has its own logs_node_ID
+    /// folder in it); created if missing. Node stderr goes to
+    /// DATA_DIR/node-ID.log.
+    #[arg(long, default_value = "raftkv-data")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "local")]
+    pub cluster_id: String,
+    /// Extra flags passed to every `raftkv server` (e.g. "--lease-ms 300").
+    #[arg(long, allow_hyphen_values = true, default_value = "")]
+    pub server_args: String,
+    /// Log level of the nodes.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+pub fn run(args: LocalArgs) -> anyhow::Result<ExitCode> {
+    if args.nodes == 0 || args.nodes > 99 {
+        bail!("--nodes must be between 1 and 99");
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    let ports = choose_ports(args.nodes, args.base_port)?;
+    let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let peers: Vec<String> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("{}={e}", i + 1))
+        .collect();
+    let peers = peers.join(",");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        signal_hook_flag(signal, stop.clone())?;
+    }
+    let exe = std::env::current_exe().context("cannot find the raftkv executable")?;
+    let mut children = Vec::new();
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let id = i as u64 + 1;
+        let log_path = args.data_dir.join(format!("node-{id}.log"));
+        let log = File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("server")
+            .args([
+                "--id",
+                &id.to_string(),
+                "--listen",
+                endpoint,
+                "--peers",
+                &peers,
+            ])
+            .arg("--data-dir")
+            .arg(&args.data_dir)
+            .args([
+                "--cluster-id",
+                &args.cluster_id,
+                "--log-level",
+                &args.log_level,
+            ])
+            .args(args.server_args.split_whitespace())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start node {id}"))?;
+        children.push((id, child));
+    }
+    let endpoints_file = args.data_dir.join("endpoints.txt");
+    std::fs::write(&endpoints_file, endpoints.join(",") + "\n")?;
+    println!(
+        "raftkv local cluster {:?}: {} nodes",
+        args.cluster_id, args.nodes
+    );
+    for (i, e) in endpoints.iter().enumerate() {
+        println!(
+            "  node {}  {e}   log {}",
+            i + 1,
+            args.data_dir.join(format!("node-{}.log", i + 1)).display()
+        );
+    }
+    println!("endpoints: {}", endpoints.join(","));
+    println!(
+        "(written to {}; `raftkv set/get/status/client` run from this folder use them)",
+        endpoints_file.display()
+    );
+    println!("press Ctrl-C to stop the cluster");
+
+    let mut exited = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        for (id, child) in &mut children {
+            if let Ok(Some(status)) = child.try_wait() {
+                if !exited.contains(id) {
+                    eprintln!("raftkv local: node {id} exited ({status}); see its log");
+                    exited.push(*id);
+                }
+            }
+        }
+        if exited.len() == children.len() {
+            eprintln!("raftkv local: every node has exited");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!("stopping {} nodes...", children.len());
+    stop_children(&mut children, Duration::from_secs(5));
+    println!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn choose_ports(nodes: u64, base_port: u16) -> anyhow::Result<Vec<u16>> {
+    if base_port == 0 {
+        // Hold every listener until all ports are chosen so none repeats.
+        let listeners: Vec<TcpListener> = (0..nodes)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<_, _>>()?;
+        return Ok(listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<Result<_, _>>()?);
+    }
+    let last = u64::from(base_port) + nodes - 1;
+    if last > u64::from(u16::MAX) {
+        bail!("--base-port {base_port} leaves no room for {nodes} nodes");
+    }
+    Ok((0..nodes).map(|i| base_port + i as u16).collect())
+}
+
+/// SIGTERM to the child when this process dies, however it dies.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child's state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn stop_children(children: &mut [(u64, Child)], grace: Duration) {
+    for (_, child) in children.iter() {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + grace;
+    for (id, child) in children.iter_mut() {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    eprintln!("raftkv local: node {id} did not stop in {grace:?}; killing it");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+static STOP_FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+extern "C" fn on_signal(_: libc::c_int) {
+    if let Some(flag) = STOP_FLAG.get() {
+        flag.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Sets `flag` when `signal` arrives (a minimal, async-signal-safe handler).
+fn signal_hook_flag(signal: libc::c_int, flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let _ = STOP_FLAG.set(flag);
+    // SAFETY: the handler only stores to an atomic.
+    let previous = unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
+    if previous == libc::SIG_ERR {
+        bail!("cannot install a handler for signal {signal}");
+    }
+    Ok(())
+}

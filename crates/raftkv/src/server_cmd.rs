@@ -1,0 +1,280 @@
+//! `raftkv server`: flags, the optional TOML config file (flags win), and
+//! start-up with a clear message on bad configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use raftkv_core::{Config, NodeId};
+use raftkv_server::config::{
+    DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_RATE_LIMIT_PER_CONN,
+};
+use raftkv_server::{parse_peers, ServerConfig};
+use serde::Deserialize;
+
+/// Every setting is optional here so that the config file can supply it;
+/// the defaults are applied after merging (see `merge`).
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerArgs {
+    /// TOML file with any of these settings (same names as the flags, e.g.
+    /// `id = 1`, `peers = "2=127.0.0.1:7002,3=127.0.0.1:7003"`); flags given
+    /// on the command line override it.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This node's id (1, 2, ...).
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Address to listen on for peers and clients [default: 127.0.0.1:7000+ID].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Every other node as id=host:port, comma-separated. This node may be
+    /// listed too (its address is then what others use to reach it).
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// Data directory (must exist); this node keeps its files in
+    /// DATA_DIR/logs_node_ID [default: ./raftkv-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Cluster name; a node ignores messages from another cluster [default: raftkv].
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+    /// Leader heartbeat interval [default: 50].
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Minimum election timeout [default: 500].
+    #[arg(long)]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Maximum election timeout [default: 1000].
+    #[arg(long)]
+    pub election_timeout_max_ms: Option<u64>,
+    /// Leader lease duration; must be below the minimum election timeout [default: 400].
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    /// Bound on clock rate drift between nodes, parts per million [default: 10000 = 1%].
+    #[arg(long)]
+    pub drift_ppm: Option<u64>,
+    /// How often the core's timers advance [default: 5].
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Largest key in bytes [default: 4096].
+    #[arg(long)]
+    pub max_key_bytes: Option<usize>,
+    /// Largest value in bytes [default: 1048576].
+    #[arg(long)]
+    pub max_value_bytes: Option<usize>,
+    /// Client requests per second allowed on one connection [default: 50000].
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// How long a client call waits for its outcome [default: 5000].
+    #[arg(long)]
+    pub client_timeout_ms: Option<u64>,
+    /// Log filter for stderr: error, warn, info, debug, trace, or a tracing
+    /// filter such as raftkv_server=debug [default: info].
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// What goes into dump.txt: off, error, info, debug [default: info].
+    #[arg(long)]
+    pub dump_level: Option<String>,
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let args = match &args.config {
+        Some(path) => merge(args.clone_flags(), read_file(path)?),
+        None => args,
+    };
+    crate::init_tracing(args.log_level.as_deref().unwrap_or("info"))?;
+    let config = build_config(&args)?;
+    config.validate().context("invalid configuration")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        raftkv_server::run(config, shutdown_signal())
+            .await
+            .context("node stopped with an error")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl ServerArgs {
+    fn clone_flags(&self) -> ServerArgs {
+        ServerArgs {
+            config: self.config.clone(),
+            id: self.id,
+            listen: self.listen.clone(),
+            peers: self.peers.clone(),
+            data_dir: self.data_dir.clone(),
+            cluster_id: self.cluster_id.clone(),
+            heartbeat_ms: self.heartbeat_ms,
+            election_timeout_min_ms: self.election_timeout_min_ms,
+            election_timeout_max_ms: self.election_timeout_max_ms,
+            lease_ms: self.lease_ms,
+            drift_ppm: self.drift_ppm,
+            tick_ms: self.tick_ms,
+            max_key_bytes: self.max_key_bytes,
+            max_value_bytes: self.max_value_bytes,
+            rate_limit: self.rate_limit,
+            client_timeout_ms: self.client_timeout_ms,
+            log_level: self.log_level.clone(),
+            dump_level: self.dump_level.clone(),
+        }
+    }
+}
+
+fn read_file(path: &PathBuf) -> anyhow::Result<ServerArgs> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+}
+
+/// Flags override the file, field by field.
+fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
+    ServerArgs {
+        config: flags.config,
+        id: flags.id.or(file.id),
+        listen: flags.listen.or(file.listen),
+        peers: flags.peers.or(file.peers),
+        data_dir: flags.data_dir.or(file.data_dir),
+        cluster_id: flags.cluster_id.or(file.cluster_id),
+        heartbeat_ms: flags.heartbeat_ms.or(file.heartbeat_ms),
+        election_timeout_min_ms: flags
+            .election_timeout_min_ms
+            .or(file.election_timeout_min_ms),
+        election_timeout_max_ms: flags
+            .election_timeout_max_ms
+            .or(file.election_timeout_max_ms),
+        lease_ms: flags.lease_ms.or(file.lease_ms),
+        drift_ppm: flags.drift_ppm.or(file.drift_ppm),
+        tick_ms: flags.tick_ms.or(file.tick_ms),
+        max_key_bytes: flags.max_key_bytes.or(file.max_key_bytes),
+        max_value_bytes: flags.max_value_bytes.or(file.max_value_bytes),
+        rate_limit: flags.rate_limit.or(file.rate_limit),
+        client_timeout_ms: flags.client_timeout_ms.or(file.client_timeout_ms),
+        log_level: flags.log_level.or(file.log_level),
+        dump_level: flags.dump_level.or(file.dump_level),
+    }
+}
+
+fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+    let Some(id) = args.id else {
+        bail!("--id is required (or `id` in the config file)")
+    };
+    if id == 0 {
+        bail!("--id must be at least 1");
+    }
+    let id = NodeId(id);
+    let mut peers = parse_peers(args.peers.as_deref().unwrap_or(""))?;
+    let listen_text = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| format!("127.0.0.1:{}", 7000 + id.0));
+    let listen: std::net::SocketAddr = listen_text
+        .parse()
+        .with_context(|| format!("--listen {listen_text:?} is not an ip:port address"))?;
+    let advertise = match peers.remove(&id) {
+        Some(addr) => {
+            let port_matches = addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                == Some(listen.port());
+            if !port_matches {
+                bail!("inconsistent peers: --peers lists this node ({id}) at {addr}, but it listens on {listen}");
+            }
+            addr
+        }
+        None => listen.to_string(),
+    };
+    if peers.is_empty() {
+        tracing::warn!("no --peers given: running a single-node cluster");
+    }
+    let mut core = Config::new(id, peers.keys().copied().chain([id]).collect());
+    let ms = Duration::from_millis;
+    if let Some(v) = args.heartbeat_ms {
+        core.heartbeat_interval = ms(v);
+    }
+    if let Some(v) = args.election_timeout_min_ms {
+        core.election_timeout_min = ms(v);
+    }
+    if let Some(v) = args.election_timeout_max_ms {
+        core.election_timeout_max = ms(v);
+    }
+    if let Some(v) = args.lease_ms {
+        core.lease_duration = ms(v);
+    }
+    if let Some(v) = args.drift_ppm {
+        core.clock_drift_bound_ppm = v;
+    }
+    core.max_key_bytes = args.max_key_bytes.unwrap_or(DEFAULT_MAX_KEY_BYTES);
+    core.max_value_bytes = args.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES);
+    let tick = ms(args.tick_ms.unwrap_or(5)).min(core.heartbeat_interval);
+    Ok(ServerConfig {
+        peer_rpc_timeout: core.election_timeout_min / 2,
+        core,
+        listen,
+        advertise,
+        peers,
+        data_dir: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("raftkv-data")),
+        cluster_id: args.cluster_id.clone().unwrap_or_else(|| "raftkv".into()),
+        tick_interval: tick,
+        peer_queue_len: 1024,
+        client_wait_timeout: ms(args.client_timeout_ms.unwrap_or(5000)),
+        rate_limit_per_conn: args.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT_PER_CONN),
+        dump_level: args.dump_level.clone().unwrap_or_else(|| "info".into()),
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file() {
+        let file: ServerArgs =
+            toml::from_str("id = 2\nlease-ms = 300\npeers = \"1=127.0.0.1:7001\"\n").unwrap();
+        let flags = ServerArgs {
+            lease_ms: Some(200),
+            ..Default::default()
+        };
+        let merged = merge(flags, file);
+        assert_eq!(merged.id, Some(2));
+        assert_eq!(merged.lease_ms, Some(200));
+        let config = build_config(&merged).unwrap();
+        assert_eq!(config.core.lease_duration, Duration::from_millis(200));
+        assert_eq!(config.listen.port(), 7002);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<ServerArgs>("lease = 3").is_err());
+    }
+
+    #[test]
+    fn self_in_peers_must_match_listen() {
+        let args = ServerArgs {
+            id: Some(1),
+            listen: Some("127.0.0.1:7001".into()),
+            peers: Some("1=127.0.0.1:9999,2=127.0.0.1:7002".into()),
+            ..Default::default()
+        };
+        assert!(build_config(&args).is_err());
+    }
+}
