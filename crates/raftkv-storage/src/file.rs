@@ -114,6 +114,7 @@ impl FileStorage {
         let stored_hs = metadata::read(&dir)?;
 
         let log_path = dir.join(LOG_FILE);
+        let log_existed = log_path.exists();
         let log = OpenOptions::new()
             .read(true)
             .write(true)
@@ -121,6 +122,10 @@ impl FileStorage {
             .truncate(false)
             .open(&log_path)
             .map_err(|e| StorageError::io(&log_path, "open", e))?;
+        if !log_existed {
+            // The new name must be durable before any entry synced into it is.
+            metadata::sync_dir(&dir)?;
+        }
         let scan = scan_log(&log, &log_path)?;
         let last_index = LogIndex(scan.entries.len() as u64);
         let last_term = scan.entries.last().map_or(Term(0), |e| e.term);
