@@ -1,0 +1,957 @@
+//! The simulated cluster: real [`RaftNode`]s, each with a [`MemStorage`] and
+//! its own clock, joined by a faulty network, driven by one event queue.
+//!
+//! Everything happens on one thread in the order of `(real time, sequence
+//! number)`, and every random choice comes from one [`SimRng`], so a seed and
+//! the same calls replay a run exactly.
+//!
+//! The storage model follows the `Ready` contract (see `raftkv_core::Ready`):
+//! `messages` go out at once, `entries` are appended at once but become
+//! durable only when the simulated fsync completes (a latency later), and
+//! only then are the hard state saved, `persisted_messages` sent and
+//! `on_persisted` called. A crash in between loses the unsynced entries
+//! ([`MemStorage::crash`]) and the unsaved hard state.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use raftkv_core::{
+    ClientCommand, ClientId, Config, Entry, HardState, LogIndex, Message, MonoTime, NodeId,
+    RaftNode, ReadId, Ready, Role, Status, Term, UnsafeTestKnobs,
+};
+use raftkv_storage::{MemStorage, Storage};
+
+use crate::client::{Req, Resp, SimClient, Workload};
+use crate::clock::Clock;
+use crate::rng::SimRng;
+use crate::trace::{fmt_msg, fmt_real};
+
+/// Message loss, duplication and delay. Delays are drawn per message in
+/// `[delay_min, delay_max]`, so messages reorder whenever the range is wide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    pub loss_ppm: u32,
+    pub dup_ppm: u32,
+    pub delay_min: Duration,
+    pub delay_max: Duration,
+}
+
+impl NetConfig {
+    /// A LAN: 0.5–2 ms, nothing lost.
+    pub fn reliable() -> NetConfig {
+        NetConfig {
+            loss_ppm: 0,
+            dup_ppm: 0,
+            delay_min: Duration::from_micros(500),
+            delay_max: Duration::from_millis(2),
+        }
+    }
+
+    /// The 6.824 "unreliable" network: 10 % loss, long random delays.
+    pub fn unreliable() -> NetConfig {
+        NetConfig {
+            loss_ppm: 100_000,
+            dup_ppm: 20_000,
+            delay_min: Duration::from_millis(1),
+            delay_max: Duration::from_millis(27),
+        }
+    }
+}
+
+/// How simulated clients behave.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// One-way latency between a client and any node (clients reach every
+    /// live node, whatever the partition between nodes).
+    pub latency: Duration,
+    /// An attempt with no answer by then is retried (same session and seq).
+    pub attempt_timeout: Duration,
+    /// Pause before retrying when no leader hint is known.
+    pub retry_backoff: Duration,
+    /// Give up on an operation after this long (its outcome is then unknown);
+    /// `None` retries for ever.
+    pub give_up_after: Option<Duration>,
+    /// Chance (ppm) that an operation's first attempt goes to a random node
+    /// rather than the presumed leader.
+    pub wander_ppm: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            latency: Duration::from_micros(300),
+            attempt_timeout: Duration::from_millis(1500),
+            retry_backoff: Duration::from_millis(30),
+            give_up_after: Some(Duration::from_secs(6)),
+            wander_ppm: 0,
+        }
+    }
+}
+
+/// Everything that defines a cluster, before any fault.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub nodes: usize,
+    pub seed: u64,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    pub lease_duration: Duration,
+    pub clock_drift_bound_ppm: u64,
+    pub unsafe_test_knobs: UnsafeTestKnobs,
+    /// One clock per node; missing ones run exactly at real speed from 0.
+    pub clocks: Vec<Clock>,
+    /// How often each node's `tick` is called (real time).
+    pub tick_interval: Duration,
+    pub net: NetConfig,
+    pub fsync_latency_min: Duration,
+    pub fsync_latency_max: Duration,
+    pub client: ClientConfig,
+    /// Record a human-readable trace (costs time; the sweep leaves it off).
+    pub trace: bool,
+    /// Check log matching across all pairs of nodes this often.
+    pub log_check_interval: Duration,
+}
+
+impl ClusterConfig {
+    /// `nodes` nodes with the core's default timing, exact clocks, a
+    /// reliable network and a fast disk.
+    pub fn new(nodes: usize, seed: u64) -> ClusterConfig {
+        let d = Config::new(NodeId(1), vec![NodeId(1)]);
+        ClusterConfig {
+            nodes,
+            seed,
+            heartbeat_interval: d.heartbeat_interval,
+            election_timeout_min: d.election_timeout_min,
+            election_timeout_max: d.election_timeout_max,
+            lease_duration: d.lease_duration,
+            clock_drift_bound_ppm: d.clock_drift_bound_ppm,
+            unsafe_test_knobs: UnsafeTestKnobs::default(),
+            clocks: Vec::new(),
+            tick_interval: Duration::from_millis(5),
+            net: NetConfig::reliable(),
+            fsync_latency_min: Duration::from_micros(200),
+            fsync_latency_max: Duration::from_millis(2),
+            client: ClientConfig::default(),
+            trace: false,
+            log_check_interval: Duration::from_millis(250),
+        }
+    }
+
+    pub fn core_config(&self, id: NodeId) -> Config {
+        let voters = (1..=self.nodes as u64).map(NodeId).collect();
+        let mut c = Config::new(id, voters);
+        c.heartbeat_interval = self.heartbeat_interval;
+        c.election_timeout_min = self.election_timeout_min;
+        c.election_timeout_max = self.election_timeout_max;
+        c.lease_duration = self.lease_duration;
+        c.clock_drift_bound_ppm = self.clock_drift_bound_ppm;
+        c.unsafe_test_knobs = self.unsafe_test_knobs;
+        c
+    }
+}
+
+/// What a test's message filter decides for one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// The network's usual treatment (loss, delay, duplication).
+    Deliver,
+    Drop,
+    /// Deliver exactly once after this delay, bypassing loss.
+    Delay(Duration),
+}
+
+/// Sees every message a node sends (real time in ns, message).
+pub type MessageFilter = Box<dyn FnMut(u64, &Message) -> Fate>;
+
+/// A successful answer a node gave a client: a read served or a write
+/// acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    pub real_ns: u64,
+    pub node: NodeId,
+    pub term: Term,
+    pub what: ServedKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServedKind {
+    /// Read answered from the lease at once.
+    LeaseRead,
+    /// Read answered after a ReadIndex round or the new leader's wait.
+    ReadIndex,
+    Write,
+}
+
+/// An election won: (real ns, node, term).
+pub type Election = (u64, NodeId, Term);
+
+pub(crate) enum Ev {
+    Deliver(Message),
+    Tick(usize),
+    SyncDone {
+        node: usize,
+        incarnation: u64,
+    },
+    ClientReq {
+        node: usize,
+        client: usize,
+        attempt: u64,
+        req: Req,
+    },
+    ClientResp {
+        client: usize,
+        attempt: u64,
+        resp: Resp,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u64,
+    },
+    ClientRetry {
+        client: usize,
+        attempt: u64,
+    },
+    ClientThink {
+        client: usize,
+    },
+    LogCheck,
+}
+
+/// One `Ready`'s durable work, waiting for its fsync.
+struct PendingSync {
+    io: bool,
+    hard_state: Option<HardState>,
+    persisted_messages: Vec<Message>,
+    mark: Option<(LogIndex, Term)>,
+}
+
+pub(crate) struct SimNode {
+    pub(crate) id: NodeId,
+    pub(crate) raft: Option<RaftNode>,
+    pub(crate) storage: MemStorage,
+    pub(crate) clock: Clock,
+    pub(crate) paused: bool,
+    backlog: Vec<Ev>,
+    syncs: VecDeque<PendingSync>,
+    /// When the last fsync issued completes (fsyncs complete in order).
+    sync_busy_until_ns: u64,
+    incarnation: u64,
+    /// Client writes proposed here: session → (client, attempt).
+    pub(crate) waiting_writes: BTreeMap<(ClientId, u64), (usize, u64)>,
+    pub(crate) waiting_reads: BTreeMap<ReadId, (usize, u64)>,
+    /// Commit index already checked against the committed record.
+    pub(crate) commit_seen: LogIndex,
+}
+
+/// The simulated cluster. See the module docs.
+pub struct Cluster {
+    pub(crate) cfg: ClusterConfig,
+    pub(crate) now_ns: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Ev>,
+    pub(crate) rng: SimRng,
+    pub(crate) nodes: Vec<SimNode>,
+    /// Directed links that are down: (from, to) as node positions.
+    cut: BTreeSet<(usize, usize)>,
+    net: NetConfig,
+    filter: Option<MessageFilter>,
+    pub(crate) clients: Vec<SimClient>,
+    pub(crate) workload: Option<Workload>,
+    pub(crate) history: Vec<raftkv_checker::Operation>,
+    pub(crate) next_read_id: u64,
+    pub(crate) served: Vec<Served>,
+    pub(crate) elections: Vec<Election>,
+    pub(crate) leaders_by_term: BTreeMap<Term, NodeId>,
+    /// Every entry some node has committed, by index (from 1).
+    pub(crate) committed: Vec<Entry>,
+    pub(crate) violation: Option<String>,
+    trace: Option<Vec<String>>,
+    pub(crate) messages_delivered: u64,
+}
+
+impl Cluster {
+    pub fn new(cfg: ClusterConfig) -> Cluster {
+        assert!(
+            matches!(cfg.nodes, 1..=9),
+            "{} nodes is not a cluster size the simulator supports",
+            cfg.nodes
+        );
+        let mut rng = SimRng::new(cfg.seed);
+        let mut c = Cluster {
+            now_ns: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes: Vec::new(),
+            cut: BTreeSet::new(),
+            net: cfg.net.clone(),
+            filter: None,
+            clients: Vec::new(),
+            workload: None,
+            history: Vec::new(),
+            next_read_id: 1,
+            served: Vec::new(),
+            elections: Vec::new(),
+            leaders_by_term: BTreeMap::new(),
+            committed: Vec::new(),
+            violation: None,
+            trace: cfg.trace.then(Vec::new),
+            messages_delivered: 0,
+            rng: rng.fork(),
+            cfg,
+        };
+        for i in 0..c.cfg.nodes {
+            let id = NodeId(i as u64 + 1);
+            let clock = c.cfg.clocks.get(i).copied().unwrap_or_else(Clock::exact);
+            let storage = MemStorage::new();
+            let raft = RaftNode::new(
+                c.cfg.core_config(id),
+                storage.restored(),
+                clock.local(0),
+                rng.next_u64(),
+            )
+            .expect("the simulator builds valid configs");
+            c.nodes.push(SimNode {
+                id,
+                raft: Some(raft),
+                storage,
+                clock,
+                paused: false,
+                backlog: Vec::new(),
+                syncs: VecDeque::new(),
+                sync_busy_until_ns: 0,
+                incarnation: 0,
+                waiting_writes: BTreeMap::new(),
+                waiting_reads: BTreeMap::new(),
+                commit_seen: LogIndex::ZERO,
+            });
+            let phase = rng.below(c.cfg.tick_interval.as_nanos() as u64);
+            c.schedule(phase, Ev::Tick(i));
+        }
+        let check = c.cfg.log_check_interval.as_nanos() as u64;
+        c.schedule(check, Ev::LogCheck);
+        c
+    }
+
+    // ----- time and the event loop -------------------------------------
+
+    pub(crate) fn schedule(&mut self, at_ns: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((at_ns.max(self.now_ns), self.seq), ev);
+    }
+
+    pub(crate) fn schedule_in(&mut self, after: Duration, ev: Ev) {
+        self.schedule(self.now_ns + after.as_nanos() as u64, ev);
+    }
+
+    /// Real simulated time since the start.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.now_ns)
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Run until `d` of simulated time has passed (or a violation is found).
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now_ns + d.as_nanos() as u64;
+        self.run_until_ns(end, |_| false);
+    }
+
+    /// Run until `pred` holds (checked after every event) or `limit` passes.
+    /// Returns whether `pred` held.
+    pub fn run_until(&mut self, limit: Duration, mut pred: impl FnMut(&Cluster) -> bool) -> bool {
+        if pred(self) {
+            return true;
+        }
+        let end = self.now_ns + limit.as_nanos() as u64;
+        self.run_until_ns(end, |c| pred(c))
+    }
+
+    fn run_until_ns(&mut self, end_ns: u64, mut pred: impl FnMut(&Cluster) -> bool) -> bool {
+        while self.violation.is_none() {
+            let Some((&(at, _), _)) = self.queue.first_key_value() else {
+                break;
+            };
+            if at > end_ns {
+                break;
+            }
+            let (_, ev) = self.queue.pop_first().expect("peeked");
+            self.now_ns = at;
+            self.handle(ev);
+            if pred(self) {
+                return true;
+            }
+        }
+        if self.violation.is_none() {
+            self.now_ns = self.now_ns.max(end_ns);
+        }
+        false
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        let target = match &ev {
+            Ev::Deliver(m) => self.position(m.to),
+            Ev::SyncDone { node, .. } | Ev::ClientReq { node, .. } => Some(*node),
+            _ => None,
+        };
+        if let Some(i) = target {
+            if self.nodes[i].paused {
+                self.nodes[i].backlog.push(ev);
+                return;
+            }
+        }
+        match ev {
+            Ev::Deliver(m) => self.deliver(m),
+            Ev::Tick(i) => self.on_tick(i),
+            Ev::SyncDone { node, incarnation } => self.on_sync_done(node, incarnation),
+            Ev::ClientReq {
+                node,
+                client,
+                attempt,
+                req,
+            } => self.on_client_request(node, client, attempt, req),
+            Ev::ClientResp {
+                client,
+                attempt,
+                resp,
+            } => self.on_client_response(client, attempt, resp),
+            Ev::ClientTimeout { client, attempt } => self.on_client_timeout(client, attempt),
+            Ev::ClientRetry { client, attempt } => self.on_client_retry(client, attempt),
+            Ev::ClientThink { client } => self.on_client_think(client),
+            Ev::LogCheck => {
+                self.check_log_matching();
+                self.schedule_in(self.cfg.log_check_interval, Ev::LogCheck);
+            }
+        }
+    }
+
+    fn on_tick(&mut self, i: usize) {
+        let local = self.local_now_at(i);
+        let n = &mut self.nodes[i];
+        if !n.paused {
+            if let Some(raft) = n.raft.as_mut() {
+                raft.tick(local);
+                self.pump(i);
+            }
+        }
+        self.schedule_in(self.cfg.tick_interval, Ev::Tick(i));
+    }
+
+    // ----- nodes ------------------------------------------------------------
+
+    pub(crate) fn position(&self, id: NodeId) -> Option<usize> {
+        let i = usize::try_from(id.0).ok()?.checked_sub(1)?;
+        (i < self.nodes.len()).then_some(i)
+    }
+
+    fn pos(&self, id: NodeId) -> usize {
+        self.position(id)
+            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+    }
+
+    pub(crate) fn local_now_at(&self, i: usize) -> MonoTime {
+        self.nodes[i].clock.local(self.now_ns)
+    }
+
+    /// Hand every `Ready` of node `i` to the simulated disk and network,
+    /// then check the invariants that node may have touched.
+    pub(crate) fn pump(&mut self, i: usize) {
+        loop {
+            let Some(raft) = self.nodes[i].raft.as_mut() else {
+                return;
+            };
+            if !raft.has_ready() {
+                break;
+            }
+            let rd = raft.ready();
+            self.handle_ready(i, rd);
+        }
+        self.check_node(i);
+    }
+
+    fn handle_ready(&mut self, i: usize, rd: Ready) {
+        let id = self.nodes[i].id;
+        let mark = rd.persist_mark();
+        for e in &rd.events {
+            self.tr(|| format!("n{id} {e}"));
+        }
+        for m in rd.messages {
+            self.send(m);
+        }
+        if !rd.entries.is_empty() {
+            if let Err(e) = self.nodes[i].storage.append(&rd.entries) {
+                self.fail(format!(
+                    "storage: node {id} handed out entries storage rejects: {e}"
+                ));
+                return;
+            }
+        }
+        let io = rd.must_sync || !rd.entries.is_empty();
+        let pending = PendingSync {
+            io,
+            hard_state: rd.hard_state,
+            mark,
+            persisted_messages: rd.persisted_messages,
+        };
+        self.nodes[i].syncs.push_back(pending);
+        if io {
+            let latency = self.rng.range(
+                self.cfg.fsync_latency_min.as_nanos() as u64,
+                self.cfg.fsync_latency_max.as_nanos() as u64,
+            );
+            let done = (self.now_ns + latency).max(self.nodes[i].sync_busy_until_ns);
+            self.nodes[i].sync_busy_until_ns = done;
+            let incarnation = self.nodes[i].incarnation;
+            self.schedule(
+                done,
+                Ev::SyncDone {
+                    node: i,
+                    incarnation,
+                },
+            );
+        } else if self.nodes[i].syncs.len() == 1 {
+            self.complete_syncs(i, false);
+        }
+        for w in rd.write_results {
+            self.on_write_result(i, w);
+        }
+        for r in rd.read_results {
+            self.on_read_result(i, r);
+        }
+    }
+
+    fn on_sync_done(&mut self, i: usize, incarnation: u64) {
+        if self.nodes[i].incarnation != incarnation || self.nodes[i].raft.is_none() {
+            return;
+        }
+        self.complete_syncs(i, true);
+        self.pump(i);
+    }
+
+    /// Finish the front fsync (when `io_done`), then every following
+    /// `Ready` that had nothing to make durable.
+    fn complete_syncs(&mut self, i: usize, io_done: bool) {
+        if io_done {
+            let front = self.nodes[i].syncs.pop_front().expect("a sync was pending");
+            assert!(front.io, "fsync completions arrive in issue order");
+            self.finish_sync(i, front);
+        }
+        while self.nodes[i].syncs.front().is_some_and(|s| !s.io) {
+            let next = self.nodes[i].syncs.pop_front().expect("checked");
+            self.finish_sync(i, next);
+        }
+    }
+
+    fn finish_sync(&mut self, i: usize, s: PendingSync) {
+        let local = self.local_now_at(i);
+        let n = &mut self.nodes[i];
+        if s.io {
+            n.storage.sync().expect("MemStorage sync cannot fail");
+        }
+        if let Some(hs) = s.hard_state {
+            let commit = hs.commit.min(n.storage.last_index());
+            n.storage
+                .save_hard_state(&HardState { commit, ..hs })
+                .expect("MemStorage save cannot fail");
+        }
+        if let Some((index, term)) = s.mark {
+            n.raft
+                .as_mut()
+                .expect("up")
+                .on_persisted(local, index, term);
+        }
+        for m in s.persisted_messages {
+            self.send(m);
+        }
+    }
+
+    // ----- network ----------------------------------------------------------
+
+    fn send(&mut self, m: Message) {
+        let (Some(from), Some(to)) = (self.position(m.from), self.position(m.to)) else {
+            self.fail(format!("network: a node sent to an unknown node: {m:?}"));
+            return;
+        };
+        if self.cut.contains(&(from, to)) {
+            self.tr(|| format!("drop (partition) {}", fmt_msg(&m)));
+            return;
+        }
+        let fate = match self.filter.as_mut() {
+            Some(f) => f(self.now_ns, &m),
+            None => Fate::Deliver,
+        };
+        match fate {
+            Fate::Drop => {
+                self.tr(|| format!("drop (filter) {}", fmt_msg(&m)));
+            }
+            Fate::Delay(d) => self.schedule_in(d, Ev::Deliver(m)),
+            Fate::Deliver => {
+                if self.rng.chance_ppm(self.net.loss_ppm) {
+                    self.tr(|| format!("drop (loss) {}", fmt_msg(&m)));
+                    return;
+                }
+                if self.rng.chance_ppm(self.net.dup_ppm) {
+                    let d = self.net_delay();
+                    self.schedule_in(d, Ev::Deliver(m.clone()));
+                }
+                let d = self.net_delay();
+                self.schedule_in(d, Ev::Deliver(m));
+            }
+        }
+    }
+
+    fn net_delay(&mut self) -> Duration {
+        let lo = self.net.delay_min.as_nanos() as u64;
+        let hi = self.net.delay_max.as_nanos() as u64;
+        Duration::from_nanos(self.rng.range(lo, hi.max(lo)))
+    }
+
+    fn deliver(&mut self, m: Message) {
+        let (from, to) = (self.pos(m.from), self.pos(m.to));
+        if self.cut.contains(&(from, to)) {
+            self.tr(|| format!("drop (partition, in flight) {}", fmt_msg(&m)));
+            return;
+        }
+        let local = self.local_now_at(to);
+        if self.nodes[to].raft.is_none() {
+            return;
+        }
+        self.messages_delivered += 1;
+        self.tr(|| format!("deliver {}", fmt_msg(&m)));
+        self.nodes[to]
+            .raft
+            .as_mut()
+            .expect("checked")
+            .step(local, m);
+        self.pump(to);
+    }
+
+    // ----- faults -----------------------------------------------------------
+
+    /// Cut the cluster into groups: links between groups go down both ways;
+    /// nodes left out of every group form one more group.
+    pub fn partition(&mut self, groups: &[&[u64]]) {
+        let n = self.nodes.len();
+        let mut group_of = vec![usize::MAX; n];
+        for (g, members) in groups.iter().enumerate() {
+            for &id in *members {
+                group_of[self.pos(NodeId(id))] = g;
+            }
+        }
+        self.cut.clear();
+        for a in 0..n {
+            for b in 0..n {
+                if a != b && group_of[a] != group_of[b] {
+                    self.cut.insert((a, b));
+                }
+            }
+        }
+        self.tr(|| format!("fault: partition {groups:?}"));
+    }
+
+    /// Cut node `id` off from every other node (both ways). Clients still
+    /// reach it.
+    pub fn isolate(&mut self, id: NodeId) {
+        let i = self.pos(id);
+        for j in 0..self.nodes.len() {
+            if j != i {
+                self.cut.insert((i, j));
+                self.cut.insert((j, i));
+            }
+        }
+        self.tr(|| format!("fault: isolate n{id}"));
+    }
+
+    /// Take down the one-way link `from → to`.
+    pub fn cut_link(&mut self, from: NodeId, to: NodeId) {
+        let (a, b) = (self.pos(from), self.pos(to));
+        self.cut.insert((a, b));
+        self.tr(|| format!("fault: cut link n{from}->n{to}"));
+    }
+
+    pub fn restore_link(&mut self, from: NodeId, to: NodeId) {
+        let (a, b) = (self.pos(from), self.pos(to));
+        self.cut.remove(&(a, b));
+        self.tr(|| format!("fault: restore link n{from}->n{to}"));
+    }
+
+    /// Bring every link back up.
+    pub fn heal(&mut self) {
+        self.cut.clear();
+        self.tr(|| "fault: heal all partitions".to_string());
+    }
+
+    pub fn link_up(&self, from: NodeId, to: NodeId) -> bool {
+        !self.cut.contains(&(self.pos(from), self.pos(to)))
+    }
+
+    pub fn set_net(&mut self, net: NetConfig) {
+        self.tr(|| format!("fault: network {net:?}"));
+        self.net = net;
+    }
+
+    pub fn net(&self) -> &NetConfig {
+        &self.net
+    }
+
+    /// Let a test drop or delay chosen messages (or just watch them).
+    pub fn set_filter(&mut self, filter: Option<MessageFilter>) {
+        self.filter = filter;
+    }
+
+    /// Crash a node: it loses everything not yet synced, and every message,
+    /// fsync and client request on its way to it.
+    pub fn crash(&mut self, id: NodeId) {
+        let i = self.pos(id);
+        let n = &mut self.nodes[i];
+        if n.raft.is_none() {
+            return;
+        }
+        n.raft = None;
+        n.storage.crash();
+        n.syncs.clear();
+        n.backlog.clear();
+        n.paused = false;
+        n.incarnation += 1;
+        n.sync_busy_until_ns = 0;
+        n.waiting_writes.clear();
+        n.waiting_reads.clear();
+        self.tr(|| format!("fault: crash n{id}"));
+    }
+
+    /// Restart a crashed node from its durable state.
+    pub fn restart(&mut self, id: NodeId) {
+        let i = self.pos(id);
+        if self.nodes[i].raft.is_some() {
+            return;
+        }
+        let local = self.local_now_at(i);
+        let seed = self.rng.next_u64();
+        let restored = self.nodes[i].storage.restored();
+        let last = restored.entries.len();
+        match RaftNode::new(self.cfg.core_config(id), restored, local, seed) {
+            Ok(raft) => {
+                let n = &mut self.nodes[i];
+                n.raft = Some(raft);
+                n.commit_seen = LogIndex::ZERO;
+                self.tr(|| format!("fault: restart n{id} ({last} durable entries)"));
+                self.pump(i);
+            }
+            Err(e) => self.fail(format!(
+                "restart: node {id} cannot restart from its own storage: {e}"
+            )),
+        }
+    }
+
+    /// Freeze a node: it processes nothing, its clock keeps running, and
+    /// what arrives for it waits until [`Cluster::resume`].
+    pub fn pause(&mut self, id: NodeId) {
+        let i = self.pos(id);
+        if self.nodes[i].raft.is_some() {
+            self.nodes[i].paused = true;
+            self.tr(|| format!("fault: pause n{id}"));
+        }
+    }
+
+    pub fn resume(&mut self, id: NodeId) {
+        let i = self.pos(id);
+        if !self.nodes[i].paused {
+            return;
+        }
+        self.nodes[i].paused = false;
+        self.tr(|| format!("fault: resume n{id}"));
+        for ev in std::mem::take(&mut self.nodes[i].backlog) {
+            self.handle(ev);
+        }
+    }
+
+    // ----- queries ----------------------------------------------------------
+
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.nodes[self.pos(id)].raft.is_some()
+    }
+
+    pub fn is_paused(&self, id: NodeId) -> bool {
+        self.nodes[self.pos(id)].paused
+    }
+
+    /// The node's core, if it is up.
+    pub fn raft(&self, id: NodeId) -> Option<&RaftNode> {
+        self.nodes[self.pos(id)].raft.as_ref()
+    }
+
+    pub fn status(&self, id: NodeId) -> Option<Status> {
+        let i = self.pos(id);
+        let local = self.local_now_at(i);
+        self.nodes[i].raft.as_ref().map(|r| r.status(local))
+    }
+
+    pub fn clock(&self, id: NodeId) -> Clock {
+        self.nodes[self.pos(id)].clock
+    }
+
+    pub fn local_now(&self, id: NodeId) -> MonoTime {
+        self.local_now_at(self.pos(id))
+    }
+
+    /// Up, running nodes that believe they lead, with their terms.
+    pub fn leaders(&self) -> Vec<(NodeId, Term)> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.paused)
+            .filter_map(|n| n.raft.as_ref())
+            .filter(|r| r.role() == Role::Leader)
+            .map(|r| (r.id(), r.term()))
+            .collect()
+    }
+
+    /// The running leader of the highest term, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leaders()
+            .into_iter()
+            .max_by_key(|&(_, t)| t)
+            .map(|(id, _)| id)
+    }
+
+    /// Every election won so far: (real ns, node, term).
+    pub fn elections(&self) -> &[Election] {
+        &self.elections
+    }
+
+    /// Every successful client answer, in order.
+    pub fn served(&self) -> &[Served] {
+        &self.served
+    }
+
+    /// The first successful client answer by `node` at or after `since_ns`.
+    pub fn first_served_by(&self, node: NodeId, since_ns: u64) -> Option<&Served> {
+        self.served
+            .iter()
+            .find(|s| s.node == node && s.real_ns >= since_ns)
+    }
+
+    /// The entry at `index` on node `id`, if the node is up and has
+    /// committed that far.
+    pub fn committed_entry(&self, id: NodeId, index: LogIndex) -> Option<Entry> {
+        let raft = self.raft(id)?;
+        (raft.log().commit() >= index).then(|| raft.log().get(index).cloned())?
+    }
+
+    /// How many up nodes have committed exactly `entry`.
+    pub fn committed_count(&self, entry: &Entry) -> usize {
+        self.node_ids()
+            .into_iter()
+            .filter(|&id| self.committed_entry(id, entry.index).as_ref() == Some(entry))
+            .count()
+    }
+
+    /// The highest commit index any node reached.
+    pub fn committed_len(&self) -> usize {
+        self.committed.len()
+    }
+
+    /// The first broken invariant, if any.
+    pub fn violation(&self) -> Option<&str> {
+        self.violation.as_deref()
+    }
+
+    pub fn client_config_mut(&mut self) -> &mut ClientConfig {
+        &mut self.cfg.client
+    }
+
+    /// Check log matching across all pairs now (it also runs periodically).
+    pub fn check_log_matching_now(&mut self) {
+        self.check_log_matching();
+    }
+
+    pub fn messages_delivered(&self) -> u64 {
+        self.messages_delivered
+    }
+
+    /// Propose a write directly at a node, with no client and no session.
+    pub fn propose_at(
+        &mut self,
+        id: NodeId,
+        cmd: ClientCommand,
+    ) -> Result<LogIndex, raftkv_core::ProposeError> {
+        let i = self.pos(id);
+        let local = self.local_now_at(i);
+        let raft = self.nodes[i]
+            .raft
+            .as_mut()
+            .expect("propose_at a node that is down");
+        let r = raft.propose(local, cmd);
+        self.pump(i);
+        r
+    }
+
+    /// A linearizable read directly at a node. A pending read's later
+    /// result is dropped; a lease read is recorded in [`Cluster::served`].
+    pub fn read_at(
+        &mut self,
+        id: NodeId,
+        key: &str,
+    ) -> Result<raftkv_core::ReadNow, raftkv_core::ReadError> {
+        let i = self.pos(id);
+        let local = self.local_now_at(i);
+        let rid = ReadId(self.next_read_id);
+        self.next_read_id += 1;
+        let raft = self.nodes[i]
+            .raft
+            .as_mut()
+            .expect("read_at a node that is down");
+        let r = raft.read(local, rid, key.to_string());
+        if let Ok(raftkv_core::ReadNow::Served(_)) = r {
+            self.record_served(i, ServedKind::LeaseRead);
+        }
+        self.pump(i);
+        r
+    }
+
+    pub(crate) fn record_served(&mut self, i: usize, what: ServedKind) {
+        let Some(raft) = self.nodes[i].raft.as_ref() else {
+            return;
+        };
+        let s = Served {
+            real_ns: self.now_ns,
+            node: raft.id(),
+            term: raft.term(),
+            what,
+        };
+        self.served.push(s);
+    }
+
+    // ----- trace and failures -----------------------------------------------
+
+    pub(crate) fn tr(&mut self, line: impl FnOnce() -> String) {
+        if let Some(t) = self.trace.as_mut() {
+            t.push(format!("{} {}", fmt_real(self.now_ns), line()));
+        }
+    }
+
+    /// Record a trace line from a test or the fault schedule.
+    pub fn note(&mut self, line: &str) {
+        self.tr(|| line.to_string());
+    }
+
+    pub fn trace(&self) -> &[String] {
+        self.trace.as_deref().unwrap_or(&[])
+    }
+
+    pub(crate) fn fail(&mut self, what: String) {
+        self.tr(|| format!("VIOLATION {what}"));
+        if self.violation.is_none() {
+            self.violation = Some(what);
+        }
+    }
+}

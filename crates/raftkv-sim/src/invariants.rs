@@ -1,0 +1,127 @@
+//! The Raft safety properties (Raft paper, Figure 3), asserted as the run
+//! goes:
+//! - election safety: at most one leader per term, over the whole run;
+//! - log matching: two logs with the same (index, term) agree on every entry
+//!   up to there (checked across all pairs every `log_check_interval`);
+//! - leader completeness: a new leader's log holds every entry committed so
+//!   far (checked when a node is first seen leading a term);
+//! - state machine safety: every node commits (and so applies — the core
+//!   applies at commit) the same entry at each index.
+
+use raftkv_core::{LogIndex, Role};
+
+use crate::cluster::Cluster;
+
+impl Cluster {
+    pub(crate) fn check_node(&mut self, i: usize) {
+        let Some(raft) = self.nodes[i].raft.as_ref() else {
+            return;
+        };
+        let (id, term, role) = (raft.id(), raft.term(), raft.role());
+        let commit = raft.log().commit();
+        let seen = self.nodes[i].commit_seen;
+        if commit > seen {
+            self.check_commits(i, seen, commit);
+            self.nodes[i].commit_seen = commit;
+        }
+        if role == Role::Leader {
+            match self.leaders_by_term.get(&term) {
+                Some(&other) if other != id => {
+                    self.fail(format!(
+                        "election safety: nodes {other} and {id} both led term {term}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.leaders_by_term.insert(term, id);
+                    self.elections.push((self.now_ns, id, term));
+                    self.check_leader_completeness(i);
+                }
+            }
+        }
+    }
+
+    /// State machine safety: entries `seen+1..=commit` of node `i` match what
+    /// any other node committed at those indexes.
+    fn check_commits(&mut self, i: usize, seen: LogIndex, commit: LogIndex) {
+        let raft = self.nodes[i].raft.as_ref().expect("up");
+        let id = raft.id();
+        let mut problem = None;
+        for k in seen.0 + 1..=commit.0 {
+            let Some(e) = raft.log().get(LogIndex(k)) else {
+                problem = Some(format!(
+                    "log: node {id} committed index {k} that is not in its log"
+                ));
+                break;
+            };
+            match self.committed.get(k as usize - 1) {
+                Some(c) if c != e => {
+                    problem = Some(format!(
+                        "state machine safety: node {id} committed {e:?} at index {k}, another node committed {c:?}"
+                    ));
+                    break;
+                }
+                Some(_) => {}
+                None => {
+                    debug_assert_eq!(self.committed.len(), k as usize - 1);
+                    self.committed.push(e.clone());
+                }
+            }
+        }
+        if let Some(p) = problem {
+            self.fail(p);
+        }
+    }
+
+    fn check_leader_completeness(&mut self, i: usize) {
+        let raft = self.nodes[i].raft.as_ref().expect("up");
+        let missing = self
+            .committed
+            .iter()
+            .find(|c| raft.log().get(c.index) != Some(*c))
+            .map(|c| c.index);
+        if let Some(index) = missing {
+            let (id, term) = (raft.id(), raft.term());
+            self.fail(format!(
+                "leader completeness: node {id}, leader of term {term}, lacks committed entry {index}"
+            ));
+        }
+    }
+
+    /// Log matching across every pair of up nodes.
+    pub(crate) fn check_log_matching(&mut self) {
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].raft.is_some())
+            .collect();
+        for (x, &a) in up.iter().enumerate() {
+            for &b in &up[x + 1..] {
+                if let Some(p) = self.log_matching_problem(a, b) {
+                    self.fail(p);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn log_matching_problem(&self, a: usize, b: usize) -> Option<String> {
+        let la = self.nodes[a].raft.as_ref()?.log();
+        let lb = self.nodes[b].raft.as_ref()?.log();
+        let top = la.last_index().min(lb.last_index());
+        // The highest index where both logs hold an entry of the same term.
+        let mut k = top;
+        while k > LogIndex::ZERO && la.term(k) != lb.term(k) {
+            k = k.prev();
+        }
+        let mut j = k;
+        while j > LogIndex::ZERO {
+            if la.get(j) != lb.get(j) {
+                return Some(format!(
+                    "log matching: nodes {} and {} agree on the term at index {k} but differ at {j}",
+                    self.nodes[a].id, self.nodes[b].id
+                ));
+            }
+            j = j.prev();
+        }
+        None
+    }
+}

@@ -1,0 +1,371 @@
+//! One seeded run: a random cluster, a safety phase with random faults and a
+//! client workload, then a liveness phase with every fault healed, then the
+//! linearizability check of the whole history.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use raftkv_checker::{Input, Verdict};
+use raftkv_core::{NodeId, UnsafeTestKnobs};
+
+use crate::client::{ClientHandle, Workload};
+use crate::clock::{Clock, RATE_EXACT_PPM};
+use crate::cluster::{Cluster, ClusterConfig, NetConfig};
+use crate::rng::{Fnv64, SimRng};
+
+/// What to run for one seed.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub seed: u64,
+    /// Cluster size; `None` lets the seed choose among 3, 5 and 7.
+    pub nodes: Option<usize>,
+    /// Negative control: clock rates far outside `±ρ`.
+    pub clock_drift_beyond_bound: bool,
+    /// Negative control: switch off LEASES.md rule 3 or 5 in every node.
+    pub disable_rule: Option<u8>,
+    pub trace: bool,
+    /// Simulated time with faults and workload.
+    pub safety_duration: Duration,
+    /// After healing, a leader and an answer for every client within this.
+    pub liveness_bound: Duration,
+}
+
+impl RunOptions {
+    pub fn new(seed: u64) -> RunOptions {
+        RunOptions {
+            seed,
+            nodes: None,
+            clock_drift_beyond_bound: false,
+            disable_rule: None,
+            trace: false,
+            safety_duration: Duration::from_secs(12),
+            liveness_bound: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The outcome of one seed.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub seed: u64,
+    pub nodes: usize,
+    /// The property violated, if any (one line).
+    pub failure: Option<String>,
+    /// The checker ran out of budget on some key (not a failure).
+    pub checker_unknown: bool,
+    pub operations: usize,
+    pub trace: Vec<String>,
+    /// FNV-1a of the trace lines.
+    pub digest: u64,
+}
+
+/// Run one seed. Never panics: a panic inside the core (or the simulator)
+/// is reported as the seed's failure.
+pub fn run_seed(opts: &RunOptions) -> RunReport {
+    let mut rng = SimRng::new(opts.seed);
+    let cfg = cluster_config(opts, &mut rng);
+    let nodes = cfg.nodes;
+    let mut cluster = Cluster::new(cfg);
+    let outcome = catch_unwind(AssertUnwindSafe(|| drive(&mut cluster, opts, &mut rng)));
+    let (mut failure, checker_unknown) = match outcome {
+        Ok(r) => r,
+        Err(payload) => (Some(format!("panic: {}", panic_message(&payload))), false),
+    };
+    if failure.is_none() {
+        failure = cluster.violation().map(str::to_string);
+    }
+    if let Some(f) = &failure {
+        cluster.note(&format!("FAILED: {f}"));
+    }
+    let trace = cluster.trace().to_vec();
+    let mut h = Fnv64::default();
+    for line in &trace {
+        h.write(line.as_bytes());
+        h.write(b"\n");
+    }
+    RunReport {
+        seed: opts.seed,
+        nodes,
+        failure,
+        checker_unknown,
+        operations: cluster.history().len(),
+        trace,
+        digest: h.finish(),
+    }
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic)".to_string()
+    }
+}
+
+fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
+    let nodes = opts.nodes.unwrap_or_else(|| *rng.pick(&[3, 5, 7]));
+    let mut cfg = ClusterConfig::new(nodes, rng.next_u64());
+    cfg.trace = opts.trace;
+    let rho = cfg.clock_drift_bound_ppm;
+    cfg.clocks = (0..nodes)
+        .map(|_| Clock {
+            offset_ns: rng.range(0, 1_000) * 1_000_000_000 + rng.below(1_000_000_000),
+            rate_ppm: if opts.clock_drift_beyond_bound {
+                beyond_bound_rate(rng)
+            } else {
+                rng.range(RATE_EXACT_PPM - rho, RATE_EXACT_PPM + rho)
+            },
+        })
+        .collect();
+    cfg.unsafe_test_knobs = UnsafeTestKnobs {
+        disable_restart_lease: opts.disable_rule == Some(3),
+        disable_new_leader_wait: opts.disable_rule == Some(5),
+    };
+    cfg.net = random_net(rng);
+    cfg.client.attempt_timeout = Duration::from_millis(rng.range(200, 1_500));
+    cfg.client.wander_ppm = rng.range(0, 400_000) as u32;
+    cfg.fsync_latency_min = Duration::from_micros(rng.range(50, 500));
+    cfg.fsync_latency_max = cfg.fsync_latency_min + Duration::from_micros(rng.range(0, 5_000));
+    cfg
+}
+
+/// Far outside any sane `ρ`: half the clocks crawl (0.4×–0.7×), half race
+/// (1.6×–2.5×). A slow leader with fast followers is the dangerous mix: the
+/// leader believes in its lease long after the followers stopped protecting
+/// it.
+fn beyond_bound_rate(rng: &mut SimRng) -> u64 {
+    if rng.below(2) == 0 {
+        rng.range(400_000, 700_000)
+    } else {
+        rng.range(1_600_000, 2_500_000)
+    }
+}
+
+fn random_net(rng: &mut SimRng) -> NetConfig {
+    match rng.below(4) {
+        0 => NetConfig::reliable(),
+        1 => NetConfig::unreliable(),
+        2 => NetConfig {
+            loss_ppm: rng.range(0, 50_000) as u32,
+            dup_ppm: rng.range(0, 50_000) as u32,
+            delay_min: Duration::from_micros(100),
+            delay_max: Duration::from_millis(rng.range(1, 60)),
+        },
+        _ => NetConfig {
+            loss_ppm: rng.range(100_000, 300_000) as u32,
+            dup_ppm: rng.range(0, 100_000) as u32,
+            delay_min: Duration::from_millis(1),
+            delay_max: Duration::from_millis(rng.range(5, 100)),
+        },
+    }
+}
+
+/// The two phases and the final check. Returns (failure, checker unknown).
+fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String>, bool) {
+    let clients: Vec<ClientHandle> = (0..rng.range(3, 5)).map(|_| c.add_client(None)).collect();
+    c.start_workload(Workload::small(rng.range(2, 5) as usize));
+    let end_ns = opts.safety_duration.as_nanos() as u64;
+    while c.now_ns() < end_ns && c.violation().is_none() {
+        let gap = Duration::from_millis(rng.range(100, 1_500));
+        c.run_for(gap.min(Duration::from_nanos(end_ns - c.now_ns())));
+        if c.now_ns() < end_ns {
+            inject_fault(c, rng);
+        }
+    }
+    if let Some(v) = c.violation() {
+        return (Some(v.to_string()), false);
+    }
+    if let Some(f) = liveness_phase(c, opts, &clients) {
+        return (Some(f), false);
+    }
+    c.run_for(Duration::from_millis(300));
+    c.check_log_matching_now();
+    if let Some(v) = c.violation() {
+        return (Some(v.to_string()), false);
+    }
+    let ops = c.finish_history().len();
+    c.note(&format!("history: {ops} operations"));
+    match c.check_history() {
+        Verdict::Linearizable => (None, false),
+        Verdict::Unknown { key } => {
+            c.note(&format!("checker: search budget exhausted on key {key:?}"));
+            (None, true)
+        }
+        Verdict::NotLinearizable(v) => {
+            for line in v.explanation.lines() {
+                c.note(&format!("checker: {line}"));
+            }
+            let ops: Vec<String> = v
+                .operations
+                .iter()
+                .map(|o| format!("[client {} {} -> {}]", o.client, o.input, o.output))
+                .collect();
+            (
+                Some(format!(
+                    "linearizability (stale read?) on key {:?}: {}",
+                    v.key,
+                    ops.join(" ")
+                )),
+                false,
+            )
+        }
+    }
+}
+
+/// Heal everything; a leader must appear and every client must finish its
+/// pending operation plus one more write within the bound.
+fn liveness_phase(c: &mut Cluster, opts: &RunOptions, clients: &[ClientHandle]) -> Option<String> {
+    c.note("phase: liveness (all faults healed)");
+    c.stop_workload();
+    c.client_config_mut().give_up_after = None;
+    c.heal();
+    c.set_net(NetConfig::reliable());
+    for id in c.node_ids() {
+        c.restart(id);
+        c.resume(id);
+    }
+    let start = c.now_ns();
+    let mut final_issued = vec![false; clients.len()];
+    let deadline = start + opts.liveness_bound.as_nanos() as u64;
+    let mut done = false;
+    while c.now_ns() < deadline && c.violation().is_none() {
+        issue_finals(c, clients, &mut final_issued);
+        if c.leader().is_some() && c.clients_idle() && final_issued.iter().all(|&f| f) {
+            done = true;
+            break;
+        }
+        c.run_for(Duration::from_millis(5));
+    }
+    if c.violation().is_some() {
+        return None;
+    }
+    if done {
+        c.note(&format!(
+            "liveness: all clients answered {:.3}s after healing",
+            (c.now_ns() - start) as f64 / 1e9
+        ));
+        return None;
+    }
+    let pending: Vec<String> = clients
+        .iter()
+        .zip(&final_issued)
+        .filter(|(h, f)| !c.client_idle(**h) || !**f)
+        .map(|(h, _)| format!("client {}", h.0 + 1))
+        .collect();
+    Some(format!(
+        "liveness: {:?} after healing: leader {:?}, still waiting: {}",
+        opts.liveness_bound,
+        c.leader(),
+        pending.join(", ")
+    ))
+}
+
+/// Give every idle client its one final write.
+fn issue_finals(c: &mut Cluster, clients: &[ClientHandle], issued: &mut [bool]) {
+    for (k, &h) in clients.iter().enumerate() {
+        if !issued[k] && c.client_idle(h) {
+            issued[k] = true;
+            let value = c.unique_value(h);
+            c.client_call(
+                h,
+                Input::Set {
+                    key: "final".into(),
+                    value,
+                },
+            );
+        }
+    }
+}
+
+fn inject_fault(c: &mut Cluster, rng: &mut SimRng) {
+    let ids = c.node_ids();
+    let n = ids.len() as u64;
+    let random_node = |rng: &mut SimRng| NodeId(rng.range(1, n));
+    match rng.below(100) {
+        0..=14 => c.heal(),
+        15..=24 => {
+            let mut shuffled = ids.clone();
+            shuffle(&mut shuffled, rng);
+            let k = rng.range(1, n / 2) as usize;
+            let (minority, majority) = shuffled.split_at(k);
+            let a: Vec<u64> = minority.iter().map(|i| i.0).collect();
+            let b: Vec<u64> = majority.iter().map(|i| i.0).collect();
+            c.partition(&[&a, &b]);
+        }
+        25..=39 => {
+            // The old leader cut off from its peers while clients reach it.
+            let victim = c.leader().unwrap_or_else(|| random_node(rng));
+            c.isolate(victim);
+        }
+        40..=46 => {
+            // Asymmetric: the leader (or anyone) can send but not hear, or
+            // the reverse.
+            let a = c.leader().unwrap_or_else(|| random_node(rng));
+            let inbound = rng.below(2) == 0;
+            for &b in &ids {
+                if b != a && rng.below(3) != 0 {
+                    if inbound {
+                        c.cut_link(b, a);
+                    } else {
+                        c.cut_link(a, b);
+                    }
+                }
+            }
+        }
+        47..=51 => {
+            // A bridge: two halves that only talk through one node.
+            let mut shuffled = ids.clone();
+            shuffle(&mut shuffled, rng);
+            let bridge = shuffled[0];
+            let rest = &shuffled[1..];
+            let (left, right) = rest.split_at(rest.len() / 2);
+            c.heal();
+            for &l in left {
+                for &r in right {
+                    c.cut_link(l, r);
+                    c.cut_link(r, l);
+                }
+            }
+            c.note(&format!("fault: bridge n{bridge}"));
+        }
+        52..=61 => c.crash(random_node(rng)),
+        62..=66 => {
+            if let Some(l) = c.leader() {
+                c.crash(l);
+            }
+        }
+        67..=78 => {
+            let down: Vec<NodeId> = ids.iter().copied().filter(|&i| !c.is_up(i)).collect();
+            if !down.is_empty() {
+                let id = *rng.pick(&down);
+                c.restart(id);
+            }
+        }
+        79..=84 => {
+            let victim = if rng.below(2) == 0 {
+                c.leader().unwrap_or_else(|| random_node(rng))
+            } else {
+                random_node(rng)
+            };
+            c.pause(victim);
+        }
+        85..=91 => {
+            for id in ids {
+                c.resume(id);
+            }
+        }
+        _ => {
+            let net = random_net(rng);
+            c.set_net(net);
+        }
+    }
+}
+
+fn shuffle<T>(v: &mut [T], rng: &mut SimRng) {
+    for i in (1..v.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        v.swap(i, j);
+    }
+}
