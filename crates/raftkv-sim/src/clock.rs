@@ -1,4 +1,6 @@
-//! Per-node monotonic clocks: `local = offset + rate × real`.
+//! Per-node monotonic clocks: `local = offset + rate × (real − since)`,
+//! where a rate change moves `since` to the change and `offset` to the
+//! reading then, so the clock stays continuous and monotonic.
 
 use raftkv_core::MonoTime;
 
@@ -12,18 +14,27 @@ pub struct Clock {
     pub offset_ns: u64,
     /// Local nanoseconds per million real nanoseconds.
     pub rate_ppm: u64,
+    /// Real time of the last rate change (0 for a clock that never changed).
+    pub since_real_ns: u64,
 }
 
 impl Clock {
-    pub fn exact() -> Clock {
+    pub fn new(offset_ns: u64, rate_ppm: u64) -> Clock {
+        assert!(rate_ppm > 0, "a clock must move");
         Clock {
-            offset_ns: 0,
-            rate_ppm: RATE_EXACT_PPM,
+            offset_ns,
+            rate_ppm,
+            since_real_ns: 0,
         }
     }
 
+    pub fn exact() -> Clock {
+        Clock::new(0, RATE_EXACT_PPM)
+    }
+
     pub fn local(&self, real_ns: u64) -> MonoTime {
-        let scaled = u128::from(real_ns) * u128::from(self.rate_ppm) / u128::from(RATE_EXACT_PPM);
+        let elapsed = real_ns.saturating_sub(self.since_real_ns);
+        let scaled = u128::from(elapsed) * u128::from(self.rate_ppm) / u128::from(RATE_EXACT_PPM);
         MonoTime(self.offset_ns + u64::try_from(scaled).expect("simulated time fits in u64"))
     }
 
@@ -32,7 +43,23 @@ impl Clock {
     pub fn real_at(&self, local: MonoTime) -> u64 {
         let since = u128::from(local.0.saturating_sub(self.offset_ns));
         let rate = u128::from(self.rate_ppm);
-        u64::try_from((since * u128::from(RATE_EXACT_PPM)).div_ceil(rate)).unwrap_or(u64::MAX)
+        let elapsed = (since * u128::from(RATE_EXACT_PPM)).div_ceil(rate);
+        u64::try_from(elapsed)
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.since_real_ns)
+    }
+
+    /// The same clock running at `rate_ppm` from real time `now_ns` on.
+    pub fn with_rate_from(&self, now_ns: u64, rate_ppm: u64) -> Clock {
+        assert!(
+            now_ns >= self.since_real_ns,
+            "rate changes go forward in time"
+        );
+        Clock {
+            offset_ns: self.local(now_ns).0,
+            rate_ppm,
+            since_real_ns: now_ns,
+        }
     }
 
     /// Whether this clock's rate is within `±bound_ppm` of real time.
@@ -47,12 +74,18 @@ mod tests {
 
     #[test]
     fn local_and_back() {
-        let c = Clock {
-            offset_ns: 1_000,
-            rate_ppm: 1_010_000,
-        };
+        let c = Clock::new(1_000, 1_010_000);
         assert_eq!(c.local(1_000_000), MonoTime(1_000 + 1_010_000));
         assert_eq!(c.real_at(c.local(123_456_789)), 123_456_789);
         assert!(c.within(10_000) && !c.within(9_999));
+    }
+
+    #[test]
+    fn rate_change_is_continuous() {
+        let c = Clock::new(5, 1_000_000);
+        let d = c.with_rate_from(1_000, 2_000_000);
+        assert_eq!(d.local(1_000), c.local(1_000));
+        assert_eq!(d.local(2_000), MonoTime(5 + 1_000 + 2_000));
+        assert_eq!(d.real_at(d.local(7_000)), 7_000);
     }
 }

@@ -796,6 +796,14 @@ impl Cluster {
         self.nodes[i].raft.as_ref().map(|r| r.status(local))
     }
 
+    /// Change a node's clock rate from now on (the clock stays continuous).
+    pub fn set_clock_rate(&mut self, id: NodeId, rate_ppm: u64) {
+        let i = self.pos(id);
+        let now = self.now_ns;
+        self.nodes[i].clock = self.nodes[i].clock.with_rate_from(now, rate_ppm);
+        self.tr(|| format!("fault: clock of n{id} now runs at {rate_ppm} ppm of real time"));
+    }
+
     pub fn clock(&self, id: NodeId) -> Clock {
         self.nodes[self.pos(id)].clock
     }

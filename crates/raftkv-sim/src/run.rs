@@ -38,7 +38,7 @@ impl RunOptions {
             clock_drift_beyond_bound: false,
             disable_rule: None,
             trace: false,
-            safety_duration: Duration::from_secs(12),
+            safety_duration: Duration::from_secs(20),
             liveness_bound: Duration::from_secs(10),
         }
     }
@@ -110,13 +110,14 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     cfg.trace = opts.trace;
     let rho = cfg.clock_drift_bound_ppm;
     cfg.clocks = (0..nodes)
-        .map(|_| Clock {
-            offset_ns: rng.range(0, 1_000) * 1_000_000_000 + rng.below(1_000_000_000),
-            rate_ppm: if opts.clock_drift_beyond_bound {
+        .map(|_| {
+            let offset_ns = rng.range(0, 1_000) * 1_000_000_000 + rng.below(1_000_000_000);
+            let rate_ppm = if opts.clock_drift_beyond_bound {
                 beyond_bound_rate(rng)
             } else {
                 rng.range(RATE_EXACT_PPM - rho, RATE_EXACT_PPM + rho)
-            },
+            };
+            Clock::new(offset_ns, rate_ppm)
         })
         .collect();
     cfg.unsafe_test_knobs = UnsafeTestKnobs {
@@ -137,10 +138,18 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
 /// it.
 fn beyond_bound_rate(rng: &mut SimRng) -> u64 {
     if rng.below(2) == 0 {
-        rng.range(400_000, 700_000)
+        slow_rate(rng)
     } else {
-        rng.range(1_600_000, 2_500_000)
+        fast_rate(rng)
     }
+}
+
+fn slow_rate(rng: &mut SimRng) -> u64 {
+    rng.range(400_000, 700_000)
+}
+
+fn fast_rate(rng: &mut SimRng) -> u64 {
+    rng.range(1_600_000, 2_500_000)
 }
 
 fn random_net(rng: &mut SimRng) -> NetConfig {
@@ -164,14 +173,16 @@ fn random_net(rng: &mut SimRng) -> NetConfig {
 
 /// The two phases and the final check. Returns (failure, checker unknown).
 fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String>, bool) {
-    let clients: Vec<ClientHandle> = (0..rng.range(3, 5)).map(|_| c.add_client(None)).collect();
-    c.start_workload(Workload::small(rng.range(2, 5) as usize));
+    let clients: Vec<ClientHandle> = (0..rng.range(3, 8)).map(|_| c.add_client(None)).collect();
+    let mut workload = Workload::small(rng.range(2, 6) as usize);
+    workload.think_max = Duration::from_millis(rng.range(5, 100));
+    c.start_workload(workload);
     let end_ns = opts.safety_duration.as_nanos() as u64;
     while c.now_ns() < end_ns && c.violation().is_none() {
         let gap = Duration::from_millis(rng.range(100, 1_500));
         c.run_for(gap.min(Duration::from_nanos(end_ns - c.now_ns())));
         if c.now_ns() < end_ns {
-            inject_fault(c, rng);
+            inject_fault(c, opts, rng);
         }
     }
     if let Some(v) = c.violation() {
@@ -279,7 +290,7 @@ fn issue_finals(c: &mut Cluster, clients: &[ClientHandle], issued: &mut [bool]) 
     }
 }
 
-fn inject_fault(c: &mut Cluster, rng: &mut SimRng) {
+fn inject_fault(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) {
     let ids = c.node_ids();
     let n = ids.len() as u64;
     let random_node = |rng: &mut SimRng| NodeId(rng.range(1, n));
@@ -297,6 +308,18 @@ fn inject_fault(c: &mut Cluster, rng: &mut SimRng) {
         25..=39 => {
             // The old leader cut off from its peers while clients reach it.
             let victim = c.leader().unwrap_or_else(|| random_node(rng));
+            if opts.clock_drift_beyond_bound {
+                // The dangerous mix, on purpose: the cut-off leader's clock
+                // crawls while everyone else's races.
+                for id in c.node_ids() {
+                    let rate = if id == victim {
+                        slow_rate(rng)
+                    } else {
+                        fast_rate(rng)
+                    };
+                    c.set_clock_rate(id, rate);
+                }
+            }
             c.isolate(victim);
         }
         40..=46 => {

@@ -1,0 +1,135 @@
+//! Helpers shared by the scenario tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use raftkv_checker::{Input, Verdict};
+use raftkv_core::{ClientCommand, ClientId, Entry, EntryPayload, LogIndex, NodeId, Op};
+use raftkv_sim::{ClientHandle, Cluster, ClusterConfig};
+
+pub fn n(id: u64) -> NodeId {
+    NodeId(id)
+}
+
+pub fn ms(x: u64) -> Duration {
+    Duration::from_millis(x)
+}
+
+/// A cluster of `nodes` with exact clocks and a reliable network.
+pub fn cluster(nodes: usize, seed: u64) -> Cluster {
+    Cluster::new(ClusterConfig::new(nodes, seed))
+}
+
+/// Run until some running node leads; returns it.
+pub fn wait_leader(c: &mut Cluster, limit: Duration) -> NodeId {
+    assert!(
+        c.run_until(limit, |c| c.leader().is_some()),
+        "no leader within {limit:?}"
+    );
+    c.leader().unwrap()
+}
+
+/// Run until a leader has committed its no-op (it can take commands).
+pub fn wait_stable_leader(c: &mut Cluster, limit: Duration) -> NodeId {
+    let ok = c.run_until(limit, |c| {
+        c.leader()
+            .and_then(|l| c.raft(l))
+            .is_some_and(|r| r.log().term(r.log().commit()) == Some(r.term()))
+    });
+    assert!(ok, "no leader with a committed no-op within {limit:?}");
+    c.leader().unwrap()
+}
+
+pub fn cmd(value: &str) -> ClientCommand {
+    ClientCommand {
+        client_id: ClientId(0),
+        seq: 0,
+        op: Op::Set {
+            key: "x".into(),
+            value: value.into(),
+        },
+    }
+}
+
+fn carries(e: &Entry, value: &str) -> bool {
+    matches!(&e.payload, EntryPayload::Command(c) if matches!(&c.op, Op::Set { value: v, .. } if v == value))
+}
+
+/// The 6.824 `one()`: submit `value` at whoever leads until `expected`
+/// nodes have committed it; returns its index. Panics after 10 s.
+pub fn one(c: &mut Cluster, value: &str, expected: usize) -> LogIndex {
+    let deadline = c.now() + Duration::from_secs(10);
+    while c.now() < deadline {
+        if let Some(l) = c.leader() {
+            if let Ok(index) = c.propose_at(l, cmd(value)) {
+                let until = c.now() + Duration::from_secs(2);
+                while c.now() < until {
+                    let count = committed_with(c, index, value);
+                    if count >= expected {
+                        return index;
+                    }
+                    c.run_for(ms(10));
+                }
+            }
+        }
+        c.run_for(ms(50));
+        assert_safe(c);
+    }
+    panic!("one({value}) failed to reach agreement on {expected} nodes");
+}
+
+/// How many nodes committed an entry carrying `value` at `index`.
+pub fn committed_with(c: &Cluster, index: LogIndex, value: &str) -> usize {
+    c.node_ids()
+        .into_iter()
+        .filter(|&id| c.committed_entry(id, index).is_some_and(|e| carries(&e, value)))
+        .count()
+}
+
+/// How many nodes committed index `index`, and whether they agree.
+pub fn n_committed(c: &Cluster, index: LogIndex) -> usize {
+    let entries: Vec<Entry> = c
+        .node_ids()
+        .into_iter()
+        .filter_map(|id| c.committed_entry(id, index))
+        .collect();
+    for w in entries.windows(2) {
+        assert_eq!(w[0], w[1], "nodes disagree at committed index {index}");
+    }
+    entries.len()
+}
+
+pub fn assert_safe(c: &Cluster) {
+    if let Some(v) = c.violation() {
+        panic!("invariant violated: {v}");
+    }
+}
+
+pub fn assert_linearizable(c: &mut Cluster) {
+    assert_safe(c);
+    c.finish_history();
+    match c.check_history() {
+        Verdict::Linearizable => {}
+        v => panic!("history not linearizable: {v:?}"),
+    }
+}
+
+/// Run one client operation to completion (panics after `limit`).
+pub fn call(c: &mut Cluster, client: ClientHandle, input: Input, limit: Duration) {
+    c.client_call(client, input);
+    assert!(
+        c.run_until(limit, |c| c.client_idle(client)),
+        "client op did not finish within {limit:?}"
+    );
+}
+
+pub fn set(key: &str, value: &str) -> Input {
+    Input::Set {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+pub fn get(key: &str) -> Input {
+    Input::Get { key: key.into() }
+}
