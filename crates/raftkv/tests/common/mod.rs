@@ -1,0 +1,293 @@
+//! A real cluster of `raftkv server` processes on loopback, for tests.
+//! [`Cluster`] kills every node it started when dropped (also on panic) and
+//! its temporary data directory goes with it.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use raftkv_client::{pb, Client, ClientOptions};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_raftkv");
+
+/// Short timings so every test runs in seconds.
+pub const HEARTBEAT_MS: u64 = 20;
+pub const ELECTION_MIN_MS: u64 = 200;
+pub const ELECTION_MAX_MS: u64 = 400;
+pub const LEASE_MS: u64 = 150;
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+pub struct Node {
+    pub id: u64,
+    pub addr: String,
+    pub child: Option<Child>,
+    pub stopped: bool,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub dir: tempfile::TempDir,
+    pub cluster_id: String,
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("raftkv-test-")
+            .tempdir()
+            .expect("temp dir");
+        // Pick all ports while holding every listener, so none repeats.
+        let listeners: Vec<TcpListener> = (0..n)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let nodes = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Node {
+                id: i as u64 + 1,
+                addr: l.local_addr().unwrap().to_string(),
+                child: None,
+                stopped: false,
+            })
+            .collect();
+        drop(listeners);
+        let mut cluster = Cluster {
+            nodes,
+            dir,
+            cluster_id: "test".into(),
+        };
+        for id in 1..=n as u64 {
+            cluster.spawn(id);
+        }
+        cluster
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn peers_arg(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        self.node(id).addr.clone()
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// The command line of node `id`.
+    pub fn server_command(&self, id: u64) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("server")
+            .args([
+                "--id",
+                &id.to_string(),
+                "--listen",
+                &self.addr(id),
+                "--peers",
+                &self.peers_arg(),
+            ])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--cluster-id", &self.cluster_id])
+            .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
+            .args(["--election-timeout-min-ms", &ELECTION_MIN_MS.to_string()])
+            .args(["--election-timeout-max-ms", &ELECTION_MAX_MS.to_string()])
+            .args(["--lease-ms", &LEASE_MS.to_string()])
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    pub fn spawn(&mut self, id: u64) {
+        let log = std::fs::File::create(self.data_dir().join(format!("node-{id}.stderr")))
+            .expect("log file");
+        let child = self
+            .server_command(id)
+            .stderr(log)
+            .spawn()
+            .expect("spawn raftkv server");
+        let node = self.node_mut(id);
+        assert!(node.child.is_none(), "node {id} is already running");
+        node.child = Some(child);
+        node.stopped = false;
+    }
+
+    fn signal(&self, id: u64, signal: libc::c_int) {
+        let child = self
+            .node(id)
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        // SAFETY: kill(2) on our own child.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({signal}) on node {id}");
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self, id: u64) {
+        self.signal(id, libc::SIGKILL);
+        let mut child = self.node_mut(id).child.take().expect("running");
+        child.wait().expect("wait for killed node");
+    }
+
+    /// SIGTERM and wait: the clean shutdown path. Returns the exit status.
+    pub fn stop(&mut self, id: u64) -> ExitStatus {
+        self.signal(id, libc::SIGTERM);
+        let mut child = self.node_mut(id).child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node {id} did not stop within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pause(&mut self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+        self.node_mut(id).stopped = true;
+    }
+
+    pub fn resume(&mut self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+        self.node_mut(id).stopped = false;
+    }
+
+    pub fn client(&self) -> Client {
+        client_for(&self.endpoints())
+    }
+
+    pub fn stderr_of(&self, id: u64) -> String {
+        std::fs::read_to_string(self.data_dir().join(format!("node-{id}.stderr")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                // A stopped process still dies from SIGKILL; SIGCONT anyway so
+                // nothing lingers in a stopped state.
+                unsafe {
+                    libc::kill(child.id() as libc::pid_t, libc::SIGCONT);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+pub fn client_options() -> ClientOptions {
+    ClientOptions {
+        deadline: Duration::from_secs(10),
+        rpc_timeout: Duration::from_millis(300),
+        connect_timeout: Duration::from_millis(200),
+        backoff_min: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(50),
+        suspect_for: Duration::from_millis(600),
+    }
+}
+
+pub fn client_for(endpoints: &[String]) -> Client {
+    Client::new(endpoints, client_options()).expect("client")
+}
+
+pub async fn status(client: &Client, addr: &str) -> Option<pb::StatusReply> {
+    client.status_at(addr).await.ok()
+}
+
+/// Waits until the reachable nodes agree on one leader that holds its lease;
+/// returns its id.
+pub async fn wait_for_leader(cluster: &Cluster, timeout: Duration) -> u64 {
+    let client = cluster.client();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut leaders = Vec::new();
+        for node in cluster
+            .nodes
+            .iter()
+            .filter(|n| n.child.is_some() && !n.stopped)
+        {
+            if let Some(s) = status(&client, &node.addr).await {
+                if s.role == "leader" && s.lease.as_ref().is_some_and(|l| l.holds) {
+                    leaders.push(s.id);
+                }
+            }
+        }
+        if leaders.len() == 1 {
+            return leaders[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single leader with a lease within {timeout:?} (saw {leaders:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until node `id` has applied at least `index`.
+pub async fn wait_applied(cluster: &Cluster, id: u64, index: u64, timeout: Duration) {
+    let client = cluster.client();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = status(&client, &cluster.addr(id)).await {
+            if s.applied_index >= index {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} applied only {} of {index} within {timeout:?}",
+                s.applied_index
+            );
+        } else {
+            assert!(
+                Instant::now() < deadline,
+                "node {id} unreachable for {timeout:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn counter(s: &pb::StatusReply, name: &str) -> u64 {
+    s.counters
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+        .value
+}
+
+pub fn workspace_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
