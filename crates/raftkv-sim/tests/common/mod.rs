@@ -82,7 +82,10 @@ pub fn one(c: &mut Cluster, value: &str, expected: usize) -> LogIndex {
 pub fn committed_with(c: &Cluster, index: LogIndex, value: &str) -> usize {
     c.node_ids()
         .into_iter()
-        .filter(|&id| c.committed_entry(id, index).is_some_and(|e| carries(&e, value)))
+        .filter(|&id| {
+            c.committed_entry(id, index)
+                .is_some_and(|e| carries(&e, value))
+        })
         .count()
 }
 
@@ -132,4 +135,72 @@ pub fn set(key: &str, value: &str) -> Input {
 
 pub fn get(key: &str) -> Input {
     Input::Get { key: key.into() }
+}
+
+/// 6.824-style connectivity: a disconnected node talks to nobody; clients
+/// still reach it. Applies the whole picture at once.
+pub fn apply_connectivity(c: &mut Cluster, connected: &[bool]) {
+    c.heal();
+    for (i, &up) in connected.iter().enumerate() {
+        if !up {
+            c.isolate(n(i as u64 + 1));
+        }
+    }
+}
+
+/// The leaders among `ids` (running, believing they lead), with terms.
+pub fn leaders_among(c: &Cluster, ids: &[NodeId]) -> Vec<NodeId> {
+    c.leaders()
+        .into_iter()
+        .filter(|(id, _)| ids.contains(id))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Run until exactly one node among `ids` leads in the highest term seen
+/// among them; 6.824's `checkOneLeader`.
+pub fn check_one_leader(c: &mut Cluster, ids: &[NodeId]) -> NodeId {
+    let ids = ids.to_vec();
+    let ok = c.run_until(Duration::from_secs(5), |c| {
+        let top = ids
+            .iter()
+            .filter_map(|&i| c.raft(i))
+            .map(|r| r.term())
+            .max();
+        let ls: Vec<_> = c
+            .leaders()
+            .into_iter()
+            .filter(|(id, t)| ids.contains(id) && Some(*t) == top)
+            .collect();
+        ls.len() == 1
+    });
+    assert!(
+        ok,
+        "expected one leader among {ids:?}, have {:?}",
+        c.leaders()
+    );
+    let top = ids
+        .iter()
+        .filter_map(|&i| c.raft(i))
+        .map(|r| r.term())
+        .max();
+    c.leaders()
+        .into_iter()
+        .find(|(id, t)| ids.contains(id) && Some(*t) == top)
+        .unwrap()
+        .0
+}
+
+pub fn ids(list: &[u64]) -> Vec<NodeId> {
+    list.iter().map(|&i| NodeId(i)).collect()
+}
+
+pub fn all_ids(c: &Cluster) -> Vec<NodeId> {
+    c.node_ids()
+}
+
+/// `check_one_leader` over the whole cluster.
+pub fn one_leader(c: &mut Cluster) -> NodeId {
+    let all = c.node_ids();
+    check_one_leader(c, &all)
 }
