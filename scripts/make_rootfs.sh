@@ -12,6 +12,8 @@ out=${2:?usage: make_rootfs.sh BINARY DIR}
 rm -rf "$out"
 mkdir -p "$out"/etc "$out"/data "$out"/tmp
 install -m 0755 "$bin" "$out"/raftkv
+# Debug info is for profiling on the build machine, not for the image.
+if command -v strip >/dev/null; then strip --strip-debug "$out"/raftkv; fi
 
 copy_lib() {
   local lib=$1
