@@ -156,7 +156,8 @@ pub async fn run(
     let kv = pb::kv_server::KvServer::new(KvService(shared.clone()));
     let peer = pb::peer_server::PeerServer::new(PeerService(shared))
         .max_decoding_message_size(MAX_PEER_BATCH_BYTES);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Nagle would hold small replies for the peer's delayed ACK (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server_stop = stop_rx.clone();
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)

@@ -75,7 +75,7 @@ impl ConnArgs {
         Ok(list)
     }
 
-    fn client(&self) -> anyhow::Result<Client> {
+    pub fn client(&self) -> anyhow::Result<Client> {
         let opts = ClientOptions {
             deadline: Duration::from_millis(self.timeout_ms),
             ..ClientOptions::default()
