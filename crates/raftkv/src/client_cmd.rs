@@ -190,7 +190,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
     for (ep, row) in rows {
         match row {
             Ok(s) => {
-                let lease = s.lease.clone().unwrap_or_default();
+                let lease = s.lease.unwrap_or_default();
                 let peers: Vec<String> = s
                     .peers
                     .iter()
@@ -230,7 +230,7 @@ fn status_json(endpoint: &str, row: &Result<pb::StatusReply, ClientError>) -> se
     match row {
         Err(e) => json!({ "endpoint": endpoint, "error": e.to_string() }),
         Ok(s) => {
-            let lease = s.lease.clone().unwrap_or_default();
+            let lease = s.lease.unwrap_or_default();
             let peers: Vec<_> = s
                 .peers
                 .iter()
