@@ -93,7 +93,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn oversized_keys_and_values_are_invalid_arguments() {
     let node = start_single(&["--max-key-bytes", "16", "--max-value-bytes", "64"]);
     runtime().block_on(async {
-        let client = client_for(&[node.addr.clone()]);
+        let client = client_for(std::slice::from_ref(&node.addr));
         client
             .set("ok", "fine")
             .await
@@ -143,7 +143,7 @@ fn oversized_keys_and_values_are_invalid_arguments() {
 fn request_floods_get_resource_exhausted() {
     let node = start_single(&["--rate-limit", "20"]);
     runtime().block_on(async {
-        let client = client_for(&[node.addr.clone()]);
+        let client = client_for(std::slice::from_ref(&node.addr));
         client.set("k", "v").await.expect("write");
         let mut exhausted = 0;
         for _ in 0..200 {
@@ -169,7 +169,7 @@ fn request_floods_get_resource_exhausted() {
 fn hostile_peer_messages_are_dropped_and_counted() {
     let node = start_single(&[]);
     runtime().block_on(async {
-        let client = client_for(&[node.addr.clone()]);
+        let client = client_for(std::slice::from_ref(&node.addr));
         client.set("k", "v").await.expect("write");
         let mut peer = PeerClient::connect(format!("http://{}", node.addr))
             .await
@@ -255,7 +255,7 @@ fn start_on_a_port_in_use_fails_clearly() {
 fn start_on_another_clusters_data_fails_clearly() {
     let mut node = start_single(&[]);
     runtime().block_on(async {
-        client_for(&[node.addr.clone()])
+        client_for(std::slice::from_ref(&node.addr))
             .set("k", "v")
             .await
             .expect("node is up");
