@@ -20,11 +20,11 @@ const LISTED_OPS_MAX: usize = 12;
 pub(crate) fn violation(
     history: &[Operation],
     key_history: &KeyHistory,
+    subset: Vec<usize>,
     frontier: Frontier,
     budget: Budget,
 ) -> Violation {
-    let all: Vec<usize> = (0..key_history.ops.len()).collect();
-    let (keep, frontier) = shrink(key_history, all, frontier, budget.max_steps_per_key);
+    let (keep, frontier) = shrink(key_history, subset, frontier, budget.max_steps_per_key);
     let ops: Vec<KeyOp> = keep.iter().map(|&i| key_history.ops[i]).collect();
     let explanation = describe(history, key_history, &ops, &frontier);
     Violation {

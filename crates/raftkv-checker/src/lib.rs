@@ -18,6 +18,8 @@
 
 mod explain;
 mod history;
+mod local;
+mod readfrom;
 mod search;
 
 use std::fmt;
@@ -159,16 +161,12 @@ pub fn check_detailed(history: &[Operation], budget: Budget) -> Result<Report, H
     };
     let mut out_of_budget: Option<String> = None;
     for key_history in &keys {
-        let outcome = search::search(&key_history.ops, budget.max_steps_per_key);
-        report.steps_total += outcome.steps;
-        report.steps_max_per_key = report.steps_max_per_key.max(outcome.steps);
-        match outcome.result {
-            search::SearchResult::Linearizable => {}
-            search::SearchResult::OutOfBudget => {
-                out_of_budget.get_or_insert_with(|| key_history.key.to_string());
+        match check_key(history, key_history, budget, &mut report) {
+            KeyVerdict::Linearizable => {}
+            KeyVerdict::OutOfBudget => {
+                out_of_budget.get_or_insert_with(|| key_history.key.clone());
             }
-            search::SearchResult::Violation(frontier) => {
-                let violation = explain::violation(history, key_history, frontier, budget);
+            KeyVerdict::Violation(violation) => {
                 report.verdict = Verdict::NotLinearizable(violation);
                 return Ok(report);
             }
@@ -178,6 +176,79 @@ pub fn check_detailed(history: &[Operation], budget: Budget) -> Result<Report, H
         report.verdict = Verdict::Unknown { key };
     }
     Ok(report)
+}
+
+/// Hooks for this crate's own tests; not part of the API.
+#[doc(hidden)]
+pub mod testing {
+    use super::*;
+
+    /// Runs only the sub-history stage on every key: the ids of the first
+    /// non-linearizable sub-history found, if any.
+    pub fn sub_history_violation(history: &[Operation], steps_max: u64) -> Option<Vec<u64>> {
+        let keys = history::partition(history).expect("well-formed history");
+        keys.iter().find_map(|key_history| {
+            let (subset, _) = local::find_violation(key_history, steps_max)?;
+            Some(subset.iter().map(|&i| key_history.ops[i].id).collect())
+        })
+    }
+}
+
+enum KeyVerdict {
+    Linearizable,
+    Violation(Violation),
+    OutOfBudget,
+}
+
+/// One key, in stages: a quick search of the whole (most histories are
+/// linearizable and pass here), then small sub-histories (a violation there
+/// is one of the whole, and small), then the whole again with all the budget.
+fn check_key(
+    history: &[Operation],
+    key_history: &history::KeyHistory,
+    budget: Budget,
+    report: &mut Report,
+) -> KeyVerdict {
+    let mut spend = |steps: u64| {
+        report.steps_total += steps;
+        report.steps_max_per_key = report.steps_max_per_key.max(steps);
+    };
+    let all = || (0..key_history.ops.len()).collect::<Vec<_>>();
+    let quick = search::search(&key_history.ops, budget.max_steps_per_key / 4);
+    spend(quick.steps);
+    let whole = match quick.result {
+        search::SearchResult::Linearizable => return KeyVerdict::Linearizable,
+        search::SearchResult::Violation(frontier) => Some(frontier),
+        search::SearchResult::OutOfBudget => None,
+    };
+    if let Some((subset, frontier)) = local::find_violation(key_history, budget.max_steps_per_key) {
+        return KeyVerdict::Violation(explain::violation(
+            history,
+            key_history,
+            subset,
+            frontier,
+            budget,
+        ));
+    }
+    let frontier = match whole {
+        Some(frontier) => frontier,
+        None => {
+            let full = search::search(&key_history.ops, budget.max_steps_per_key);
+            spend(full.steps);
+            match full.result {
+                search::SearchResult::Linearizable => return KeyVerdict::Linearizable,
+                search::SearchResult::OutOfBudget => return KeyVerdict::OutOfBudget,
+                search::SearchResult::Violation(frontier) => frontier,
+            }
+        }
+    };
+    KeyVerdict::Violation(explain::violation(
+        history,
+        key_history,
+        all(),
+        frontier,
+        budget,
+    ))
 }
 
 impl fmt::Display for Input {

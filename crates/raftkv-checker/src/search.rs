@@ -100,6 +100,12 @@ struct Search<'a> {
     reads_left: Vec<u32>,
     /// Per value id: writes of it not yet linearized.
     writers_left: Vec<u32>,
+    /// Per op: for a GET, the writes it could have read from (see `readfrom`).
+    possible_writers: Vec<Vec<u32>>,
+    /// Per op: for a write, how many pending GETs could read from it. Zero
+    /// makes the write blind.
+    possible_readers_left: Vec<u32>,
+    linearized: Vec<bool>,
     /// Per value id: its unknown-outcome writes, in call order.
     unknown_writers: Vec<Vec<u32>>,
     /// Per value id: how many of `unknown_writers` are linearized (always
@@ -138,11 +144,19 @@ impl<'a> Search<'a> {
             definite_left: ops.iter().filter(|op| op.definite).count(),
             reads_left: vec![0; values],
             writers_left: vec![0; values],
+            possible_writers: crate::readfrom::possible_writers(ops),
+            possible_readers_left: vec![0; ops.len()],
+            linearized: vec![false; ops.len()],
             unknown_writers: vec![Vec::new(); values],
             unknown_used: vec![0; values],
             steps: 0,
             deepest: None,
         };
+        for writers in &search.possible_writers {
+            for &writer in writers {
+                search.possible_readers_left[writer as usize] += 1;
+            }
+        }
         for (index, op) in ops.iter().enumerate() {
             match op.kind {
                 Kind::Read(value) => search.reads_left[value as usize] += 1,
@@ -227,7 +241,7 @@ impl<'a> Search<'a> {
         if value != self.state && self.reads_left[current] > 0 && self.writers_left[current] == 0 {
             return false;
         }
-        let blind = self.reads_left[value as usize] == 0;
+        let blind = self.possible_readers_left[op as usize] == 0;
         if !self.ops[op as usize].definite {
             // A blind unknown write can be dropped; equal ones go in call order.
             let next_unused = self.unknown_writers[value as usize]
@@ -249,8 +263,11 @@ impl<'a> Search<'a> {
         while entry != NIL && !self.list.is_return[entry as usize] {
             let other = self.list.op[entry as usize];
             let candidate = &self.ops[other as usize];
-            if let Kind::Write(value) = candidate.kind {
-                if other != op && candidate.definite && self.reads_left[value as usize] == 0 {
+            if let Kind::Write(_) = candidate.kind {
+                if other != op
+                    && candidate.definite
+                    && self.possible_readers_left[other as usize] == 0
+                {
                     self.bundled.push(other);
                 }
             }
@@ -297,16 +314,23 @@ impl<'a> Search<'a> {
         self.definite_left =
             (self.definite_left as isize + delta as isize * isize::from(key_op.definite)) as usize;
         self.flip_key(op);
+        self.linearized[op as usize] = linearized;
         match key_op.kind {
             Kind::Read(value) => {
                 let left = &mut self.reads_left[value as usize];
                 *left = left.wrapping_add_signed(delta);
-                // The last GET of a value leaving (or coming back) turns the
-                // used unknown writes of it irrelevant (or relevant) again.
-                if (linearized && *left == 0) || (!linearized && *left == 1) {
-                    let used = self.unknown_used[value as usize] as usize;
-                    for index in 0..used {
-                        self.flip_key(self.unknown_writers[value as usize][index]);
+                for index in 0..self.possible_writers[op as usize].len() {
+                    let writer = self.possible_writers[op as usize][index];
+                    let left = &mut self.possible_readers_left[writer as usize];
+                    *left = left.wrapping_add_signed(delta);
+                    // A used unknown write that no pending GET can read from
+                    // any more is as good as unused: keep it out of the key.
+                    let turned = if linearized { *left == 0 } else { *left == 1 };
+                    if turned
+                        && self.linearized[writer as usize]
+                        && !self.ops[writer as usize].definite
+                    {
+                        self.flip_key(writer);
                     }
                 }
             }
