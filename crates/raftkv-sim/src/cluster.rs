@@ -265,6 +265,8 @@ pub struct Cluster {
     pub(crate) leaders_by_term: BTreeMap<Term, NodeId>,
     /// Every entry some node has committed, by index (from 1).
     pub(crate) committed: Vec<Entry>,
+    /// The term of the node first seen committing each entry of `committed`.
+    pub(crate) committed_in: Vec<Term>,
     pub(crate) violation: Option<String>,
     trace: Option<Vec<String>>,
     pub(crate) messages_delivered: u64,
@@ -294,6 +296,7 @@ impl Cluster {
             elections: Vec::new(),
             leaders_by_term: BTreeMap::new(),
             committed: Vec::new(),
+            committed_in: Vec::new(),
             violation: None,
             trace: cfg.trace.then(Vec::new),
             messages_delivered: 0,
@@ -551,6 +554,18 @@ impl Cluster {
             n.storage.sync().expect("MemStorage sync cannot fail");
         }
         if let Some(hs) = s.hard_state {
+            let before = n.storage.hard_state();
+            if hs.term < before.term
+                || (hs.term == before.term
+                    && before.voted_for.is_some()
+                    && hs.voted_for != before.voted_for)
+            {
+                let id = n.id;
+                self.fail(format!(
+                    "persistence: node {id} would overwrite its durable term/vote {before:?} with {hs:?}"
+                ));
+                return;
+            }
             let commit = hs.commit.min(n.storage.last_index());
             n.storage
                 .save_hard_state(&HardState { commit, ..hs })

@@ -3,8 +3,13 @@
 //! - election safety: at most one leader per term, over the whole run;
 //! - log matching: two logs with the same (index, term) agree on every entry
 //!   up to there (checked across all pairs every `log_check_interval`);
-//! - leader completeness: a new leader's log holds every entry committed so
-//!   far (checked when a node is first seen leading a term);
+//! - leader completeness: a new leader of term T holds every entry committed
+//!   in a term below T (checked when a node is first seen leading a term).
+//!   Only those: a candidate paused with its votes in hand may become leader
+//!   of a stale term long after later terms committed entries it lacks —
+//!   legal, since it can never commit anything. The term an entry was
+//!   committed in is the term of the first node seen committing it (the
+//!   committing leader: followers learn commits from it).
 //! - state machine safety: every node commits (and so applies — the core
 //!   applies at commit) the same entry at each index.
 
@@ -45,7 +50,7 @@ impl Cluster {
     /// any other node committed at those indexes.
     fn check_commits(&mut self, i: usize, seen: LogIndex, commit: LogIndex) {
         let raft = self.nodes[i].raft.as_ref().expect("up");
-        let id = raft.id();
+        let (id, term) = (raft.id(), raft.term());
         let mut problem = None;
         for k in seen.0 + 1..=commit.0 {
             let Some(e) = raft.log().get(LogIndex(k)) else {
@@ -65,6 +70,7 @@ impl Cluster {
                 None => {
                     debug_assert_eq!(self.committed.len(), k as usize - 1);
                     self.committed.push(e.clone());
+                    self.committed_in.push(term);
                 }
             }
         }
@@ -75,11 +81,13 @@ impl Cluster {
 
     fn check_leader_completeness(&mut self, i: usize) {
         let raft = self.nodes[i].raft.as_ref().expect("up");
+        let term = raft.term();
         let missing = self
             .committed
             .iter()
-            .find(|c| raft.log().get(c.index) != Some(*c))
-            .map(|c| c.index);
+            .zip(&self.committed_in)
+            .find(|(c, &t)| t < term && raft.log().get(c.index) != Some(*c))
+            .map(|(c, _)| c.index);
         if let Some(index) = missing {
             let (id, term) = (raft.id(), raft.term());
             self.fail(format!(

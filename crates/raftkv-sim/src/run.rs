@@ -108,6 +108,7 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     let nodes = opts.nodes.unwrap_or_else(|| *rng.pick(&[3, 5, 7]));
     let mut cfg = ClusterConfig::new(nodes, rng.next_u64());
     cfg.trace = opts.trace;
+    randomize_timing(&mut cfg, rng);
     let rho = cfg.clock_drift_bound_ppm;
     cfg.clocks = (0..nodes)
         .map(|_| {
@@ -130,6 +131,21 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     cfg.fsync_latency_min = Duration::from_micros(rng.range(50, 500));
     cfg.fsync_latency_max = cfg.fsync_latency_min + Duration::from_micros(rng.range(0, 5_000));
     cfg
+}
+
+/// Timing varies by seed within what `Config::validate` accepts (H ≤ D/2,
+/// D < E_min), half the time at the core's defaults.
+fn randomize_timing(cfg: &mut ClusterConfig, rng: &mut SimRng) {
+    cfg.tick_interval = Duration::from_millis(rng.range(1, 10));
+    if rng.below(2) == 0 {
+        return;
+    }
+    let e_min = rng.range(150, 800);
+    cfg.election_timeout_min = Duration::from_millis(e_min);
+    cfg.election_timeout_max = Duration::from_millis(e_min + rng.range(0, e_min));
+    let lease_ms = rng.range(e_min / 3, e_min - 1);
+    cfg.lease_duration = Duration::from_millis(lease_ms);
+    cfg.heartbeat_interval = Duration::from_millis(rng.range(lease_ms / 8, lease_ms / 2).max(1));
 }
 
 /// Far outside any sane `ρ`: half the clocks crawl (0.4×–0.7×), half race
