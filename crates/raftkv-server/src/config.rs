@@ -24,6 +24,10 @@ pub struct ServerConfig {
     pub advertise: String,
     /// The other nodes of the cluster and their addresses.
     pub peers: BTreeMap<NodeId, String>,
+    /// Addresses to give clients in leader hints, when they differ from the
+    /// peer addresses (separate client and peer networks). Missing ids fall
+    /// back to the peer address.
+    pub client_addrs: BTreeMap<NodeId, String>,
     /// The data directory; this node's files live in its `node-<id>` folder
     /// as defined by raftkv-storage.
     pub data_dir: PathBuf,
@@ -82,6 +86,13 @@ impl ServerConfig {
         if addrs.len() != total {
             return Err(ConfigError::Peers("two nodes share an address".into()));
         }
+        for id in self.client_addrs.keys() {
+            if !self.core.voters.contains(id) {
+                return Err(ConfigError::Peers(format!(
+                    "client address given for node {id}, which is not a voter"
+                )));
+            }
+        }
         for (id, addr) in &self.peers {
             if !valid_host_port(addr) {
                 return Err(ConfigError::Peers(format!(
@@ -112,8 +123,16 @@ impl ServerConfig {
         Ok(())
     }
 
-    /// The address of a node, this one included.
+    /// The address clients should use for a node, this one included.
     pub fn addr_of(&self, id: NodeId) -> Option<&str> {
+        if let Some(addr) = self.client_addrs.get(&id) {
+            return Some(addr);
+        }
+        self.peer_addr_of(id)
+    }
+
+    /// The address peers use for a node, this one included.
+    pub fn peer_addr_of(&self, id: NodeId) -> Option<&str> {
         if id == self.core.id {
             Some(&self.advertise)
         } else {
@@ -167,6 +186,7 @@ mod tests {
             listen: "127.0.0.1:7001".parse().unwrap(),
             advertise: "127.0.0.1:7001".into(),
             peers,
+            client_addrs: BTreeMap::new(),
             data_dir: "/tmp/x".into(),
             cluster_id: "test".into(),
             tick_interval: Duration::from_millis(5),

@@ -42,11 +42,21 @@ pub struct KeyArgs {
 #[derive(Args, Debug)]
 pub struct GetArgs {
     pub key: String,
-    /// Read from any node's applied state (may be stale) instead of the leader.
+    /// linearizable: from the leader (under its lease, or after a ReadIndex
+    /// round); stale: from whichever node answers, possibly behind.
+    #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+    pub consistency: ConsistencyArg,
+    /// Short for --consistency stale.
     #[arg(long)]
     pub stale: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsistencyArg {
+    Linearizable,
+    Stale,
 }
 
 #[derive(Args, Debug)]
@@ -269,6 +279,12 @@ commands (case-insensitive):
   QUIT                leave (or Ctrl-D)";
 
 pub fn repl(args: ConnArgs) -> anyhow::Result<ExitCode> {
+    prompt(&args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The interactive prompt; returns on QUIT, Ctrl-D or Ctrl-C.
+pub fn prompt(args: &ConnArgs) -> anyhow::Result<()> {
     let client = args.client()?;
     let endpoints = args.endpoint_list()?;
     let rt = runtime()?;
@@ -341,5 +357,5 @@ pub fn repl(args: ConnArgs) -> anyhow::Result<ExitCode> {
     if let Some(h) = &history {
         let _ = editor.save_history(h);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -36,6 +36,10 @@ pub struct LocalArgs {
     /// Log level of the nodes.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Do not open the interactive prompt even on a terminal; just wait for
+    /// Ctrl-C.
+    #[arg(long)]
+    pub no_prompt: bool,
 }
 
 pub fn run(args: LocalArgs) -> anyhow::Result<ExitCode> {
@@ -110,7 +114,20 @@ pub fn run(args: LocalArgs) -> anyhow::Result<ExitCode> {
         "(written to {}; `raftkv set/get/status/client` run from this folder use them)",
         endpoints_file.display()
     );
-    println!("press Ctrl-C to stop the cluster");
+    use std::io::IsTerminal;
+    if !args.no_prompt && std::io::stdin().is_terminal() {
+        println!("leave the prompt (QUIT, Ctrl-D or Ctrl-C) to stop the cluster");
+        let conn = crate::client_cmd::ConnArgs {
+            endpoints: Some(endpoints.join(",")),
+            timeout_ms: 10_000,
+        };
+        if let Err(e) = crate::client_cmd::prompt(&conn) {
+            eprintln!("raftkv local: prompt failed: {e:#}");
+        }
+        stop.store(true, Ordering::SeqCst);
+    } else {
+        println!("press Ctrl-C to stop the cluster");
+    }
 
     let mut exited = Vec::new();
     while !stop.load(Ordering::SeqCst) {

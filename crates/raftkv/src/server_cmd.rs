@@ -28,6 +28,11 @@ pub struct ServerArgs {
     /// This node's id (1, 2, ...).
     #[arg(long)]
     pub id: Option<u64>,
+    /// Take the id from the host name's trailing number plus one
+    /// (`raftkv-0` is node 1): for StatefulSet pods.
+    #[arg(long)]
+    #[serde(default)]
+    pub id_from_hostname: bool,
     /// Address to listen on for peers and clients [default: 127.0.0.1:7000+ID].
     #[arg(long)]
     pub listen: Option<String>,
@@ -35,6 +40,11 @@ pub struct ServerArgs {
     /// listed too (its address is then what others use to reach it).
     #[arg(long)]
     pub peers: Option<String>,
+    /// Addresses to give clients in leader hints, id=host:port
+    /// comma-separated, when clients reach nodes by other names than peers
+    /// do [default: the --peers addresses].
+    #[arg(long)]
+    pub client_addrs: Option<String>,
     /// Data directory (must exist); this node keeps its files in
     /// DATA_DIR/logs_node_ID [default: ./raftkv-data].
     #[arg(long)]
@@ -105,6 +115,8 @@ impl ServerArgs {
         ServerArgs {
             config: self.config.clone(),
             id: self.id,
+            id_from_hostname: self.id_from_hostname,
+            client_addrs: self.client_addrs.clone(),
             listen: self.listen.clone(),
             peers: self.peers.clone(),
             data_dir: self.data_dir.clone(),
@@ -136,6 +148,8 @@ fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
     ServerArgs {
         config: flags.config,
         id: flags.id.or(file.id),
+        id_from_hostname: flags.id_from_hostname || file.id_from_hostname,
+        client_addrs: flags.client_addrs.or(file.client_addrs),
         listen: flags.listen.or(file.listen),
         peers: flags.peers.or(file.peers),
         data_dir: flags.data_dir.or(file.data_dir),
@@ -160,8 +174,13 @@ fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
 }
 
 fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
-    let Some(id) = args.id else {
-        bail!("--id is required (or `id` in the config file)")
+    let id = match (args.id, args.id_from_hostname) {
+        (Some(_), true) => bail!("give either --id or --id-from-hostname, not both"),
+        (Some(id), false) => id,
+        (None, true) => id_from_hostname()?,
+        (None, false) => {
+            bail!("--id is required (or `id` in the config file, or --id-from-hostname)")
+        }
     };
     if id == 0 {
         bail!("--id must be at least 1");
@@ -191,6 +210,7 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     if peers.is_empty() {
         tracing::warn!("no --peers given: running a single-node cluster");
     }
+    let client_addrs = parse_peers(args.client_addrs.as_deref().unwrap_or(""))?;
     let mut core = Config::new(id, peers.keys().copied().chain([id]).collect());
     let ms = Duration::from_millis;
     if let Some(v) = args.heartbeat_ms {
@@ -217,6 +237,7 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         listen,
         advertise,
         peers,
+        client_addrs,
         data_dir: args
             .data_dir
             .clone()
@@ -228,6 +249,31 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         rate_limit_per_conn: args.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT_PER_CONN),
         dump_level: args.dump_level.clone().unwrap_or_else(|| "info".into()),
     })
+}
+
+/// `name-N` → N + 1 (StatefulSet ordinals start at 0, node ids at 1).
+fn id_from_hostname() -> anyhow::Result<u64> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        bail!(
+            "cannot read the host name: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let host = String::from_utf8_lossy(&buf[..len]).into_owned();
+    ordinal_id(&host)
+}
+
+fn ordinal_id(host: &str) -> anyhow::Result<u64> {
+    let short = host.split('.').next().unwrap_or(host);
+    let ordinal = short.rsplit('-').next().and_then(|n| n.parse::<u64>().ok());
+    match ordinal {
+        Some(n) => Ok(n + 1),
+        None => bail!("--id-from-hostname: host name {host:?} does not end in -<number>"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -260,6 +306,13 @@ mod tests {
         assert_eq!(config.core.lease_duration, Duration::from_millis(200));
         assert_eq!(config.listen.port(), 7002);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn ids_come_from_statefulset_host_names() {
+        assert_eq!(ordinal_id("raftkv-0").unwrap(), 1);
+        assert_eq!(ordinal_id("raftkv-2.raftkv-peers.default.svc").unwrap(), 3);
+        assert!(ordinal_id("raftkv").is_err());
     }
 
     #[test]
