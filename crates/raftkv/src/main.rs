@@ -68,8 +68,11 @@ fn main() -> ExitCode {
 fn init_tracing(level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .map_err(|e| anyhow::anyhow!("bad --log-level {level:?}: {e}"))?;
+    // Colours only on a terminal: `raftkv local` sends node logs to files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
     Ok(())
