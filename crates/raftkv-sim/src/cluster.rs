@@ -99,6 +99,11 @@ pub struct ClusterConfig {
     pub lease_duration: Duration,
     pub clock_drift_bound_ppm: u64,
     pub unsafe_test_knobs: UnsafeTestKnobs,
+    /// Flow-control limits of the core (small values exercise back-pressure).
+    pub max_entries_per_append: usize,
+    pub max_inflight_appends: usize,
+    pub max_pending_proposals: usize,
+    pub max_pending_reads: usize,
     /// One clock per node; missing ones run exactly at real speed from 0.
     pub clocks: Vec<Clock>,
     /// How often each node's `tick` is called (real time).
@@ -127,6 +132,10 @@ impl ClusterConfig {
             lease_duration: d.lease_duration,
             clock_drift_bound_ppm: d.clock_drift_bound_ppm,
             unsafe_test_knobs: UnsafeTestKnobs::default(),
+            max_entries_per_append: d.max_entries_per_append,
+            max_inflight_appends: d.max_inflight_appends,
+            max_pending_proposals: d.max_pending_proposals,
+            max_pending_reads: d.max_pending_reads,
             clocks: Vec::new(),
             tick_interval: Duration::from_millis(5),
             net: NetConfig::reliable(),
@@ -147,6 +156,10 @@ impl ClusterConfig {
         c.lease_duration = self.lease_duration;
         c.clock_drift_bound_ppm = self.clock_drift_bound_ppm;
         c.unsafe_test_knobs = self.unsafe_test_knobs;
+        c.max_entries_per_append = self.max_entries_per_append;
+        c.max_inflight_appends = self.max_inflight_appends;
+        c.max_pending_proposals = self.max_pending_proposals;
+        c.max_pending_reads = self.max_pending_reads;
         c
     }
 }

@@ -137,6 +137,13 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
 /// D < E_min), half the time at the core's defaults.
 fn randomize_timing(cfg: &mut ClusterConfig, rng: &mut SimRng) {
     cfg.tick_interval = Duration::from_millis(rng.range(1, 10));
+    if rng.below(3) == 0 {
+        // Tight flow control: back-pressure paths and many small appends.
+        cfg.max_entries_per_append = rng.range(1, 4) as usize;
+        cfg.max_inflight_appends = rng.range(1, 3) as usize;
+        cfg.max_pending_proposals = rng.range(1, 8) as usize;
+        cfg.max_pending_reads = rng.range(1, 4) as usize;
+    }
     if rng.below(2) == 0 {
         return;
     }
@@ -332,6 +339,17 @@ fn inject_fault(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) {
                         slow_rate(rng)
                     } else {
                         fast_rate(rng)
+                    };
+                    c.set_clock_rate(id, rate);
+                }
+            } else if rng.below(2) == 0 {
+                // The same mix at the edge of the bound, which must be safe.
+                let rho = c.config().clock_drift_bound_ppm;
+                for id in c.node_ids() {
+                    let rate = if id == victim {
+                        RATE_EXACT_PPM - rho
+                    } else {
+                        RATE_EXACT_PPM + rho
                     };
                     c.set_clock_rate(id, rate);
                 }
