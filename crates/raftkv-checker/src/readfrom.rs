@@ -12,12 +12,6 @@
 
 use crate::history::{KeyOp, Kind};
 
-/// For each op (by index), the indices of the writes it could have read
-/// from; empty for writes.
-pub(crate) fn possible_writers(ops: &[KeyOp]) -> Vec<Vec<u32>> {
-    analyse(ops).writers
-}
-
 pub(crate) struct ReadFrom {
     /// Per op: for a GET, the writes it could have read from.
     pub writers: Vec<Vec<u32>>,
@@ -131,7 +125,7 @@ mod tests {
             op(Kind::Write(1), 45, 60), // a later write of the same value: can
             op(Kind::Read(1), 5, 8),    // concurrent with w1: can
         ];
-        let possible = possible_writers(&ops);
+        let possible = analyse(&ops).writers;
         assert_eq!(possible[2], vec![4]);
         assert_eq!(possible[3], vec![0, 4]);
         assert_eq!(possible[5], vec![0]);
@@ -147,6 +141,6 @@ mod tests {
             op(Kind::Write(1), 10, 20),
             op(Kind::Write(1), 11, 20),
         ];
-        assert_eq!(possible_writers(&ops)[0], vec![1]);
+        assert_eq!(analyse(&ops).writers[0], vec![1]);
     }
 }

@@ -59,6 +59,9 @@ pub(crate) struct Frontier {
     /// The earliest-returning operation not in `prefix`: something from
     /// `pending` (or itself) had to be linearized before its return.
     pub deadline: usize,
+    /// The latest deadline any branch of the search died at: ops called
+    /// after it were never reached.
+    pub horizon_ns: u64,
 }
 
 /// Searches for a linearization of `ops` (one key), spending at most
@@ -76,6 +79,7 @@ struct Frame {
     entry: u32,
     op: u32,
     prev_state: u32,
+    prev_writer: u32,
     /// A greedy read: when undone, no sibling is tried (see module docs).
     forced: bool,
     /// Blind writes linearized just before `op` are `bundled[bundle_start..]`
@@ -95,6 +99,8 @@ struct Search<'a> {
     stack: Vec<Frame>,
     bundled: Vec<u32>,
     state: u32,
+    /// The write that set `state`, or `NIL` for the initial absent state.
+    writer: u32,
     definite_left: usize,
     /// Per value id: GETs of it not yet linearized.
     reads_left: Vec<u32>,
@@ -105,6 +111,11 @@ struct Search<'a> {
     /// Per op: for a write, how many pending GETs could read from it. Zero
     /// makes the write blind.
     possible_readers_left: Vec<u32>,
+    /// Per op: for a write, the GETs that could read from it; at index
+    /// `ops.len()`, those the initial absent state could serve.
+    possible_readers: Vec<Vec<u32>>,
+    /// Per op: for a GET, how many writes it could read from are pending.
+    possible_writers_left: Vec<u32>,
     linearized: Vec<bool>,
     /// Per value id: its unknown-outcome writes, in call order.
     unknown_writers: Vec<Vec<u32>>,
@@ -113,6 +124,7 @@ struct Search<'a> {
     unknown_used: Vec<u32>,
     steps: u64,
     deepest: Option<Frontier>,
+    horizon_ns: u64,
 }
 
 impl<'a> Search<'a> {
@@ -141,22 +153,33 @@ impl<'a> Search<'a> {
             stack: Vec::new(),
             bundled: Vec::new(),
             state: ABSENT,
+            writer: NIL,
             definite_left: ops.iter().filter(|op| op.definite).count(),
             reads_left: vec![0; values],
             writers_left: vec![0; values],
-            possible_writers: crate::readfrom::possible_writers(ops),
+            possible_writers: Vec::new(),
             possible_readers_left: vec![0; ops.len()],
+            possible_readers: vec![Vec::new(); ops.len() + 1],
+            possible_writers_left: vec![0; ops.len()],
             linearized: vec![false; ops.len()],
             unknown_writers: vec![Vec::new(); values],
             unknown_used: vec![0; values],
             steps: 0,
             deepest: None,
+            horizon_ns: 0,
         };
-        for writers in &search.possible_writers {
+        let analysis = crate::readfrom::analyse(ops);
+        for (read, writers) in analysis.writers.iter().enumerate() {
+            search.possible_writers_left[read] = writers.len() as u32;
             for &writer in writers {
                 search.possible_readers_left[writer as usize] += 1;
+                search.possible_readers[writer as usize].push(read as u32);
+            }
+            if ops[read].kind == Kind::Read(ABSENT) && analysis.fences[read].is_none() {
+                search.possible_readers[ops.len()].push(read as u32);
             }
         }
+        search.possible_writers = analysis.writers;
         for (index, op) in ops.iter().enumerate() {
             match op.kind {
                 Kind::Read(value) => search.reads_left[value as usize] += 1,
@@ -191,7 +214,8 @@ impl<'a> Search<'a> {
             entry = match next.or_else(|| self.backtrack()) {
                 Some(entry) => entry,
                 None => {
-                    let frontier = self.deepest.take().expect("a dead end was recorded");
+                    let mut frontier = self.deepest.take().expect("a dead end was recorded");
+                    frontier.horizon_ns = self.horizon_ns;
                     return SearchResult::Violation(frontier);
                 }
             };
@@ -213,6 +237,7 @@ impl<'a> Search<'a> {
             entry,
             op,
             prev_state: self.state,
+            prev_writer: self.writer,
             forced: is_read,
             bundle_start: self.bundled.len() as u32,
         };
@@ -241,6 +266,9 @@ impl<'a> Search<'a> {
         if value != self.state && self.reads_left[current] > 0 && self.writers_left[current] == 0 {
             return false;
         }
+        if self.overwrite_orphans_reads() {
+            return false;
+        }
         let blind = self.possible_readers_left[op as usize] == 0;
         if !self.ops[op as usize].definite {
             // A blind unknown write can be dropped; equal ones go in call order.
@@ -251,6 +279,21 @@ impl<'a> Search<'a> {
         // A blind definite write goes in a bundle before another write, or
         // alone when it is the deadline (see `collect_bundle`).
         !blind || op == self.deadline_op()
+    }
+
+    /// True when a pending GET can only still be served by the current
+    /// writer: it must come before any other write. A GET must follow one
+    /// of its possible writers directly (no write between), so once this
+    /// one is overwritten, none is left for it.
+    fn overwrite_orphans_reads(&self) -> bool {
+        let readers = if self.writer == NIL {
+            &self.possible_readers[self.ops.len()]
+        } else {
+            &self.possible_readers[self.writer as usize]
+        };
+        readers.iter().any(|&read| {
+            !self.linearized[read as usize] && self.possible_writers_left[read as usize] == 0
+        })
     }
 
     /// Queues the candidate blind definite writes other than `op` to be
@@ -294,6 +337,9 @@ impl<'a> Search<'a> {
         self.list.lift(frame.op);
         self.mark(frame.op, true);
         self.state = new_state;
+        if matches!(self.ops[frame.op as usize].kind, Kind::Write(_)) {
+            self.writer = frame.op;
+        }
     }
 
     fn undo(&mut self, frame: &Frame) {
@@ -305,6 +351,7 @@ impl<'a> Search<'a> {
             self.list.unlift(bundled);
         }
         self.state = frame.prev_state;
+        self.writer = frame.prev_writer;
     }
 
     /// Keeps the counters and the memo key in step with what is linearized.
@@ -337,6 +384,10 @@ impl<'a> Search<'a> {
             Kind::Write(value) => {
                 let left = &mut self.writers_left[value as usize];
                 *left = left.wrapping_add_signed(delta);
+                for &read in &self.possible_readers[op as usize] {
+                    let left = &mut self.possible_writers_left[read as usize];
+                    *left = left.wrapping_add_signed(delta);
+                }
                 if !key_op.definite {
                     let used = &mut self.unknown_used[value as usize];
                     *used = used.wrapping_add_signed(-delta);
@@ -379,6 +430,8 @@ impl<'a> Search<'a> {
 
     /// Remembers the deepest point reached, for the explanation.
     fn record_dead_end(&mut self, deadline_entry: u32) {
+        let deadline = self.list.op[deadline_entry as usize] as usize;
+        self.horizon_ns = self.horizon_ns.max(self.ops[deadline].return_ns);
         let depth = self.stack.len() + self.bundled.len();
         if self
             .deepest
@@ -397,7 +450,8 @@ impl<'a> Search<'a> {
             prefix: self.linearized_order(),
             state: self.state,
             pending,
-            deadline: self.list.op[deadline_entry as usize] as usize,
+            deadline,
+            horizon_ns: 0, // set when the search ends
         });
     }
 }
