@@ -10,6 +10,8 @@ use raftkv_client::{pb, Client, ClientError, ClientOptions, Consistency};
 
 /// Where `raftkv local` writes the endpoints of the cluster it started.
 pub const ENDPOINTS_FILE: &str = "raftkv-data/endpoints.txt";
+/// `raftkv local`'s default data directory (where it writes ENDPOINTS_FILE).
+pub const DEFAULT_DATA_DIR: &str = "raftkv-data";
 const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
 
 #[derive(Args, Debug, Clone)]

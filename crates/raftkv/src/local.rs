@@ -110,10 +110,14 @@ pub fn run(args: LocalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("endpoints: {}", endpoints.join(","));
-    println!(
-        "(written to {}; `raftkv set/get/status/client` run from this folder use them)",
-        endpoints_file.display()
-    );
+    if args.data_dir == std::path::Path::new(crate::client_cmd::DEFAULT_DATA_DIR) {
+        println!("(`raftkv set/get/status/client` started in this folder find them by themselves)");
+    } else {
+        println!(
+            "(use --endpoints {} with raftkv set/get/status/client)",
+            endpoints.join(",")
+        );
+    }
     use std::io::IsTerminal;
     if !args.no_prompt && std::io::stdin().is_terminal() {
         println!("leave the prompt (QUIT, Ctrl-D or Ctrl-C) to stop the cluster");

@@ -369,7 +369,17 @@ fn restarted_follower_catches_up_after_thousands_of_writes() {
 #[test]
 fn lease_is_visible_and_lease_reads_send_no_messages() {
     run_serial(async {
-        let cluster = Cluster::start(3);
+        let cluster = Cluster::start_with(
+            3,
+            // A longer lease than the other tests: a heartbeat delayed by a
+            // busy machine must not let it lapse in the middle of the reads.
+            Timing {
+                heartbeat_ms: 40,
+                election_min_ms: 800,
+                election_max_ms: 1200,
+                lease_ms: 400,
+            },
+        );
         let leader = wait_for_leader(&cluster, LEADER_WAIT).await;
 
         let out = std::process::Command::new(BIN)
@@ -398,7 +408,7 @@ fn lease_is_visible_and_lease_reads_send_no_messages() {
             .as_u64()
             .expect("remaining_us");
         assert!(
-            remaining_us > 0 && remaining_us <= LEASE_MS * 1000,
+            remaining_us > 0 && remaining_us <= cluster.timing.lease_ms * 1000,
             "remaining {remaining_us} us"
         );
         let table = std::process::Command::new(BIN)
@@ -449,7 +459,7 @@ fn lease_is_visible_and_lease_reads_send_no_messages() {
         assert_eq!(delta("sent.AppendEntries"), 0, "reads sent no entries");
         // Heartbeats keep flowing on their timer (2 peers every HEARTBEAT_MS);
         // a read that sent anything would add per-read messages on top.
-        let periodic = 2 * (elapsed.as_millis() as u64 / HEARTBEAT_MS + 2);
+        let periodic = 2 * (elapsed.as_millis() as u64 / cluster.timing.heartbeat_ms + 2);
         assert!(
             delta("sent.Heartbeat") <= periodic * 2,
             "heartbeats {} > timer's {periodic}",

@@ -31,14 +31,35 @@ pub struct Node {
     pub stopped: bool,
 }
 
+/// A cluster's timing flags, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    pub lease_ms: u64,
+}
+
+pub const FAST: Timing = Timing {
+    heartbeat_ms: HEARTBEAT_MS,
+    election_min_ms: ELECTION_MIN_MS,
+    election_max_ms: ELECTION_MAX_MS,
+    lease_ms: LEASE_MS,
+};
+
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub dir: tempfile::TempDir,
     pub cluster_id: String,
+    pub timing: Timing,
 }
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, FAST)
+    }
+
+    pub fn start_with(n: usize, timing: Timing) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("raftkv-test-")
             .tempdir()
@@ -62,6 +83,7 @@ impl Cluster {
             nodes,
             dir,
             cluster_id: "test".into(),
+            timing,
         };
         for id in 1..=n as u64 {
             cluster.spawn(id);
@@ -112,10 +134,16 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--cluster-id", &self.cluster_id])
-            .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
-            .args(["--election-timeout-min-ms", &ELECTION_MIN_MS.to_string()])
-            .args(["--election-timeout-max-ms", &ELECTION_MAX_MS.to_string()])
-            .args(["--lease-ms", &LEASE_MS.to_string()])
+            .args(["--heartbeat-ms", &self.timing.heartbeat_ms.to_string()])
+            .args([
+                "--election-timeout-min-ms",
+                &self.timing.election_min_ms.to_string(),
+            ])
+            .args([
+                "--election-timeout-max-ms",
+                &self.timing.election_max_ms.to_string(),
+            ])
+            .args(["--lease-ms", &self.timing.lease_ms.to_string()])
             .args(["--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null());
