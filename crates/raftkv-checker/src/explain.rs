@@ -280,3 +280,28 @@ pub(crate) fn quote(value: &str) -> String {
     let head: String = value.chars().take(QUOTE_CHARS_MAX).collect();
     format!("{head:?}...")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_show_milliseconds_and_more_only_when_set() {
+        assert_eq!(fmt_time(0), "0.000s");
+        assert_eq!(fmt_time(1_203_000_000), "1.203s");
+        assert_eq!(fmt_time(1_203_400_000), "1.2034s");
+        assert_eq!(fmt_time(7), "0.000000007s");
+        assert_eq!(fmt_time(u64::MAX), "18446744073.709551615s");
+    }
+
+    #[test]
+    fn long_values_are_cut() {
+        assert_eq!(quote("v1"), "\"v1\"");
+        assert_eq!(quote("a\"b"), "\"a\\\"b\"");
+        let long = "x".repeat(100);
+        assert_eq!(
+            quote(&long),
+            format!("\"{}\"...", "x".repeat(QUOTE_CHARS_MAX))
+        );
+    }
+}

@@ -194,3 +194,77 @@ impl Interner {
         id
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(id: u64, input: Input, output: Output, call_ns: u64, return_ns: u64) -> Operation {
+        Operation {
+            id,
+            client: 1,
+            input,
+            output,
+            call_ns,
+            return_ns,
+        }
+    }
+
+    fn set(key: &str, value: &str) -> Input {
+        Input::Set {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    fn get(key: &str) -> Input {
+        Input::Get { key: key.into() }
+    }
+
+    #[test]
+    fn splits_per_key_in_key_order_and_interns_values() {
+        let history = [
+            op(0, set("b", "x"), Output::Ok, 0, 1),
+            op(1, set("a", "x"), Output::Ok, 0, 1),
+            op(2, get("a"), Output::Value(Some("x".into())), 2, 3),
+            op(3, get("a"), Output::Value(None), 2, 3),
+        ];
+        let keys = partition(&history).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].key, "a");
+        let kinds: Vec<Kind> = keys[0].ops.iter().map(|op| op.kind).collect();
+        assert_eq!(kinds, [Kind::Write(1), Kind::Read(1), Kind::Read(ABSENT)]);
+        assert_eq!(keys[0].values[1], "x");
+        assert_eq!(keys[0].ops_total, 3);
+    }
+
+    #[test]
+    fn drops_unknown_gets_and_unknown_writes_nobody_read() {
+        let history = [
+            op(0, get("k"), Output::Unknown, 0, u64::MAX),
+            op(1, set("k", "never-read"), Output::Unknown, 0, u64::MAX),
+            op(2, set("k", "read"), Output::Unknown, 0, u64::MAX),
+            op(3, Input::Delete { key: "k".into() }, Output::Unknown, 0, 7), // no GET saw absent
+            op(4, get("k"), Output::Value(Some("read".into())), 5, 6),
+            op(5, set("k", "definite"), Output::Ok, 5, 6),
+        ];
+        let keys = partition(&history).unwrap();
+        let ids: Vec<u64> = keys[0].ops.iter().map(|op| op.id).collect();
+        assert_eq!(ids, [2, 4, 5]);
+        assert_eq!(
+            keys[0].ops[0].return_ns,
+            u64::MAX,
+            "unknown ops never return"
+        );
+        assert_eq!(keys[0].ops_total, 6);
+    }
+
+    #[test]
+    fn rejects_mismatched_outputs() {
+        let history = [op(9, get("k"), Output::Ok, 0, 1)];
+        assert!(matches!(
+            partition(&history),
+            Err(HistoryError::OutputMismatch { id: 9, .. })
+        ));
+    }
+}

@@ -626,3 +626,88 @@ impl Hasher for PassThroughHasher {
         self.0 = value;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(kind: Kind, call_ns: u64, return_ns: Option<u64>) -> KeyOp {
+        KeyOp {
+            kind,
+            definite: return_ns.is_some(),
+            call_ns,
+            return_ns: return_ns.unwrap_or(u64::MAX),
+            source: 0,
+            id: 0,
+        }
+    }
+
+    fn walk(list: &EventList) -> Vec<(u32, bool)> {
+        let mut events = Vec::new();
+        let mut entry = list.first();
+        while entry != NIL {
+            events.push((list.op[entry as usize], list.is_return[entry as usize]));
+            entry = list.next[entry as usize];
+        }
+        events
+    }
+
+    #[test]
+    fn events_put_calls_before_returns_at_equal_times_and_lift_undoes() {
+        let ops = [
+            op(Kind::Write(1), 0, Some(10)),
+            op(Kind::Read(1), 10, Some(20)),
+            op(Kind::Write(2), 5, None),
+        ];
+        let mut list = EventList::new(&ops);
+        let before = walk(&list);
+        assert_eq!(
+            before,
+            [(0, false), (2, false), (1, false), (0, true), (1, true)]
+        );
+        list.lift(0);
+        list.lift(2);
+        assert_eq!(walk(&list), [(1, false), (1, true)]);
+        list.unlift(2);
+        list.unlift(0);
+        assert_eq!(walk(&list), before);
+    }
+
+    #[test]
+    fn blind_writes_are_bundled_not_lost() {
+        // Two blind writes overlap a read-from write; the read must see "3".
+        let ops = [
+            op(Kind::Write(1), 0, Some(100)),
+            op(Kind::Write(2), 0, Some(100)),
+            op(Kind::Write(3), 0, Some(100)),
+            op(Kind::Read(3), 150, Some(160)),
+        ];
+        assert!(matches!(
+            search(&ops, 1_000).result,
+            SearchResult::Linearizable
+        ));
+        // And if a blind write surely comes after the read-from write, the
+        // read cannot see "3".
+        let ops = [
+            op(Kind::Write(3), 0, Some(10)),
+            op(Kind::Write(1), 20, Some(30)),
+            op(Kind::Read(3), 40, Some(50)),
+        ];
+        let SearchResult::Violation(frontier) = search(&ops, 1_000).result else {
+            panic!("stale read not found");
+        };
+        assert_eq!(frontier.prefix, [0]);
+        assert_eq!(frontier.deadline, 1);
+    }
+
+    #[test]
+    fn budget_counts_steps() {
+        let ops: Vec<KeyOp> = (0..20)
+            .map(|i| op(Kind::Write(i + 1), 0, Some(100)))
+            .chain((0..20).map(|i| op(Kind::Read(i + 1), 0, Some(100))))
+            .collect();
+        let outcome = search(&ops, 5);
+        assert!(matches!(outcome.result, SearchResult::OutOfBudget));
+        assert_eq!(outcome.steps, 5);
+    }
+}
