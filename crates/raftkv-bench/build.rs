@@ -1,0 +1,13 @@
+//! Compiles the etcd API subset with protox (pure Rust), so no system
+//! `protoc` is needed.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
+    let proto_file = format!("{proto_dir}/etcd_kv_subset.proto");
+    println!("cargo:rerun-if-changed={proto_file}");
+    let fds = protox::compile([proto_file.as_str()], [proto_dir])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .compile_fds(fds)?;
+    Ok(())
+}
