@@ -15,6 +15,19 @@
 //! `A.return_ns < B.call_ns` (strictly). Intervals are closed, so an
 //! operation that returned at `t` and one called at `t` may be concurrent:
 //! the checker errs on the side of never reporting a false violation.
+//!
+//! ```
+//! use raftkv_checker::{check, Budget, Input, Operation, Output, Verdict};
+//!
+//! let op = |id, input, output, call_ns, return_ns| Operation { id, client: id, input, output, call_ns, return_ns };
+//! let history = [
+//!     op(1, Input::Set { key: "k".into(), value: "v1".into() }, Output::Ok, 0, 10),
+//!     op(2, Input::Set { key: "k".into(), value: "v2".into() }, Output::Unknown, 20, u64::MAX),
+//!     op(3, Input::Get { key: "k".into() }, Output::Value(Some("v1".into())), 30, 40),
+//! ];
+//! // The unknown SET may not have taken effect (yet): fine.
+//! assert_eq!(check(&history, Budget::default()), Verdict::Linearizable);
+//! ```
 
 mod explain;
 mod history;
