@@ -159,7 +159,7 @@ pub struct Report {
     pub keys: usize,
     /// Search steps spent on all keys (not counting witness shrinking).
     pub steps_total: u64,
-    /// The largest number of steps spent on one key.
+    /// The most steps spent on one key (not counting witness shrinking).
     pub steps_max_per_key: u64,
 }
 
@@ -222,10 +222,20 @@ fn check_key(
     budget: Budget,
     report: &mut Report,
 ) -> KeyVerdict {
-    let mut spend = |steps: u64| {
-        report.steps_total += steps;
-        report.steps_max_per_key = report.steps_max_per_key.max(steps);
-    };
+    let mut key_steps = 0;
+    let verdict = check_key_stages(history, key_history, budget, &mut key_steps);
+    report.steps_total += key_steps;
+    report.steps_max_per_key = report.steps_max_per_key.max(key_steps);
+    verdict
+}
+
+fn check_key_stages(
+    history: &[Operation],
+    key_history: &history::KeyHistory,
+    budget: Budget,
+    key_steps: &mut u64,
+) -> KeyVerdict {
+    let mut spend = |steps: u64| *key_steps += steps;
     let all = || (0..key_history.ops.len()).collect::<Vec<_>>();
     let quick = search::search(&key_history.ops, budget.max_steps_per_key / 4);
     spend(quick.steps);

@@ -58,13 +58,15 @@ fn extend(ops: &[&Operation], placed: &mut [bool], state: Option<&str>) -> bool 
 /// Arbitrary (mostly not linearizable) tiny histories with few values and
 /// many equal timestamps, so edge cases come up often.
 fn tiny_random_history(rng: &mut Rng) -> Vec<Operation> {
-    let len = 1 + rng.below(8) as usize;
+    let len = 1 + rng.below(tiny_ops_max()) as usize;
     let values = 2 + rng.below(2);
+    // Sometimes crowded, sometimes spread out (more real-time order).
+    let spread_ns = 4 + rng.below(5 * len as u64);
     let value = |rng: &mut Rng| ["a", "b", "c"][rng.below(values) as usize].to_string();
     (0..len)
         .map(|i| {
             let key = format!("k{}", rng.below(2) * rng.below(2)); // mostly k0
-            let call_ns = rng.below(12);
+            let call_ns = rng.below(spread_ns);
             let return_ns = call_ns + rng.below(6);
             let (input, output) = match rng.below(3) {
                 0 => {
@@ -104,6 +106,11 @@ fn tiny_random_history(rng: &mut Rng) -> Vec<Operation> {
             }
         })
         .collect()
+}
+
+/// Longest tiny history; RAFTKV_CHECKER_TINY_OPS=11 for a harder sweep.
+fn tiny_ops_max() -> u64 {
+    std::env::var("RAFTKV_CHECKER_TINY_OPS").map_or(8, |s| s.parse().expect("a number"))
 }
 
 /// How many tiny histories to try; RAFTKV_CHECKER_SEEDS=300000 for a longer sweep.
