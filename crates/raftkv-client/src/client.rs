@@ -101,6 +101,8 @@ enum Attempt<T> {
         error: String,
         redirect: Option<String>,
         suspect: bool,
+        /// What the call ends with if the deadline passes now.
+        give_up: ClientError,
     },
 }
 
@@ -317,7 +319,7 @@ impl Client {
         let mut target = self.pick(follow_leader);
         loop {
             let attempt = self.attempt(&target, &mut op).await;
-            let (error, redirect, suspect) = match attempt {
+            let (error, redirect, suspect, give_up) = match attempt {
                 Attempt::Done(value) => {
                     if follow_leader {
                         *self.shared.leader.lock().expect("poisoned") = Some(target.clone());
@@ -333,7 +335,8 @@ impl Client {
                     error,
                     redirect,
                     suspect,
-                } => (error, redirect, suspect),
+                    give_up,
+                } => (error, redirect, suspect, give_up),
             };
             let last_error = format!("{target}: {error}");
             tracing::debug!(%last_error, ?redirect, "retrying");
@@ -346,7 +349,7 @@ impl Client {
             }
             let elapsed = start.elapsed();
             if elapsed >= opts.deadline {
-                return Err(self.final_error(elapsed, last_error, redirect));
+                return Err(final_error(elapsed, last_error, give_up));
             }
             let redirect = redirect.filter(|r| *r != target && !self.is_suspect(r));
             match redirect {
@@ -382,26 +385,7 @@ impl Client {
                 error: "attempt timed out".into(),
                 redirect: None,
                 suspect: true,
-            },
-        }
-    }
-
-    fn final_error(
-        &self,
-        elapsed: Duration,
-        last_error: String,
-        redirect: Option<String>,
-    ) -> ClientError {
-        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        match redirect {
-            Some(addr) => ClientError::NotLeader {
-                leader_id: 0,
-                leader_addr: addr,
-                message: last_error,
-            },
-            None => ClientError::Timeout {
-                elapsed_ms,
-                last_error,
+                give_up: timeout_error(self.shared.opts.rpc_timeout),
             },
         }
     }
@@ -466,6 +450,18 @@ impl<R> Answer<R> {
     }
 }
 
+/// The error a call ends with at its deadline: what the last attempt said,
+/// with the time spent when that was a time-out.
+fn final_error(elapsed: Duration, last_error: String, give_up: ClientError) -> ClientError {
+    match give_up {
+        ClientError::Timeout { .. } => ClientError::Timeout {
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            last_error,
+        },
+        other => other,
+    }
+}
+
 fn classify<T>(status: &Status) -> Attempt<T> {
     match status.code() {
         Code::Unavailable => {
@@ -480,6 +476,7 @@ fn classify<T>(status: &Status) -> Attempt<T> {
                 error: status.message().to_owned(),
                 redirect,
                 suspect,
+                give_up: status_to_error(status),
             }
         }
         Code::DeadlineExceeded
@@ -490,6 +487,7 @@ fn classify<T>(status: &Status) -> Attempt<T> {
             error: format!("{:?}: {}", status.code(), status.message()),
             redirect: None,
             suspect: false,
+            give_up: status_to_error(status),
         },
         _ => Attempt::Fail(status_to_error(status)),
     }

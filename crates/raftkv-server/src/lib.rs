@@ -127,7 +127,12 @@ pub async fn run(
     );
 
     let metrics = Arc::new(Metrics::default());
-    let transport = Transport::start(&config.peers, transport_options(&config), metrics.clone());
+    let transport = Transport::start(
+        &config.peers,
+        transport_options(&config),
+        metrics.clone(),
+        dump.clone(),
+    );
     let (storage, done_rx) = StorageThread::start(storage, metrics.clone())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let parts = CoreParts {

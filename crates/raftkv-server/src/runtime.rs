@@ -298,6 +298,7 @@ impl CoreTask {
             }
             if let Some(hs) = ready.hard_state {
                 self.term = hs.term;
+                self.transport.set_term(hs.term);
             }
             for event in ready.events.drain(..) {
                 self.record_event(&event);

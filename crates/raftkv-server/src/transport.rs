@@ -4,12 +4,14 @@
 //! a stale message is worth less than a fresh one.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use raftkv_client::pb;
 use raftkv_client::pb::peer_client::PeerClient;
-use raftkv_core::{Message, NodeId};
+use raftkv_core::{Message, NodeId, Term};
+use raftkv_storage::{DumpLevel, DumpLog};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
@@ -35,6 +37,8 @@ pub struct TransportOptions {
 pub struct Transport {
     queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
     metrics: Arc<Metrics>,
+    /// The node's current term, for the lines the senders write to dump.txt.
+    term: Arc<AtomicU64>,
 }
 
 impl Transport {
@@ -43,15 +47,27 @@ impl Transport {
         peers: &BTreeMap<NodeId, String>,
         opts: TransportOptions,
         metrics: Arc<Metrics>,
+        dump: Arc<DumpLog>,
     ) -> Transport {
         let mut queues = BTreeMap::new();
+        let term = Arc::new(AtomicU64::new(0));
         for (&id, addr) in peers {
             let (tx, rx) = mpsc::channel(opts.queue_len);
-            let sender = PeerSender::new(id, addr, opts.clone(), metrics.clone());
+            let mut sender = PeerSender::new(id, addr, opts.clone(), metrics.clone());
+            sender.dump = Some((dump.clone(), term.clone()));
             tokio::spawn(sender.run(rx));
             queues.insert(id, tx);
         }
-        Transport { queues, metrics }
+        Transport {
+            queues,
+            metrics,
+            term,
+        }
+    }
+
+    /// The term written on dump.txt lines by the senders.
+    pub fn set_term(&self, term: Term) {
+        self.term.store(term.0, Ordering::Relaxed);
     }
 
     /// Queues a message for its peer; never blocks.
@@ -73,6 +89,9 @@ struct PeerSender {
     client: Option<PeerClient<Channel>>,
     opts: TransportOptions,
     metrics: Arc<Metrics>,
+    dump: Option<(Arc<DumpLog>, Arc<AtomicU64>)>,
+    /// Whether the last batch got through; a change is written to dump.txt.
+    reachable: bool,
 }
 
 impl PeerSender {
@@ -95,6 +114,8 @@ impl PeerSender {
             client,
             opts,
             metrics,
+            dump: None,
+            reachable: true,
         }
     }
 
@@ -104,9 +125,24 @@ impl PeerSender {
             let batch = self.batch(first, &mut rx);
             let count = batch.messages.len();
             match self.send(batch).await {
-                Ok(()) => backoff = self.opts.backoff_min,
+                Ok(()) => {
+                    backoff = self.opts.backoff_min;
+                    if !self.reachable {
+                        self.reachable = true;
+                        self.record(
+                            DumpLevel::Info,
+                            format!("node {} at {} reachable again", self.to, self.addr),
+                        );
+                    }
+                }
                 Err(error) => {
                     bump(&self.metrics.peer_batches_failed);
+                    if self.reachable {
+                        self.reachable = false;
+                        let text =
+                            format!("cannot send to node {} at {}: {error}", self.to, self.addr);
+                        self.record(DumpLevel::Error, text);
+                    }
                     tracing::debug!(peer = %self.to, addr = %self.addr, count, "peer send failed: {error}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.opts.backoff_max);
@@ -116,6 +152,12 @@ impl PeerSender {
                     }
                 }
             }
+        }
+    }
+
+    fn record(&self, level: DumpLevel, text: String) {
+        if let Some((dump, term)) = &self.dump {
+            dump.record(level, Term(term.load(Ordering::Relaxed)), &text);
         }
     }
 
