@@ -10,10 +10,19 @@
 //!   legal, since it can never commit anything. The term an entry was
 //!   committed in is the term of the first node seen committing it (the
 //!   committing leader: followers learn commits from it).
+//! - lease exclusion (checked at the end of a run): no lease read by the
+//!   leader of term `t` comes after any answer by the leader of a later
+//!   term — LEASES.md rule 5 made visible without relying on the workload
+//!   to expose it. (ReadIndex reads may legally *return* later: they are
+//!   linearized when their quorum acknowledged.)
 //! - state machine safety: every node commits (and so applies — the core
 //!   applies at commit) the same entry at each index.
 
-use raftkv_core::{LogIndex, Role};
+use std::collections::BTreeMap;
+
+use raftkv_core::{LogIndex, Role, Term};
+
+use crate::cluster::ServedKind;
 
 use crate::cluster::Cluster;
 
@@ -129,6 +138,30 @@ impl Cluster {
                 ));
             }
             j = j.prev();
+        }
+        None
+    }
+
+    /// Lease exclusion; see the module docs. Returns the first overlap.
+    pub fn lease_overlap(&self) -> Option<String> {
+        let mut first_by_term: BTreeMap<Term, (u64, raftkv_core::NodeId)> = BTreeMap::new();
+        for s in &self.served {
+            first_by_term.entry(s.term).or_insert((s.real_ns, s.node));
+        }
+        for s in self
+            .served
+            .iter()
+            .filter(|s| s.what == ServedKind::LeaseRead)
+        {
+            if let Some((t, (first, node))) = first_by_term
+                .range(s.term.next()..)
+                .find(|(_, (first, _))| *first < s.real_ns)
+            {
+                return Some(format!(
+                    "lease exclusion: node {} (leader of term {}) served a lease read at {}ns, after node {node}, leader of term {t}, first answered a client at {first}ns",
+                    s.node, s.term, s.real_ns
+                ));
+            }
         }
         None
     }

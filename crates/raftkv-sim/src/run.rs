@@ -221,11 +221,12 @@ fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String
     }
     let ops = c.finish_history().len();
     c.note(&format!("history: {ops} operations"));
-    match c.check_history() {
-        Verdict::Linearizable => (None, false),
+    // The checker first: a stale read it can show beats the lease oracle.
+    let (lease, unknown) = match c.check_history() {
+        Verdict::Linearizable => (c.lease_overlap(), false),
         Verdict::Unknown { key } => {
             c.note(&format!("checker: search budget exhausted on key {key:?}"));
-            (None, true)
+            (c.lease_overlap(), true)
         }
         Verdict::NotLinearizable(v) => {
             for line in v.explanation.lines() {
@@ -236,16 +237,20 @@ fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String
                 .iter()
                 .map(|o| format!("[client {} {} -> {}]", o.client, o.input, o.output))
                 .collect();
-            (
+            return (
                 Some(format!(
                     "linearizability (stale read?) on key {:?}: {}",
                     v.key,
                     ops.join(" ")
                 )),
                 false,
-            )
+            );
         }
+    };
+    if let Some(overlap) = &lease {
+        c.note(overlap);
     }
+    (lease, unknown)
 }
 
 /// Heal everything; a leader must appear and every client must finish its

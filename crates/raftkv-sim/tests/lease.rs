@@ -6,7 +6,6 @@
 mod common;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -15,24 +14,14 @@ use raftkv_checker::Verdict;
 use raftkv_core::{MessageBody, NodeId, ReadNow, Term, UnsafeTestKnobs};
 use raftkv_sim::{Clock, Cluster, ClusterConfig, Fate, ServedKind};
 
-/// No read served by a leader of term `t` comes after any answer served by a
+/// No lease read by a leader of term `t` comes after any answer served by a
 /// leader of a later term (rule 5: the new leader waits out the old lease).
 fn assert_old_reads_precede_new_leaders(c: &Cluster) {
-    let mut first_by_term: BTreeMap<Term, u64> = BTreeMap::new();
-    for s in c.served() {
-        first_by_term.entry(s.term).or_insert(s.real_ns);
+    if let Some(overlap) = c.lease_overlap() {
+        panic!("{overlap}");
     }
-    for s in c.served().iter().filter(|s| s.what != ServedKind::Write) {
-        for (&t, &first) in first_by_term.range(s.term.next()..) {
-            assert!(
-                first >= s.real_ns,
-                "node {} (term {}) served a read at {}ns, after the leader of term {t} first served at {first}ns",
-                s.node,
-                s.term,
-                s.real_ns
-            );
-        }
-    }
+    // And the check is not vacuous: some lease read was served.
+    assert!(c.served().iter().any(|s| s.what == ServedKind::LeaseRead));
 }
 
 /// Real time at which node `id`'s leader lease ends, seen from now.

@@ -29,6 +29,9 @@ struct Args {
     /// Worker threads for --seeds.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Simulated seconds of the safety phase (faults and workload) per seed.
+    #[arg(long, default_value_t = 20)]
+    safety_s: u64,
 }
 
 fn main() -> Result<ExitCode> {
@@ -41,6 +44,7 @@ fn main() -> Result<ExitCode> {
         .map(|r| r.parse())
         .transpose()?;
     opts.nodes = args.nodes.as_deref().map(|n| n.parse()).transpose()?;
+    opts.safety_duration = std::time::Duration::from_secs(args.safety_s);
     // Panics inside a run are caught and reported as that seed's failure.
     std::panic::set_hook(Box::new(|_| {}));
     match (args.seeds, args.seed) {
