@@ -4,6 +4,7 @@
 //! latency in its own HDR histogram (merged at the end, so recording takes no
 //! lock).
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -390,6 +391,7 @@ async fn run_workload(a: LoadArgs, w: Workload) -> anyhow::Result<ExitCode> {
     } else {
         a.pids.clone()
     };
+    let counters_before = server_counters(&a).await;
     let start = Instant::now();
     let record_from = start + Duration::from_millis(a.warmup_ms);
     let state = Arc::new(RunState {
@@ -407,7 +409,10 @@ async fn run_workload(a: LoadArgs, w: Workload) -> anyhow::Result<ExitCode> {
         let pids = pids.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(record_from.into()).await;
-            procs::cpu_seconds(&pids)
+            (
+                procs::cpu_seconds(&pids),
+                procs::process_cpu_seconds(std::process::id()),
+            )
         })
     };
     let progress = spawn_progress(&a, state.clone());
@@ -441,7 +446,9 @@ async fn run_workload(a: LoadArgs, w: Workload) -> anyhow::Result<ExitCode> {
         p.await.ok();
     }
     let cpu_end = procs::cpu_seconds(&pids);
-    let cpu_start = cpu_at_start.await.context("cpu sampler")?;
+    let self_cpu_end = procs::process_cpu_seconds(std::process::id());
+    let (cpu_start, self_cpu_start) = cpu_at_start.await.context("cpu sampler")?;
+    let counters_after = server_counters(&a).await;
     let elapsed = finished.saturating_duration_since(record_from);
     let run = report::Run {
         label: a.label.clone(),
@@ -461,8 +468,20 @@ async fn run_workload(a: LoadArgs, w: Workload) -> anyhow::Result<ExitCode> {
         elapsed_s: elapsed.as_secs_f64(),
         cluster_pids: pids,
         cluster_cpu_s: cpu_start.zip(cpu_end).map(|(s, e)| (e - s).max(0.0)),
+        generator_cpu_s: self_cpu_start
+            .zip(self_cpu_end)
+            .map(|(s, e)| (e - s).max(0.0)),
         latency: report::Latency::from_histogram(&merged),
         curve_ms: plot::curve_ms(&merged),
+        server_counters: counters_after
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.saturating_sub(*counters_before.get(k).unwrap_or(&0)),
+                )
+            })
+            .collect(),
     };
     println!("{}", run.summary());
     if let Some(path) = &a.json {
@@ -616,3 +635,37 @@ mod tests {
         assert!(parse_duration("soon").is_err());
     }
 }
+
+/// raftkv's own counters summed over the nodes (empty for etcd): the
+/// difference over a run tells how reads were served (lease or ReadIndex)
+/// and how many fsyncs the writes cost.
+async fn server_counters(a: &LoadArgs) -> BTreeMap<String, u64> {
+    let mut sum = BTreeMap::new();
+    if a.target != Target::Raftkv {
+        return sum;
+    }
+    let Ok(client) = Client::new(&a.endpoints, ClientOptions::default()) else {
+        return sum;
+    };
+    for ep in &a.endpoints {
+        let Ok(status) = client.status_at(ep).await else {
+            continue;
+        };
+        for c in status.counters {
+            if SERVER_COUNTERS.contains(&c.name.as_str()) {
+                *sum.entry(c.name).or_insert(0) += c.value;
+            }
+        }
+    }
+    sum
+}
+
+const SERVER_COUNTERS: &[&str] = &[
+    "reads_lease",
+    "reads_pending",
+    "reads_stale",
+    "writes_proposed",
+    "persist_jobs",
+    "persist_syncs",
+    "client_rate_limited",
+];

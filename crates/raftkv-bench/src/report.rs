@@ -54,9 +54,13 @@ pub struct Run {
     pub cluster_pids: Vec<u32>,
     /// CPU seconds (user + system) all cluster processes used while measuring.
     pub cluster_cpu_s: Option<f64>,
+    /// CPU seconds this load generator used meanwhile (it shares the machine).
+    pub generator_cpu_s: Option<f64>,
     pub latency: Latency,
     /// Latency (ms) by percentile for plots, see [`crate::plot::curve_ms`].
     pub curve_ms: Vec<f64>,
+    /// raftkv's counters over the run, summed over the nodes.
+    pub server_counters: std::collections::BTreeMap<String, u64>,
 }
 
 impl Run {
@@ -101,12 +105,16 @@ impl Run {
             ),
             _ => "cluster CPU unknown (no pids)".to_string(),
         };
+        let gen = self
+            .generator_cpu_s
+            .map(|s| format!("; generator CPU {s:.2} s"))
+            .unwrap_or_default();
         let errors = match &self.first_error {
             Some(e) => format!("{} errors (first: {e})", self.errors),
             None => "0 errors".to_string(),
         };
         format!(
-            "{}: {} ops in {:.2} s = {:.0} ops/s; latency us: p50 {:.0} p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0} mean {:.0}; {cpu}; {errors}",
+            "{}: {} ops in {:.2} s = {:.0} ops/s; latency us: p50 {:.0} p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0} mean {:.0}; {cpu}{gen}; {errors}",
             self.title(),
             self.ops(),
             self.elapsed_s,
