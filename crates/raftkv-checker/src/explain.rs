@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::history::{KeyHistory, KeyOp, Kind, ABSENT};
+use crate::readfrom::{self, ReadFrom};
 use crate::search::{self, Frontier, SearchResult};
 use crate::{Budget, Operation, Violation};
 
@@ -24,7 +25,12 @@ pub(crate) fn violation(
     frontier: Frontier,
     budget: Budget,
 ) -> Violation {
-    let (keep, frontier) = shrink(key_history, subset, frontier, budget.max_steps_per_key);
+    let analysis = readfrom::analyse(&key_history.ops);
+    let shrinker = Shrinker {
+        key_history,
+        analysis: &analysis,
+    };
+    let (keep, frontier) = shrinker.shrink(subset, frontier, budget.max_steps_per_key);
     let ops: Vec<KeyOp> = keep.iter().map(|&i| key_history.ops[i]).collect();
     let explanation = describe(history, key_history, &ops, &frontier);
     Violation {
@@ -34,86 +40,98 @@ pub(crate) fn violation(
     }
 }
 
-/// Shrinks `keep` (indices into the key's ops, known not linearizable, with
-/// `frontier` its search result) within `steps_max` search steps in total.
-fn shrink(
-    key_history: &KeyHistory,
-    mut keep: Vec<usize>,
-    mut frontier: Frontier,
-    steps_max: u64,
-) -> (Vec<usize>, Frontier) {
-    let mut steps_left = steps_max;
-    // Ops called after every branch of the search had died never mattered
-    // to it: dropping them first is a cheap big cut (verified like the rest).
-    let late = keep
-        .iter()
-        .position(|&i| key_history.ops[i].call_ns > frontier.horizon_ns)
-        .unwrap_or(keep.len());
-    if late < keep.len() {
-        let candidate = without(key_history, &keep, late..keep.len());
-        let ops: Vec<KeyOp> = candidate.iter().map(|&i| key_history.ops[i]).collect();
-        let outcome = search::search(&ops, steps_left);
-        steps_left = steps_left.saturating_sub(outcome.steps);
-        if let SearchResult::Violation(smaller) = outcome.result {
-            keep = candidate;
-            frontier = smaller;
-        }
-    }
-    let mut chunk = (keep.len() / 2).max(1);
-    loop {
-        let mut shrunk = false;
-        let mut start = 0;
-        while start < keep.len() {
-            let end = (start + chunk).min(keep.len());
-            let candidate = without(key_history, &keep, start..end);
-            if candidate.len() < keep.len() {
-                let ops: Vec<KeyOp> = candidate.iter().map(|&i| key_history.ops[i]).collect();
-                let outcome = search::search(&ops, steps_left);
-                steps_left = steps_left.saturating_sub(outcome.steps);
-                match outcome.result {
-                    SearchResult::Violation(smaller) => {
-                        keep = candidate;
-                        frontier = smaller;
-                        shrunk = true;
-                        continue; // the same `start` now names later ops
-                    }
-                    SearchResult::OutOfBudget => return (keep, frontier),
-                    SearchResult::Linearizable => {}
-                }
-            }
-            start = end;
-        }
-        if chunk == 1 && !shrunk {
-            return (keep, frontier);
-        }
-        chunk = (chunk / 2).max(1);
-    }
+struct Shrinker<'a> {
+    key_history: &'a KeyHistory,
+    /// Read-from analysis of the key's whole history.
+    analysis: &'a ReadFrom,
 }
 
-/// `keep` without the ops at `range`, except writes whose value a remaining
-/// GET returned: dropping those would turn the witness into a different,
-/// misleading violation ("read of a value never written").
-fn without(key_history: &KeyHistory, keep: &[usize], range: std::ops::Range<usize>) -> Vec<usize> {
-    let outside = keep[..range.start].iter().chain(&keep[range.end..]);
-    let read_values: Vec<u32> = outside
-        .filter_map(|&i| match key_history.ops[i].kind {
-            Kind::Read(value) => Some(value),
-            Kind::Write(_) => None,
-        })
-        .collect();
-    keep.iter()
-        .enumerate()
-        .filter(|&(position, &i)| {
-            if !range.contains(&position) {
-                return true;
+impl Shrinker<'_> {
+    /// Shrinks `keep` (indices into the key's ops, known not linearizable,
+    /// with `frontier` its search result) within `steps_max` search steps.
+    fn shrink(
+        &self,
+        mut keep: Vec<usize>,
+        mut frontier: Frontier,
+        steps_max: u64,
+    ) -> (Vec<usize>, Frontier) {
+        let mut steps_left = steps_max;
+        // Ops called after every branch of the search had died never
+        // mattered to it: dropping them first is a cheap big cut (verified
+        // like the rest).
+        let late = keep
+            .iter()
+            .position(|&i| self.key_history.ops[i].call_ns > frontier.horizon_ns)
+            .unwrap_or(keep.len());
+        let all = keep.len();
+        if let Some(smaller) = self.try_without(&mut keep, late..all, &mut steps_left) {
+            frontier = smaller;
+        }
+        let mut chunk = (keep.len() / 2).max(1);
+        loop {
+            let mut shrunk = false;
+            let mut start = 0;
+            while start < keep.len() && steps_left > 0 {
+                let end = (start + chunk).min(keep.len());
+                match self.try_without(&mut keep, start..end, &mut steps_left) {
+                    // The same `start` now names later ops.
+                    Some(smaller) => (frontier, shrunk) = (smaller, true),
+                    None => start = end,
+                }
             }
-            match key_history.ops[i].kind {
-                Kind::Read(_) => false,
-                Kind::Write(value) => read_values.contains(&value),
+            if steps_left == 0 || (chunk == 1 && !shrunk) {
+                return (keep, frontier);
             }
-        })
-        .map(|(_, &i)| i)
-        .collect()
+            chunk = (chunk / 2).max(1);
+        }
+    }
+
+    /// Drops what it may of `keep[range]` if what is left is still not
+    /// linearizable; returns the frontier of the smaller history if so.
+    fn try_without(
+        &self,
+        keep: &mut Vec<usize>,
+        range: std::ops::Range<usize>,
+        steps_left: &mut u64,
+    ) -> Option<Frontier> {
+        let candidate = self.without(keep, range);
+        if candidate.len() == keep.len() {
+            return None;
+        }
+        let ops: Vec<KeyOp> = candidate.iter().map(|&i| self.key_history.ops[i]).collect();
+        let outcome = search::search(&ops, *steps_left);
+        *steps_left = steps_left.saturating_sub(outcome.steps);
+        let SearchResult::Violation(frontier) = outcome.result else {
+            return None;
+        };
+        *keep = candidate;
+        Some(frontier)
+    }
+
+    /// `keep` without the ops at `range`, except the writes a remaining GET
+    /// could have read from (for a GET no write could serve: every write of
+    /// its value). Leaving those out could make the witness fail for a
+    /// different reason ("read of a value never written") than the history.
+    fn without(&self, keep: &[usize], range: std::ops::Range<usize>) -> Vec<usize> {
+        let ops = &self.key_history.ops;
+        let mut needed = std::collections::HashSet::new();
+        for &read in keep[..range.start].iter().chain(&keep[range.end..]) {
+            let Kind::Read(value) = ops[read].kind else {
+                continue;
+            };
+            let writers = &self.analysis.writers[read];
+            if writers.is_empty() {
+                needed.extend((0..ops.len()).filter(|&w| ops[w].kind == Kind::Write(value)));
+            } else {
+                needed.extend(writers.iter().map(|&w| w as usize));
+            }
+        }
+        keep.iter()
+            .enumerate()
+            .filter(|&(position, i)| !range.contains(&position) || needed.contains(i))
+            .map(|(_, &i)| i)
+            .collect()
+    }
 }
 
 fn describe(
@@ -125,10 +143,15 @@ fn describe(
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "key {}: not linearizable; these {} of its {} operations alone have no valid order:",
+        "key {}: not linearizable; {} of its {} operations alone {} no valid order:",
         quote(&key_history.key),
-        ops.len(),
-        key_history.ops_total
+        if ops.len() == 1 {
+            "this 1".to_string()
+        } else {
+            format!("these {}", ops.len())
+        },
+        key_history.ops_total,
+        if ops.len() == 1 { "has" } else { "have" },
     );
     let listed = listed_ops(ops, frontier);
     for &index in &listed {
@@ -137,7 +160,7 @@ fn describe(
     if listed.len() < ops.len() {
         let _ = writeln!(
             text,
-            "  ... and {} more (all in Violation::operations): writes of values these GETs saw, which cannot be left out",
+            "  ... and {} more (all in Violation::operations): writes these GETs could have read from",
             ops.len() - listed.len()
         );
     }
