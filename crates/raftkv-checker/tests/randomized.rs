@@ -456,7 +456,10 @@ fn speed_on_simulator_sized_histories() {
             elapsed.as_secs_f64() * 1e3
         );
     }
+}
 
+#[test]
+fn speed_on_a_stale_read() {
     // Proving a violation means exhausting the search, then shrinking.
     let config = GenConfig {
         ops: 2_000,

@@ -160,71 +160,8 @@ pub struct GenConfig {
 /// A history produced by running the operations against a real map, each at
 /// a point inside its interval: linearizable by construction. Unknown writes take effect with probability 1/2.
 pub fn linearizable_history(rng: &mut Rng, config: &GenConfig) -> Vec<Operation> {
-    // Each client issues its ops back to back; an unknown op ends the
-    // client's wait (like a timeout) and the client moves on.
-    struct Planned {
-        client: u64,
-        input: Input,
-        call_ns: u64,
-        return_ns: u64,
-        effect_ns: u64,
-        unknown: bool,
-        applies: bool,
-    }
-    let mut client_clock = vec![0u64; config.clients];
-    let mut planned = Vec::with_capacity(config.ops);
-    for i in 0..config.ops {
-        let client = rng.below(config.clients as u64) as usize;
-        let call_ns = client_clock[client] + rng.below(config.think_ns_max + 1);
-        let return_ns = call_ns + rng.below(config.latency_ns_max + 1);
-        let effect_ns = call_ns + rng.below(return_ns - call_ns + 1);
-        client_clock[client] = return_ns;
-        let key = format!("k{}", rng.below(config.keys as u64));
-        let input = match rng.below(10) {
-            0..=3 => Input::Get { key },
-            4..=8 => {
-                let value = match config.value_pool {
-                    0 => format!("v{i}"),
-                    pool => format!("p{}", rng.below(pool)),
-                };
-                Input::Set { key, value }
-            }
-            _ => Input::Delete { key },
-        };
-        let unknown = rng.chance(config.unknown_percent);
-        let applies = !unknown || rng.chance(50);
-        planned.push(Planned {
-            client: client as u64,
-            input,
-            call_ns,
-            return_ns,
-            effect_ns,
-            unknown,
-            applies,
-        });
-    }
-    // Apply in effect order (ties by index) to a real map.
-    let mut order: Vec<usize> = (0..planned.len()).collect();
-    order.sort_by_key(|&i| (planned[i].effect_ns, i));
-    let mut map: HashMap<String, String> = HashMap::new();
-    let mut outputs = vec![Output::Unknown; planned.len()];
-    for i in order {
-        let p = &planned[i];
-        if !p.applies {
-            continue;
-        }
-        outputs[i] = match &p.input {
-            Input::Get { key } => Output::Value(map.get(key).cloned()),
-            Input::Set { key, value } => {
-                map.insert(key.clone(), value.clone());
-                Output::Ok
-            }
-            Input::Delete { key } => {
-                map.remove(key);
-                Output::Ok
-            }
-        };
-    }
+    let planned = plan(rng, config);
+    let outputs = run_on_a_map(&planned);
     planned
         .into_iter()
         .zip(outputs)
@@ -242,4 +179,76 @@ pub fn linearizable_history(rng: &mut Rng, config: &GenConfig) -> Vec<Operation>
             }
         })
         .collect()
+}
+
+struct Planned {
+    client: u64,
+    input: Input,
+    call_ns: u64,
+    return_ns: u64,
+    /// When it takes effect, inside `call_ns..=return_ns`.
+    effect_ns: u64,
+    unknown: bool,
+    /// False for an unknown op that never took effect.
+    applies: bool,
+}
+
+/// Each client issues its ops back to back; an unknown op ends the client's
+/// wait (like a timeout) and the client moves on.
+fn plan(rng: &mut Rng, config: &GenConfig) -> Vec<Planned> {
+    let mut client_clock = vec![0u64; config.clients];
+    (0..config.ops)
+        .map(|i| {
+            let client = rng.below(config.clients as u64) as usize;
+            let call_ns = client_clock[client] + rng.below(config.think_ns_max + 1);
+            let return_ns = call_ns + rng.below(config.latency_ns_max + 1);
+            let effect_ns = call_ns + rng.below(return_ns - call_ns + 1);
+            client_clock[client] = return_ns;
+            let key = format!("k{}", rng.below(config.keys as u64));
+            let input = match rng.below(10) {
+                0..=3 => Input::Get { key },
+                4..=8 => {
+                    let value = match config.value_pool {
+                        0 => format!("v{i}"),
+                        pool => format!("p{}", rng.below(pool)),
+                    };
+                    Input::Set { key, value }
+                }
+                _ => Input::Delete { key },
+            };
+            let unknown = rng.chance(config.unknown_percent);
+            let applies = !unknown || rng.chance(50);
+            Planned {
+                client: client as u64,
+                input,
+                call_ns,
+                return_ns,
+                effect_ns,
+                unknown,
+                applies,
+            }
+        })
+        .collect()
+}
+
+/// Applies the ops in effect order (ties by index) to a real map.
+fn run_on_a_map(planned: &[Planned]) -> Vec<Output> {
+    let mut order: Vec<usize> = (0..planned.len()).collect();
+    order.sort_by_key(|&i| (planned[i].effect_ns, i));
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut outputs = vec![Output::Unknown; planned.len()];
+    for i in order.into_iter().filter(|&i| planned[i].applies) {
+        outputs[i] = match &planned[i].input {
+            Input::Get { key } => Output::Value(map.get(key).cloned()),
+            Input::Set { key, value } => {
+                map.insert(key.clone(), value.clone());
+                Output::Ok
+            }
+            Input::Delete { key } => {
+                map.remove(key);
+                Output::Ok
+            }
+        };
+    }
+    outputs
 }
