@@ -86,15 +86,16 @@ pub struct Operation {
 /// How much search the checker may spend before answering `Verdict::Unknown`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
-    /// Search steps (one candidate tried or one backtrack) allowed per key.
-    /// The same amount again may be spent per violating key to shrink the
-    /// reported witness.
+    /// Search steps (one candidate tried or one backtrack) allowed for one
+    /// search of a key. A key that does not pass its first, quick search
+    /// (a quarter of this) may take up to 2.25 times this in all, and a
+    /// violating key as much again to shrink the reported witness.
     pub max_steps_per_key: u64,
 }
 
 impl Default for Budget {
-    /// About a second or two of search per key on a slow machine; typical
-    /// simulator keys need a few thousand steps.
+    /// About half a second of search on the development machine; keys of
+    /// simulator-sized histories need a few hundred steps.
     fn default() -> Self {
         Budget {
             max_steps_per_key: 5_000_000,
