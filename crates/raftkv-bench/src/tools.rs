@@ -100,8 +100,11 @@ pub struct WaitAppliedArgs {
     #[arg(long)]
     pub endpoint: String,
     /// Wait until its applied index reaches this.
+    #[arg(long, required_unless_present = "index_from")]
+    pub index: Option<u64>,
+    /// Or: the commit index that this node (the leader) reports now.
     #[arg(long)]
-    pub index: u64,
+    pub index_from: Option<String>,
     #[arg(long, default_value_t = 60_000)]
     pub timeout_ms: u64,
 }
@@ -111,12 +114,17 @@ pub struct WaitAppliedArgs {
 pub async fn wait_applied(a: WaitAppliedArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let client = raftkv_probe_client(std::slice::from_ref(&a.endpoint))?;
+    let index = match (&a.index_from, a.index) {
+        (Some(from), _) => client.status_at(from).await?.commit_index,
+        (None, Some(i)) => i,
+        (None, None) => bail!("give --index or --index-from"),
+    };
     let mut first_answer_ms = None;
     loop {
         if let Ok(s) = client.status_at(&a.endpoint).await {
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             first_answer_ms.get_or_insert(ms);
-            if s.applied_index >= a.index {
+            if s.applied_index >= index {
                 println!(
                     "answered_ms={:.0} applied_ms={ms:.0} applied_index={}",
                     first_answer_ms.unwrap_or(ms),
