@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use raftkv_core::{
-    ClientCommand, ClientId, Config, Entry, HardState, LogIndex, Message, MonoTime, NodeId,
-    RaftNode, ReadId, Ready, Role, Status, Term, UnsafeTestKnobs,
+    ClientCommand, ClientId, Config, Entry, HardState, LogIndex, Message, MessageBody, MonoTime,
+    NodeId, RaftNode, ReadId, Ready, Role, Status, Term, UnsafeTestKnobs,
 };
 use raftkv_storage::{MemStorage, Storage};
 
@@ -494,6 +494,7 @@ impl Cluster {
             self.tr(|| format!("n{id} {e}"));
         }
         for m in rd.messages {
+            self.check_durable_promise(i, &m);
             self.send(m);
         }
         if !rd.entries.is_empty() {
@@ -591,7 +592,46 @@ impl Cluster {
                 .on_persisted(local, index, term);
         }
         for m in s.persisted_messages {
+            self.check_durable_promise(i, &m);
             self.send(m);
+        }
+    }
+
+    /// A granted vote or a successful append acknowledgement promises
+    /// durable state: it may leave only once that state survives a crash.
+    fn check_durable_promise(&mut self, i: usize, m: &Message) {
+        let st = &self.nodes[i].storage;
+        let problem = match &m.body {
+            MessageBody::RequestVoteResponse(r) if r.granted && !r.pre_vote => {
+                let hs = st.hard_state();
+                (hs.term != m.term || hs.voted_for != Some(m.to)).then(|| {
+                    format!(
+                        "a vote for node {} in term {} while its durable hard state is {hs:?}",
+                        m.to, m.term
+                    )
+                })
+            }
+            MessageBody::AppendEntriesResponse(r)
+                if r.success && r.match_index > LogIndex::ZERO =>
+            {
+                // Cheap when nothing is waiting for a sync; otherwise look at
+                // what a crash would leave.
+                let durable_ok = |st: &MemStorage| {
+                    let entries = st.restored().entries;
+                    entries.len() as u64 >= r.match_index.0
+                };
+                (st.has_unsynced() && !durable_ok(st)).then(|| {
+                    format!(
+                        "an acknowledgement of index {} that is not durable",
+                        r.match_index
+                    )
+                })
+            }
+            _ => None,
+        };
+        if let Some(p) = problem {
+            let id = self.nodes[i].id;
+            self.fail(format!("persist before send: node {id} sent {p}"));
         }
     }
 
