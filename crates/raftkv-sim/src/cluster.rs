@@ -283,6 +283,7 @@ pub struct Cluster {
     pub(crate) violation: Option<String>,
     trace: Option<Vec<String>>,
     pub(crate) messages_delivered: u64,
+    recovery_ns: Option<u64>,
 }
 
 impl Cluster {
@@ -313,6 +314,7 @@ impl Cluster {
             violation: None,
             trace: cfg.trace.then(Vec::new),
             messages_delivered: 0,
+            recovery_ns: None,
             rng: rng.fork(),
             cfg,
         };
@@ -948,6 +950,15 @@ impl Cluster {
     /// Check log matching across all pairs now (it also runs periodically).
     pub fn check_log_matching_now(&mut self) {
         self.check_log_matching();
+    }
+
+    /// Set by a run's liveness phase: healing to every client answered.
+    pub fn set_recovery_ns(&mut self, ns: u64) {
+        self.recovery_ns = Some(ns);
+    }
+
+    pub fn recovery_ns(&self) -> Option<u64> {
+        self.recovery_ns
     }
 
     pub fn messages_delivered(&self) -> u64 {

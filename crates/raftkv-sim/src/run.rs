@@ -54,6 +54,8 @@ pub struct RunReport {
     /// The checker ran out of budget on some key (not a failure).
     pub checker_unknown: bool,
     pub operations: usize,
+    /// Time from healing to every client answered (liveness phase).
+    pub recovery_ns: Option<u64>,
     pub trace: Vec<String>,
     /// FNV-1a of the trace lines.
     pub digest: u64,
@@ -89,6 +91,7 @@ pub fn run_seed(opts: &RunOptions) -> RunReport {
         failure,
         checker_unknown,
         operations: cluster.history().len(),
+        recovery_ns: cluster.recovery_ns(),
         trace,
         digest: h.finish(),
     }
@@ -211,8 +214,9 @@ fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String
     if let Some(v) = c.violation() {
         return (Some(v.to_string()), false);
     }
-    if let Some(f) = liveness_phase(c, opts, &clients) {
-        return (Some(f), false);
+    match liveness_phase(c, opts, &clients) {
+        Ok(took_ns) => c.set_recovery_ns(took_ns),
+        Err(f) => return (Some(f), false),
     }
     c.run_for(Duration::from_millis(300));
     c.check_log_matching_now();
@@ -255,7 +259,12 @@ fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String
 
 /// Heal everything; a leader must appear and every client must finish its
 /// pending operation plus one more write within the bound.
-fn liveness_phase(c: &mut Cluster, opts: &RunOptions, clients: &[ClientHandle]) -> Option<String> {
+/// Returns how long recovery took, or the liveness failure.
+fn liveness_phase(
+    c: &mut Cluster,
+    opts: &RunOptions,
+    clients: &[ClientHandle],
+) -> Result<u64, String> {
     c.note("phase: liveness (all faults healed)");
     c.stop_workload();
     c.client_config_mut().give_up_after = None;
@@ -277,15 +286,16 @@ fn liveness_phase(c: &mut Cluster, opts: &RunOptions, clients: &[ClientHandle]) 
         }
         c.run_for(Duration::from_millis(5));
     }
-    if c.violation().is_some() {
-        return None;
+    if let Some(v) = c.violation() {
+        return Err(v.to_string());
     }
     if done {
+        let took_ns = c.now_ns() - start;
         c.note(&format!(
             "liveness: all clients answered {:.3}s after healing",
-            (c.now_ns() - start) as f64 / 1e9
+            took_ns as f64 / 1e9
         ));
-        return None;
+        return Ok(took_ns);
     }
     let pending: Vec<String> = clients
         .iter()
@@ -293,7 +303,7 @@ fn liveness_phase(c: &mut Cluster, opts: &RunOptions, clients: &[ClientHandle]) 
         .filter(|(h, f)| !c.client_idle(**h) || !**f)
         .map(|(h, _)| format!("client {}", h.0 + 1))
         .collect();
-    Some(format!(
+    Err(format!(
         "liveness: {:?} after healing: leader {:?}, still waiting: {}",
         opts.liveness_bound,
         c.leader(),

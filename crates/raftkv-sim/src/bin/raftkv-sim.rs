@@ -73,6 +73,20 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         "{n} seeds in {secs:.1}s: {:.2} seeds/s ({workers} workers), {ops} client operations checked, checker budget exhausted on {unknown} seeds",
         n as f64 / secs.max(1e-9)
     );
+    if let Some(worst) = reports
+        .iter()
+        .filter(|r| r.recovery_ns.is_some())
+        .max_by_key(|r| r.recovery_ns)
+    {
+        let mut times: Vec<u64> = reports.iter().filter_map(|r| r.recovery_ns).collect();
+        times.sort_unstable();
+        eprintln!(
+            "recovery after healing: median {:.2}s, max {:.2}s (seed {})",
+            times[times.len() / 2] as f64 / 1e9,
+            worst.recovery_ns.unwrap() as f64 / 1e9,
+            worst.seed
+        );
+    }
     if failed > 0 {
         ExitCode::FAILURE
     } else {
