@@ -134,12 +134,16 @@ pub fn delete(args: KeyArgs) -> anyhow::Result<ExitCode> {
 
 pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let client = args.conn.client()?;
-    let consistency = if args.stale {
+    let stale = args.stale || args.consistency == ConsistencyArg::Stale;
+    let consistency = if stale {
         Consistency::Stale
     } else {
         Consistency::Linearizable
     };
     let answer = runtime()?.block_on(client.get_with(&args.key, consistency))?;
+    if stale {
+        eprintln!("({})", staleness(answer.served_by, &answer.value.1));
+    }
     match answer.value.0 {
         Some(value) => {
             println!("{value}");
@@ -150,6 +154,18 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Where a stale read came from and how far behind it may be.
+fn staleness(node: u64, info: &raftkv_client::StaleInfo) -> String {
+    let contact = match info.since_leader_contact_ms {
+        Some(ms) => format!("{ms} ms since it heard from a leader"),
+        None => "no leader contact to report".to_owned(),
+    };
+    format!(
+        "stale read from node {node}: applied index {}, commit index known {}, {contact}",
+        info.applied_index, info.commit_index
+    )
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -335,10 +351,16 @@ pub fn prompt(args: &ConnArgs) -> anyhow::Result<()> {
                     Consistency::Linearizable
                 };
                 match rt.block_on(client.get_with(rest, consistency)) {
-                    Ok(a) => match a.value.0 {
-                        Some(v) => println!("{v}    (node {})", a.served_by),
-                        None => println!("(not found)    (node {})", a.served_by),
-                    },
+                    Ok(a) => {
+                        let origin = match consistency {
+                            Consistency::Stale => staleness(a.served_by, &a.value.1),
+                            Consistency::Linearizable => format!("node {}", a.served_by),
+                        };
+                        match a.value.0 {
+                            Some(v) => println!("{v}    ({origin})"),
+                            None => println!("(not found)    ({origin})"),
+                        }
+                    }
                     Err(e) => println!("error: {e}"),
                 }
             }

@@ -228,6 +228,16 @@ fn get_of_a_missing_key_exits_non_zero() {
         "yes\n",
         "the value alone on stdout"
     );
+    let out = cli(&[
+        "get",
+        "present",
+        "--consistency",
+        "stale",
+        "--endpoints",
+        &node.addr,
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "yes\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stale read from node 1"));
     let out = cli(&["get", "absent", "--endpoints", &node.addr]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
