@@ -263,9 +263,9 @@ fn why_write_stuck(
         .any(|i| ops[i].kind == Kind::Write(state));
     match reader {
         Some(reader) if !restorable && ops[index].kind != Kind::Write(state) => format!(
-            "it would overwrite {} which GET #{} has yet to see",
-            key_history.describe_state(state),
-            ops[reader].id
+            "GET #{} must see the key as {} first, and nothing could restore that",
+            ops[reader].id,
+            key_history.describe_state(state)
         ),
         _ => "every order that applies it here fails later".to_string(),
     }
