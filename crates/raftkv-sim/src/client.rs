@@ -166,6 +166,10 @@ impl Cluster {
         }
     }
 
+    pub fn workload_mut(&mut self) -> Option<&mut Workload> {
+        self.workload.as_mut()
+    }
+
     /// Clients finish what they are doing and start nothing new.
     pub fn stop_workload(&mut self) {
         self.workload = None;

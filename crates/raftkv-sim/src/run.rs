@@ -204,10 +204,18 @@ fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String
     workload.think_max = Duration::from_millis(rng.range(5, 100));
     c.start_workload(workload);
     let end_ns = opts.safety_duration.as_nanos() as u64;
+    let mut trap = None;
     while c.now_ns() < end_ns && c.violation().is_none() {
         let gap = Duration::from_millis(rng.range(100, 1_500));
         c.run_for(gap.min(Duration::from_nanos(end_ns - c.now_ns())));
-        if c.now_ns() < end_ns {
+        if c.now_ns() >= end_ns {
+            break;
+        }
+        if let Some(t) = trap.take() {
+            trap = advance_lease_trap(c, t, rng);
+        } else if rng.below(100) < 6 {
+            trap = start_lease_trap(c);
+        } else {
             inject_fault(c, opts, rng);
         }
     }
@@ -325,6 +333,79 @@ fn issue_finals(c: &mut Cluster, clients: &[ClientHandle], issued: &mut [bool]) 
                 },
             );
         }
+    }
+}
+
+/// The fault sequence that rules 3 and 5 exist for (see
+/// `tests/lease.rs::restart_scenario`), in three steps a fault gap apart.
+enum LeaseTrap {
+    /// Step 1 done: clients only read, so logs stop growing.
+    Quiet { mix: (u32, u32) },
+    /// Step 2 done: the leader is cut from a minority, whose election timers
+    /// now cycle (their pre-votes fail: the rest still hear the leader).
+    Set {
+        leader: NodeId,
+        rest: Vec<NodeId>,
+        mix: (u32, u32),
+    },
+}
+
+fn start_lease_trap(c: &mut Cluster) -> Option<LeaseTrap> {
+    c.leader()?;
+    let w = c.workload_mut()?;
+    let mix = (w.get_ppm, w.delete_ppm);
+    w.get_ppm = 1_000_000;
+    w.delete_ppm = 0;
+    c.note("fault: lease trap: clients only read");
+    Some(LeaseTrap::Quiet { mix })
+}
+
+fn advance_lease_trap(c: &mut Cluster, t: LeaseTrap, rng: &mut SimRng) -> Option<LeaseTrap> {
+    match t {
+        LeaseTrap::Quiet { mix } => {
+            let Some(leader) = c.leader() else {
+                restore_mix(c, mix);
+                return None;
+            };
+            let mut followers: Vec<NodeId> =
+                c.node_ids().into_iter().filter(|&i| i != leader).collect();
+            shuffle(&mut followers, rng);
+            let k = rng.range(1, (followers.len() as u64 / 2).max(1)) as usize;
+            let (cut, rest) = followers.split_at(k);
+            c.heal();
+            for &f in cut {
+                c.cut_link(leader, f);
+                c.cut_link(f, leader);
+            }
+            c.note(&format!("fault: lease trap set around leader n{leader}"));
+            Some(LeaseTrap::Set {
+                leader,
+                rest: rest.to_vec(),
+                mix,
+            })
+        }
+        LeaseTrap::Set { leader, rest, mix } => {
+            // The leader is cut off (clients still reach it) and every
+            // follower that acknowledged its lease crashes and restarts at
+            // once: only the restart lease (rule 3) and the new leader's
+            // wait (rule 5) keep a cut-off follower from winning and serving
+            // writes inside the old lease.
+            c.note(&format!("fault: lease trap sprung on n{leader}"));
+            c.isolate(leader);
+            for id in rest {
+                c.crash(id);
+                c.restart(id);
+            }
+            restore_mix(c, mix);
+            None
+        }
+    }
+}
+
+fn restore_mix(c: &mut Cluster, (get_ppm, delete_ppm): (u32, u32)) {
+    if let Some(w) = c.workload_mut() {
+        w.get_ppm = get_ppm;
+        w.delete_ppm = delete_ppm;
     }
 }
 

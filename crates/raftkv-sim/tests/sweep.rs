@@ -1,6 +1,7 @@
 //! A short seeded sweep in the default test run, determinism of replay, and
-//! the negative control: clocks beyond the drift bound must produce failing
-//! seeds that replay. `RAFTKV_SIM_SEEDS=N` widens the sweep.
+//! the negative controls: clocks beyond the drift bound, or rule 3 or 5
+//! switched off, must produce failing seeds that replay.
+//! `RAFTKV_SIM_SEEDS=N` widens the sweeps.
 
 use raftkv_sim::sweep::sweep;
 use raftkv_sim::{run_seed, RunOptions};
@@ -49,36 +50,87 @@ fn a_seed_replays_to_the_same_trace() {
     assert_ne!(run_seed(&opts).digest, a.digest);
 }
 
-#[test]
-fn drift_beyond_bound_is_caught_and_replays() {
-    let mut opts = RunOptions::new(0);
-    opts.clock_drift_beyond_bound = true;
+/// Runs seeds until one fails with a failure starting with one of
+/// `prefixes`; checks that it replays (same failure, same digest).
+fn first_failure_replays(opts: &RunOptions, max_seeds: u64, prefixes: &[&str]) -> u64 {
+    let mut opts = opts.clone();
+    let wanted = |f: &str| prefixes.iter().any(|p| f.starts_with(p));
+    // Eight seeds at a time on two threads, in seed order.
     let mut found = None;
-    for seed in 0..seeds_from_env(300) {
-        opts.seed = seed;
-        let r = run_seed(&opts);
-        if r.failure.is_some() {
-            found = Some(r);
-            break;
-        }
+    let mut next = 0;
+    while found.is_none() && next < max_seeds {
+        let reports = sweep_range(&opts, next, 8);
+        next += 8;
+        found = reports
+            .into_iter()
+            .find(|r| r.failure.as_deref().is_some_and(wanted));
     }
-    let first = found
-        .expect("clocks beyond the bound never broke linearizability: the checker has no teeth");
+    let first = found.unwrap_or_else(|| {
+        panic!("no {prefixes:?} failure in {max_seeds} seeds of {opts:?}: the checks have no teeth")
+    });
     let failure = first.failure.clone().unwrap();
-    assert!(
-        failure.starts_with("linearizability"),
-        "seed {}: {failure}",
-        first.seed
-    );
-    // The failing seed replays, with its trace, to the same failure.
     opts.seed = first.seed;
     opts.trace = true;
     let again = run_seed(&opts);
     assert_eq!(again.failure.as_deref(), Some(failure.as_str()));
-    assert!(again
-        .trace
-        .iter()
-        .any(|l| l.contains("FAILED: linearizability")));
+    let failed_line = format!("FAILED: {failure}");
+    assert!(again.trace.iter().any(|l| l.ends_with(&failed_line)));
     let third = run_seed(&opts);
     assert_eq!(third.digest, again.digest);
+    first.seed
+}
+
+/// Seeds `first..first + count` of `template`.
+fn sweep_range(template: &RunOptions, first: u64, count: u64) -> Vec<raftkv_sim::RunReport> {
+    let seeds: Vec<u64> = (first..first + count).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = seeds
+            .chunks(count.div_ceil(2) as usize)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|&seed| {
+                            let mut o = template.clone();
+                            o.seed = seed;
+                            run_seed(&o)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn drift_beyond_bound_gives_stale_reads_that_replay() {
+    let mut opts = RunOptions::new(0);
+    opts.clock_drift_beyond_bound = true;
+    first_failure_replays(&opts, seeds_from_env(300), &["linearizability"]);
+}
+
+#[test]
+fn rule_3_disabled_is_caught_by_the_sweep() {
+    let mut opts = RunOptions::new(0);
+    opts.disable_rule = Some(3);
+    first_failure_replays(
+        &opts,
+        seeds_from_env(300),
+        &["linearizability", "lease exclusion"],
+    );
+}
+
+#[test]
+fn rule_5_disabled_is_caught_by_the_sweep() {
+    let mut opts = RunOptions::new(0);
+    opts.disable_rule = Some(5);
+    first_failure_replays(
+        &opts,
+        seeds_from_env(300),
+        &["linearizability", "lease exclusion"],
+    );
 }
