@@ -12,7 +12,7 @@ tag=${1:-raftkv:latest}
 cargo build --release --bin raftkv
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-scripts/make_rootfs.sh target/release/raftkv "$ctx/rootfs"
+scripts/make_rootfs.sh target/release/raftkv "$ctx"
 cp deploy/Dockerfile.prebuilt "$ctx/Dockerfile"
 DOCKER_BUILDKIT=0 docker build -q -t "$tag" "$ctx" >/dev/null 2>&1 || DOCKER_BUILDKIT=0 docker build -t "$tag" "$ctx"
 size=$(docker image inspect -f '{{.Size}}' "$tag")

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Assemble the root file system of the raftkv container image from a built
-# binary: the binary, the shared libraries it links, glibc's name-service
+# binary, into OUT/rootfs, and the skeleton of its data volume into
+# OUT/data (copied with --chown, as COPY makes everything root-owned): the binary, the shared libraries it links, glibc's name-service
 # modules (so peers given by host name resolve inside a FROM-scratch image),
 # and a non-root user. Used by deploy/Dockerfile (in its build stage) and by
 # scripts/build_image.sh (on a machine with no image registry).
 #
-#   scripts/make_rootfs.sh target/release/raftkv /tmp/rootfs
+#   scripts/make_rootfs.sh target/release/raftkv /tmp/image-context
 set -euo pipefail
-bin=${1:?usage: make_rootfs.sh BINARY DIR}
-out=${2:?usage: make_rootfs.sh BINARY DIR}
-rm -rf "$out"
-mkdir -p "$out"/etc "$out"/data "$out"/tmp
+bin=${1:?usage: make_rootfs.sh BINARY OUT}
+top=${2:?usage: make_rootfs.sh BINARY OUT}
+out=$top/rootfs
+rm -rf "$out" "$top/data"
+mkdir -p "$out"/etc "$out"/tmp "$top"/data
 install -m 0755 "$bin" "$out"/raftkv
 # Debug info is for profiling on the build machine, not for the image.
 if command -v strip >/dev/null; then strip --strip-debug "$out"/raftkv; fi
@@ -38,6 +40,6 @@ cat > "$out"/etc/group <<'GR'
 root:x:0:
 raftkv:x:10001:
 GR
-chown -R 10001:10001 "$out"/data
+touch "$top"/data/.raftkv-volume
 chmod 1777 "$out"/tmp
 echo "rootfs in $out: $(du -sh "$out" | cut -f1)"

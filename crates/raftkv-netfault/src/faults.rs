@@ -338,11 +338,13 @@ impl Harness {
             "longest stretch with no successful operation: {:.0} ms",
             s.longest_gap.as_secs_f64() * 1e3
         );
+        // A window counts for the fault it overlaps; it ends when clients are
+        // served again, which may be after the fault was healed.
         let windows = unavailability_windows(history, Duration::from_millis(200));
         for f in &self.faults {
             let worst = windows
                 .iter()
-                .filter(|(a, b)| *b >= f.start_ns && *a <= f.end_ns + 5_000_000_000)
+                .filter(|(a, b)| *b > f.start_ns && *a < f.end_ns)
                 .map(|(a, b)| b - a)
                 .max()
                 .unwrap_or(0);

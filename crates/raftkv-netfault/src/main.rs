@@ -210,4 +210,41 @@ mod tests {
             }
         }
     }
+
+    /// `scripts/deploy_remote.sh --dry-run` prints every step and contacts
+    /// nobody; a wrong host count is refused.
+    #[test]
+    fn deploy_remote_dry_run_prints_every_step() {
+        let script = super::repo_root().join("scripts/deploy_remote.sh");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .args(["--dry-run", "--user", "ops", "host-a", "host-b", "host-c"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("peers = \"1=host-a:7001,2=host-b:7001,3=host-c:7001\""),
+            "{text}"
+        );
+        for host in ["host-a", "host-b", "host-c"] {
+            assert!(
+                text.contains(&format!("+ scp target/release/raftkv")),
+                "{text}"
+            );
+            assert!(text.contains(&format!("ops@{host}")), "{text}");
+        }
+        assert_eq!(text.matches("systemctl\\ enable").count(), 3, "{text}");
+        let bad = std::process::Command::new("bash")
+            .arg(&script)
+            .args(["--dry-run", "h1", "h2"])
+            .output()
+            .unwrap();
+        assert!(!bad.status.success());
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("give 3, 5 or 7 hosts"));
+    }
 }
