@@ -231,11 +231,12 @@ mod tests {
             text.contains("peers = \"1=host-a:7001,2=host-b:7001,3=host-c:7001\""),
             "{text}"
         );
+        assert_eq!(
+            text.matches("+ scp target/release/raftkv").count(),
+            3,
+            "{text}"
+        );
         for host in ["host-a", "host-b", "host-c"] {
-            assert!(
-                text.contains(&format!("+ scp target/release/raftkv")),
-                "{text}"
-            );
             assert!(text.contains(&format!("ops@{host}")), "{text}");
         }
         assert_eq!(text.matches("systemctl\\ enable").count(), 3, "{text}");
