@@ -396,6 +396,16 @@ impl RaftNode {
         }
     }
 
+    /// The commit index, without building a whole `Status`.
+    pub fn commit_index(&self) -> LogIndex {
+        self.log.commit()
+    }
+
+    /// The index of the last entry applied to the state machine.
+    pub fn applied_index(&self) -> LogIndex {
+        self.kv.applied()
+    }
+
     pub fn kv(&self) -> &KvStore {
         &self.kv
     }
