@@ -15,9 +15,27 @@ pub fn ms(x: u64) -> Duration {
     Duration::from_millis(x)
 }
 
-/// A cluster of `nodes` with exact clocks and a reliable network.
+/// A cluster of `nodes` with exact clocks and a reliable network, recording
+/// its trace (printed when an invariant breaks).
 pub fn cluster(nodes: usize, seed: u64) -> Cluster {
-    Cluster::new(ClusterConfig::new(nodes, seed))
+    let mut cfg = ClusterConfig::new(nodes, seed);
+    cfg.trace = true;
+    Cluster::new(cfg)
+}
+
+/// The last `lines` lines of the trace, without message deliveries.
+pub fn transcript_tail(c: &Cluster, lines: usize) -> String {
+    let events: Vec<&String> = c
+        .trace()
+        .iter()
+        .filter(|l| !l.contains(" deliver ") && !l.contains(" drop ("))
+        .collect();
+    let from = events.len().saturating_sub(lines);
+    events[from..]
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Run until some running node leads; returns it.
@@ -75,7 +93,10 @@ pub fn one(c: &mut Cluster, value: &str, expected: usize) -> LogIndex {
         c.run_for(ms(50));
         assert_safe(c);
     }
-    panic!("one({value}) failed to reach agreement on {expected} nodes");
+    panic!(
+        "one({value}) failed to reach agreement on {expected} nodes\ntranscript tail:\n{}",
+        transcript_tail(c, 80)
+    );
 }
 
 /// How many nodes committed an entry carrying `value` at `index`.
@@ -104,7 +125,10 @@ pub fn n_committed(c: &Cluster, index: LogIndex) -> usize {
 
 pub fn assert_safe(c: &Cluster) {
     if let Some(v) = c.violation() {
-        panic!("invariant violated: {v}");
+        panic!(
+            "invariant violated: {v}\ntranscript tail:\n{}",
+            transcript_tail(c, 80)
+        );
     }
 }
 
@@ -113,7 +137,10 @@ pub fn assert_linearizable(c: &mut Cluster) {
     c.finish_history();
     match c.check_history() {
         Verdict::Linearizable => {}
-        v => panic!("history not linearizable: {v:?}"),
+        v => panic!(
+            "history not linearizable: {v:?}\ntranscript tail:\n{}",
+            transcript_tail(c, 80)
+        ),
     }
 }
 
