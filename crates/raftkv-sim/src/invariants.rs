@@ -15,6 +15,9 @@
 //!   term — LEASES.md rule 5 made visible without relying on the workload
 //!   to expose it. (ReadIndex reads may legally *return* later: they are
 //!   linearized when their quorum acknowledged.)
+//! - state machines (checked at the end of a run): each node's key-value
+//!   state equals a reference model — plain map plus exactly-once sessions —
+//!   fed the committed entries up to that node's applied index.
 //! - state machine safety: every node commits (and so applies — the core
 //!   applies at commit) the same entry at each index.
 
@@ -164,5 +167,78 @@ impl Cluster {
             }
         }
         None
+    }
+
+    /// Compare every live node's key-value state with the reference model
+    /// at that node's applied index; see the module docs.
+    pub fn check_state_machines(&mut self) {
+        let mut nodes: Vec<(LogIndex, usize)> = (0..self.nodes.len())
+            .filter_map(|i| self.nodes[i].raft.as_ref().map(|r| (r.kv().applied(), i)))
+            .collect();
+        nodes.sort();
+        let mut model = ReferenceKv::default();
+        let mut next = 0usize;
+        for (applied, i) in nodes {
+            while (next as u64) < applied.0 {
+                let Some(e) = self.committed.get(next) else {
+                    let id = self.nodes[i].id;
+                    return self.fail(format!(
+                        "state machine: node {id} applied {applied}, past every recorded commit"
+                    ));
+                };
+                model.apply(e);
+                next += 1;
+            }
+            let raft = self.nodes[i].raft.as_ref().expect("up");
+            let got: Vec<(String, String)> = raft
+                .kv()
+                .sorted_pairs()
+                .into_iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let want: Vec<(String, String)> = model
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if got != want {
+                let id = raft.id();
+                return self.fail(format!(
+                    "state machine: node {id} at applied index {applied} holds {got:?}, the reference model {want:?}"
+                ));
+            }
+        }
+    }
+}
+
+/// The key-value semantics, written out independently of the core: SET and
+/// DELETE on a map; a command of a session applies only if its sequence
+/// number is above the last applied one (client 0 has no session).
+#[derive(Default)]
+struct ReferenceKv {
+    data: BTreeMap<String, String>,
+    last_seq: BTreeMap<u64, u64>,
+}
+
+impl ReferenceKv {
+    fn apply(&mut self, e: &raftkv_core::Entry) {
+        let raftkv_core::EntryPayload::Command(cmd) = &e.payload else {
+            return;
+        };
+        if cmd.client_id.0 != 0 {
+            let last = self.last_seq.entry(cmd.client_id.0).or_insert(0);
+            if cmd.seq <= *last {
+                return;
+            }
+            *last = cmd.seq;
+        }
+        match &cmd.op {
+            raftkv_core::Op::Set { key, value } => {
+                self.data.insert(key.clone(), value.clone());
+            }
+            raftkv_core::Op::Delete { key } => {
+                self.data.remove(key);
+            }
+        }
     }
 }

@@ -228,6 +228,7 @@ fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String
     }
     c.run_for(Duration::from_millis(300));
     c.check_log_matching_now();
+    c.check_state_machines();
     if let Some(v) = c.violation() {
         return (Some(v.to_string()), false);
     }
