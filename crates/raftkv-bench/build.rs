@@ -1,5 +1,6 @@
 //! Compiles the etcd API subset with protox (pure Rust), so no system
-//! `protoc` is needed.
+//! `protoc` is needed. The server side is generated too, for the tests'
+//! fake etcd.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
     let proto_file = format!("{proto_dir}/etcd_kv_subset.proto");
@@ -7,7 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile([proto_file.as_str()], [proto_dir])?;
     tonic_prost_build::configure()
         .build_client(true)
-        .build_server(false)
+        .build_server(true)
         .compile_fds(fds)?;
     Ok(())
 }

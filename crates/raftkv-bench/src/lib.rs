@@ -25,7 +25,6 @@ use clap::{Args, Subcommand};
 
 /// `raftkv bench <workload|tool> ...`
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
     #[command(subcommand)]
     pub command: BenchCommand,

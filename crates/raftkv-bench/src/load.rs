@@ -614,28 +614,6 @@ fn spawn_progress(a: &LoadArgs, state: Arc<RunState>) -> Option<tokio::task::Joi
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_have_the_asked_size() {
-        assert_eq!(key_name(7, 16), "k000000000000007");
-        assert_eq!(key_name(7, 16).len(), 16);
-        assert_eq!(key_name(123_456, 4), "k456");
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("soon").is_err());
-    }
-}
-
 /// raftkv's own counters summed over the nodes (empty for etcd): the
 /// difference over a run tells how reads were served (lease or ReadIndex)
 /// and how many fsyncs the writes cost.
@@ -669,3 +647,25 @@ const SERVER_COUNTERS: &[&str] = &[
     "persist_syncs",
     "client_rate_limited",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_the_asked_size() {
+        assert_eq!(key_name(7, 16), "k000000000000007");
+        assert_eq!(key_name(7, 16).len(), 16);
+        assert_eq!(key_name(123_456, 4), "k456");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

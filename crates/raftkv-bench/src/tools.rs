@@ -135,9 +135,8 @@ pub async fn wait_applied(a: WaitAppliedArgs) -> anyhow::Result<ExitCode> {
         }
         if t0.elapsed() >= Duration::from_millis(a.timeout_ms) {
             bail!(
-                "{} did not apply index {} in {} ms",
+                "{} did not apply index {index} in {} ms",
                 a.endpoint,
-                a.index,
                 a.timeout_ms
             );
         }
