@@ -32,6 +32,13 @@ leader_pid="$(pids_of "$leader")"
 follower_pid=""
 for p in "${RK_PIDS[@]}"; do [[ "$p" != "$leader_pid" ]] && { follower_pid="$p"; break; }; done
 
+# The first N lines of a perf report (head closing the pipe is not an error).
+top() {
+    local n="$1"
+    shift
+    { perf report --stdio "$@" 2>/dev/null || true; } | grep -v '^#' | grep '%' | cut -c1-160 | head -n "$n" || true
+}
+
 for w in $WORKLOADS; do
     extra=()
     [[ "$w" == get ]] && extra=(--consistency linearizable)
@@ -54,13 +61,18 @@ for w in $WORKLOADS; do
         [[ -s "$d" ]] || continue
         {
             echo "== $w, 64 clients, $role: CPU by thread"
-            perf report -i "$d" --stdio --no-children --sort comm 2>/dev/null | grep -v '^#' | grep -v '^$' | grep '%' | head -15
+            top 15 -i "$d" --no-children --sort comm -g none
             echo
             echo "== top functions by self time"
-            perf report -i "$d" --stdio --no-children --sort dso,symbol -g none 2>/dev/null | grep -v '^#' | grep '%' | head -40
+            top 45 -i "$d" --no-children --sort dso,symbol -g none
             echo
             echo "== top functions by inclusive time (children)"
-            perf report -i "$d" --stdio --children --sort symbol -g none 2>/dev/null | grep -v '^#' | grep '%' | head -60
+            top 70 -i "$d" --children --sort symbol -g none
+            echo
+            echo "== raftkv code, codecs and system calls by inclusive time"
+            { perf report --stdio -i "$d" --children --sort symbol -g none 2>/dev/null || true; } |
+                grep -E 'raftkv_|prost::|hpack|fdatasync|fsync|pwrite|writev|sendmsg|sendto|recvfrom|recvmsg|read\b|futex_wait|epoll_wait|malloc|free' |
+                cut -c1-160 | head -n 60 || true
         } >"$OUT/$w-$role.txt"
         log "wrote $OUT/$w-$role.txt"
     done
