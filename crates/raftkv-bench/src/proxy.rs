@@ -165,9 +165,10 @@ mod tests {
             rtt >= 2 * delay,
             "round trip {rtt:?} shorter than 2 x {delay:?}"
         );
-        // 200 writes must be pipelined, not 200 round trips.
+        // 200 writes must be pipelined, not 200 round trips (16 s); the bound
+        // is loose so that a loaded machine does not trip it.
         assert!(
-            rtt < 20 * delay,
+            rtt < 50 * delay,
             "round trip {rtt:?}: the delay is serialising"
         );
     }
