@@ -1,11 +1,13 @@
 # Shared by the bench/ scripts: build, pick the load generator, start and
 # stop raftkv and etcd clusters on loopback, clean up on any exit.
 # Source it; it sets ROOT, RAFTKV, BENCH (an array), WORK (a temp dir).
+# Binaries are looked for in $CARGO_TARGET_DIR (default: ROOT/target).
 
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RAFTKV="$ROOT/target/release/raftkv"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+RAFTKV="$TARGET_DIR/release/raftkv"
 PIDS=()
 WORK=""
 
@@ -43,7 +45,7 @@ build() {
     if "$RAFTKV" bench --help 2>/dev/null | grep -q 'proxy'; then
         BENCH=("$RAFTKV" bench)
     else
-        BENCH=("$ROOT/target/release/raftkv-bench")
+        BENCH=("$TARGET_DIR/release/raftkv-bench")
     fi
 }
 
