@@ -21,6 +21,11 @@ pub struct Config {
     pub lease_duration: Duration,
     /// `ρ` of LEASES.md, in parts per million.
     pub clock_drift_bound_ppm: Ppm,
+    /// Serve linearizable reads from memory under the lease. When false,
+    /// every read takes a ReadIndex round (for comparison, or for clocks
+    /// that cannot be trusted even for rate). Followers still protect leases
+    /// and new leaders still wait, so nodes may differ in this setting.
+    pub lease_reads: bool,
     pub max_entries_per_append: usize,
     pub max_bytes_per_append: usize,
     /// AppendEntries messages in flight to one peer, and their bytes.
@@ -61,6 +66,7 @@ impl Config {
             election_timeout_max: Duration::from_millis(1000),
             lease_duration: Duration::from_millis(400),
             clock_drift_bound_ppm: 10_000,
+            lease_reads: true,
             max_entries_per_append: 512,
             max_bytes_per_append: 1 << 20,
             max_inflight_appends: 64,

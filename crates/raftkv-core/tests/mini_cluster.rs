@@ -89,3 +89,32 @@ fn single_node_cluster_commits() {
         Ok(ReadNow::Served(Some("b".into())))
     );
 }
+
+#[test]
+fn with_lease_reads_off_every_read_takes_a_read_index_round() {
+    let mut c = InstantCluster::new(3);
+    for n in &mut c.nodes {
+        // Rebuild each node with lease reads off.
+        let mut cfg = n.config().clone();
+        cfg.lease_reads = false;
+        *n = RaftNode::new(cfg, Restored::default(), MonoTime::ZERO, n.id().0).unwrap();
+    }
+    c.run(Duration::from_secs(3));
+    let l = c.leader().unwrap();
+    let now = c.now;
+    c.nodes[l].propose(now, set(1, 1, "k", "v")).unwrap();
+    c.run(Duration::from_millis(100));
+    let before = c.delivered;
+    let r = c.nodes[l].read(c.now, ReadId(7), "k".into()).unwrap();
+    assert_eq!(r, ReadNow::Pending, "no read is served from memory");
+    assert!(!c.nodes[l].status(c.now).lease.holds);
+    c.drain();
+    assert!(c.delivered > before, "the read sent a heartbeat round");
+    assert_eq!(
+        c.reads,
+        vec![ReadResult {
+            id: ReadId(7),
+            outcome: Ok(Some("v".into()))
+        }]
+    );
+}

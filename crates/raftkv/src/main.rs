@@ -2,7 +2,6 @@
 //! to a cluster (`set`, `get`, `delete`, `status`, `client`).
 //! See docs/server.md for the full tour.
 
-mod bench;
 mod client_cmd;
 mod local;
 mod server_cmd;
@@ -38,8 +37,8 @@ enum Command {
     Status(client_cmd::StatusArgs),
     /// An interactive prompt: SET, GET, DELETE, STATUS, HELP.
     Client(client_cmd::ConnArgs),
-    /// Measure single-client SET and GET latency against a running cluster.
-    Bench(bench::BenchArgs),
+    /// Load generator (raftkv or etcd), geo-mode proxy and benchmark tools.
+    Bench(raftkv_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,7 +51,7 @@ fn main() -> ExitCode {
         Command::Delete(args) => client_cmd::delete(args),
         Command::Status(args) => client_cmd::status(args),
         Command::Client(args) => client_cmd::repl(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => raftkv_bench::run(args),
     };
     match result {
         Ok(code) => code,

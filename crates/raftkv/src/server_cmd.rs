@@ -67,6 +67,11 @@ pub struct ServerArgs {
     /// Bound on clock rate drift between nodes, parts per million [default: 10000 = 1%].
     #[arg(long)]
     pub drift_ppm: Option<u64>,
+    /// Serve every linearizable read by a ReadIndex round instead of from
+    /// memory under the lease (for comparison; leases stay protected).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_lease_reads: bool,
     /// How often the core's timers advance [default: 5].
     #[arg(long)]
     pub tick_ms: Option<u64>,
@@ -126,6 +131,7 @@ impl ServerArgs {
             election_timeout_max_ms: self.election_timeout_max_ms,
             lease_ms: self.lease_ms,
             drift_ppm: self.drift_ppm,
+            no_lease_reads: self.no_lease_reads,
             tick_ms: self.tick_ms,
             max_key_bytes: self.max_key_bytes,
             max_value_bytes: self.max_value_bytes,
@@ -163,6 +169,7 @@ fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
             .or(file.election_timeout_max_ms),
         lease_ms: flags.lease_ms.or(file.lease_ms),
         drift_ppm: flags.drift_ppm.or(file.drift_ppm),
+        no_lease_reads: flags.no_lease_reads || file.no_lease_reads,
         tick_ms: flags.tick_ms.or(file.tick_ms),
         max_key_bytes: flags.max_key_bytes.or(file.max_key_bytes),
         max_value_bytes: flags.max_value_bytes.or(file.max_value_bytes),
@@ -228,6 +235,7 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     if let Some(v) = args.drift_ppm {
         core.clock_drift_bound_ppm = v;
     }
+    core.lease_reads = !args.no_lease_reads;
     core.max_key_bytes = args.max_key_bytes.unwrap_or(DEFAULT_MAX_KEY_BYTES);
     core.max_value_bytes = args.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES);
     let tick = ms(args.tick_ms.unwrap_or(5)).min(core.heartbeat_interval);

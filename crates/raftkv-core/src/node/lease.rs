@@ -39,7 +39,7 @@ impl RaftNode {
     }
 
     fn lease_holds(&self) -> bool {
-        self.lease_end().is_some_and(|end| self.now < end)
+        self.cfg.lease_reads && self.lease_end().is_some_and(|end| self.now < end)
     }
 
     /// Rules 5 and 6: the new leader has waited out the old lease and its
