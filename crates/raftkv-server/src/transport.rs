@@ -18,6 +18,9 @@ use tonic::transport::{Channel, Endpoint};
 use crate::convert::message_to_pb;
 use crate::metrics::{bump, Metrics};
 
+/// Batch RPCs outstanding to one peer at once.
+const MAX_INFLIGHT_BATCHES: usize = 4;
+
 #[derive(Clone, Debug)]
 pub struct TransportOptions {
     pub cluster_id: String,
@@ -119,40 +122,62 @@ impl PeerSender {
         }
     }
 
+    /// Sends batches with up to `MAX_INFLIGHT_BATCHES` RPCs outstanding, so a
+    /// new entry or a ReadIndex heartbeat never waits a round trip behind the
+    /// previous batch's acknowledgement (on one HTTP/2 connection, in order
+    /// of sending in the common case; Raft tolerates the rare reordering).
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut backoff = self.opts.backoff_min;
-        while let Some(first) = rx.recv().await {
-            let batch = self.batch(first, &mut rx);
-            let count = batch.messages.len();
-            match self.send(batch).await {
-                Ok(()) => {
-                    backoff = self.opts.backoff_min;
-                    if !self.reachable {
-                        self.reachable = true;
-                        self.record(
-                            DumpLevel::Info,
-                            format!("node {} at {} reachable again", self.to, self.addr),
-                        );
+        let mut inflight = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
+                    let (result, count): (Result<(), String>, usize) =
+                        joined.unwrap_or_else(|e| (Err(format!("send task failed: {e}")), 0));
+                    match result {
+                        Ok(()) => {
+                            backoff = self.opts.backoff_min;
+                            self.mark_reachable();
+                        }
+                        Err(error) => {
+                            self.mark_unreachable(&error, count);
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(self.opts.backoff_max);
+                            // What queued up meanwhile is stale; the core resends.
+                            while rx.try_recv().is_ok() {
+                                bump(&self.metrics.peer_messages_dropped_queue_full);
+                            }
+                        }
                     }
                 }
-                Err(error) => {
-                    bump(&self.metrics.peer_batches_failed);
-                    if self.reachable {
-                        self.reachable = false;
-                        let text =
-                            format!("cannot send to node {} at {}: {error}", self.to, self.addr);
-                        self.record(DumpLevel::Error, text);
-                    }
-                    tracing::debug!(peer = %self.to, addr = %self.addr, count, "peer send failed: {error}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.opts.backoff_max);
-                    // What queued up meanwhile is stale; the core resends.
-                    while rx.try_recv().is_ok() {
-                        bump(&self.metrics.peer_messages_dropped_queue_full);
-                    }
+                next = rx.recv(), if inflight.len() < MAX_INFLIGHT_BATCHES => {
+                    let Some(first) = next else { break };
+                    let batch = self.batch(first, &mut rx);
+                    let count = batch.messages.len();
+                    let client = self.client.clone();
+                    let timeout = self.opts.rpc_timeout;
+                    inflight.spawn(async move { (send(client, batch, timeout).await, count) });
                 }
             }
         }
+    }
+
+    fn mark_reachable(&mut self) {
+        if !self.reachable {
+            self.reachable = true;
+            let text = format!("node {} at {} reachable again", self.to, self.addr);
+            self.record(DumpLevel::Info, text);
+        }
+    }
+
+    fn mark_unreachable(&mut self, error: &str, count: usize) {
+        bump(&self.metrics.peer_batches_failed);
+        if self.reachable {
+            self.reachable = false;
+            let text = format!("cannot send to node {} at {}: {error}", self.to, self.addr);
+            self.record(DumpLevel::Error, text);
+        }
+        tracing::debug!(peer = %self.to, addr = %self.addr, count, "peer send failed: {error}");
     }
 
     fn record(&self, level: DumpLevel, text: String) {
@@ -176,16 +201,21 @@ impl PeerSender {
             messages,
         }
     }
+}
 
-    async fn send(&mut self, batch: pb::PeerBatch) -> Result<(), String> {
-        let Some(client) = self.client.as_mut() else {
-            return Err("no valid address".into());
-        };
-        match tokio::time::timeout(self.opts.rpc_timeout, client.send(batch)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
-            Err(_) => Err(format!("no answer within {:?}", self.opts.rpc_timeout)),
-        }
+/// One batch, one RPC, bounded by `timeout`.
+async fn send(
+    client: Option<PeerClient<Channel>>,
+    batch: pb::PeerBatch,
+    timeout: Duration,
+) -> Result<(), String> {
+    let Some(mut client) = client else {
+        return Err("no valid address".into());
+    };
+    match tokio::time::timeout(timeout, client.send(batch)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
