@@ -194,13 +194,19 @@ pub struct Summary {
     pub longest_gap: Duration,
 }
 
-pub fn summarize(history: &[Operation]) -> Summary {
+/// When each successful operation returned, in order.
+fn completion_times(history: &[Operation]) -> Vec<u64> {
     let mut done: Vec<u64> = history
         .iter()
         .filter(|o| o.output != Output::Unknown)
         .map(|o| o.return_ns)
         .collect();
     done.sort_unstable();
+    done
+}
+
+pub fn summarize(history: &[Operation]) -> Summary {
+    let done = completion_times(history);
     let longest_gap = done.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     Summary {
         operations: history.len(),
@@ -220,12 +226,7 @@ pub fn summarize(history: &[Operation]) -> Summary {
 /// Stretches longer than `min_gap` in which no operation completed
 /// successfully, as `(start_ns, end_ns)` on the history's clock.
 pub fn unavailability_windows(history: &[Operation], min_gap: Duration) -> Vec<(u64, u64)> {
-    let mut done: Vec<u64> = history
-        .iter()
-        .filter(|o| o.output != Output::Unknown)
-        .map(|o| o.return_ns)
-        .collect();
-    done.sort_unstable();
+    let done = completion_times(history);
     let min = min_gap.as_nanos() as u64;
     done.windows(2)
         .filter(|w| w[1] - w[0] > min)
