@@ -156,11 +156,17 @@ impl Harness {
 
     async fn sequential_faults(&mut self) -> Result<()> {
         self.leader_cut_off().await?;
+        settle().await;
         self.partition(false).await?;
+        settle().await;
         self.partition(true).await?;
+        settle().await;
         self.pause_leader().await?;
+        settle().await;
         self.kill_and_restart(true).await?;
+        settle().await;
         self.kill_and_restart(false).await?;
+        settle().await;
         self.rolling_restart().await
     }
 
@@ -292,6 +298,7 @@ impl Harness {
             rng % n
         };
         for _ in 0..count {
+            settle().await;
             let start = self.now_ns();
             let a = next(3) + 1;
             let b = (a + next(2)) % 3 + 1;
@@ -338,13 +345,14 @@ impl Harness {
             "longest stretch with no successful operation: {:.0} ms",
             s.longest_gap.as_secs_f64() * 1e3
         );
-        // A window counts for the fault it overlaps; it ends when clients are
-        // served again, which may be after the fault was healed.
+        // A window counts for the fault during which it starts (its start is
+        // the last success before the outage, so a little before the fault);
+        // it ends when clients are served again, maybe after the heal.
         let windows = unavailability_windows(history, Duration::from_millis(200));
         for f in &self.faults {
             let worst = windows
                 .iter()
-                .filter(|(a, b)| *b > f.start_ns && *a < f.end_ns)
+                .filter(|(a, _)| a + WINDOW_LEAD_NS >= f.start_ns && *a < f.end_ns)
                 .map(|(a, b)| b - a)
                 .max()
                 .unwrap_or(0);
@@ -364,7 +372,17 @@ impl Harness {
     }
 }
 
+/// How long before a fault's start an outage window may begin and still be
+/// the fault's: the last successful operation before the outage.
+const WINDOW_LEAD_NS: u64 = 500_000_000;
+
 const KIND: [&str; 4] = ["cut from peers", "paused", "killed", "restarted"];
+
+/// Let clients that backed off during the last fault get going again, so
+/// that the next fault's failover window is its own.
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
 
 fn ms(d: Option<Duration>) -> String {
     match d {
