@@ -8,7 +8,7 @@ use super::replication::Progress;
 use super::{LeaderState, RaftNode};
 use crate::api::{DenyReason, Event, Role};
 use crate::message::{Message, MessageBody, RequestVote, RequestVoteResponse};
-use crate::types::{Entry, EntryPayload, MonoTime, NodeId, Term};
+use crate::types::{Entry, EntryPayload, Term};
 
 impl RaftNode {
     /// The election timer fired: first ask whether we could win (pre-vote,
@@ -266,15 +266,5 @@ impl RaftNode {
         self.leader = None;
         self.reset_election_deadline();
         false
-    }
-
-    #[allow(dead_code)]
-    pub(super) fn lease_until(&self) -> MonoTime {
-        self.lease_until
-    }
-
-    #[allow(dead_code)]
-    pub(super) fn voted(&self) -> Option<NodeId> {
-        self.voted_for
     }
 }
