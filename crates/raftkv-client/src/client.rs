@@ -159,58 +159,50 @@ impl Client {
     }
 
     pub async fn set(&self, key: &str, value: &str) -> Result<Answer<WriteOutcome>, ClientError> {
+        self.write(|mut kv, client_id, seq| {
+            let req = pb::SetRequest {
+                key: key.to_owned(),
+                value: value.to_owned(),
+                client_id,
+                seq,
+            };
+            async move { kv.set(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<Answer<WriteOutcome>, ClientError> {
+        self.write(|mut kv, client_id, seq| {
+            let req = pb::DeleteRequest {
+                key: key.to_owned(),
+                client_id,
+                seq,
+            };
+            async move { kv.delete(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    /// One write of this session: `send(kv, client_id, seq)` makes the call;
+    /// retries reuse the same sequence number, so the write applies once.
+    async fn write<F, Fut>(&self, mut send: F) -> Result<Answer<WriteOutcome>, ClientError>
+    where
+        F: FnMut(KvClient<Channel>, u64, u64) -> Fut,
+        Fut: Future<Output = Result<pb::WriteReply, Status>>,
+    {
         let mut session = self.session.lock().await;
         let (client_id, seq) = (session.client_id, session.next_seq);
-        let result = self
-            .call(true, |mut kv| {
-                let req = pb::SetRequest {
-                    key: key.to_owned(),
-                    value: value.to_owned(),
-                    client_id,
-                    seq,
-                };
-                async move { kv.set(req).await.map(|r| r.into_inner()) }
-            })
-            .await;
+        let result = self.call(true, |kv| send(kv, client_id, seq)).await;
         // Whatever happened, the next write gets a new number: a write that
         // timed out may still apply later, and must not be confused with it.
         session.next_seq += 1;
         result.map(|a| {
             a.map(|r| {
-                (
-                    WriteOutcome {
-                        index: r.index,
-                        existed: r.existed,
-                    },
-                    r.served_by,
-                )
-            })
-        })
-    }
-
-    pub async fn delete(&self, key: &str) -> Result<Answer<WriteOutcome>, ClientError> {
-        let mut session = self.session.lock().await;
-        let (client_id, seq) = (session.client_id, session.next_seq);
-        let result = self
-            .call(true, |mut kv| {
-                let req = pb::DeleteRequest {
-                    key: key.to_owned(),
-                    client_id,
-                    seq,
+                let outcome = WriteOutcome {
+                    index: r.index,
+                    existed: r.existed,
                 };
-                async move { kv.delete(req).await.map(|r| r.into_inner()) }
-            })
-            .await;
-        session.next_seq += 1;
-        result.map(|a| {
-            a.map(|r| {
-                (
-                    WriteOutcome {
-                        index: r.index,
-                        existed: r.existed,
-                    },
-                    r.served_by,
-                )
+                (outcome, r.served_by)
             })
         })
     }
