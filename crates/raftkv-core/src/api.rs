@@ -5,32 +5,41 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::message::Message;
-use crate::types::{ClientId, Entry, HardState, LogIndex, MonoTime, NodeId, OpResult, Term};
+use crate::snapshot::SnapshotWrite;
+use crate::types::{
+    ClientId, ConfChange, Entry, HardState, LogIndex, Membership, MonoTime, NodeId, OpResult, Term,
+};
 
 /// Everything the driver must do after feeding inputs to the core, in this
 /// order:
 /// 1. send `messages` (they may go at once, even before step 2 finishes:
 ///    the leader's own AppendEntries do not depend on its local fsync);
-/// 2. append `entries` to the log (an entry whose index is already in the log
-///    replaces it and everything after it) and write `hard_state`; when
-///    `must_sync`, make both durable (fsync);
+/// 2. save `snapshots`, in order (see [`SnapshotWrite`] for what each does to
+///    the log), then append `entries` to the log (an entry whose index is
+///    already in the log replaces it and everything after it) and write
+///    `hard_state`; when `must_sync`, make all of it durable (fsync). A
+///    snapshot of origin `Compaction` may be written later, in the
+///    background; report it with [`crate::RaftNode::on_snapshot_saved`];
 /// 3. send `persisted_messages` (votes and acknowledgements that promise
 ///    durability) once this `Ready`'s writes *and those of every earlier
 ///    `Ready`* are durable — a driver that syncs in the background must keep
 ///    them in order behind pending syncs, even when this `Ready` itself has
 ///    nothing to persist;
 /// 4. call [`crate::RaftNode::on_persisted`] with [`Ready::persist_mark`];
-/// 5. hand `write_results` and `read_results` to the waiting clients.
+/// 5. hand `write_results`, `read_results` and `conf_change_results` to the
+///    waiting clients.
 #[derive(Debug, Default)]
 pub struct Ready {
     pub hard_state: Option<HardState>,
     /// True when `entries` is non-empty or the term or vote changed.
     pub must_sync: bool,
+    pub snapshots: Vec<SnapshotWrite>,
     pub entries: Vec<Entry>,
     pub messages: Vec<Message>,
     pub persisted_messages: Vec<Message>,
     pub write_results: Vec<WriteResult>,
     pub read_results: Vec<ReadResult>,
+    pub conf_change_results: Vec<ConfChangeResult>,
     /// Things a person wants in `dump.txt`.
     pub events: Vec<Event>,
 }
@@ -38,11 +47,13 @@ pub struct Ready {
 impl Ready {
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
+            && self.snapshots.is_empty()
             && self.entries.is_empty()
             && self.messages.is_empty()
             && self.persisted_messages.is_empty()
             && self.write_results.is_empty()
             && self.read_results.is_empty()
+            && self.conf_change_results.is_empty()
             && self.events.is_empty()
     }
 
@@ -72,6 +83,54 @@ pub enum WriteError {
     /// The sequence number is older than the last one applied for the session.
     #[error("session sequence number is stale")]
     StaleSequence,
+}
+
+/// The outcome of a proposed membership change: `Ok` with the new
+/// configuration once the change has committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfChangeResult {
+    pub index: LogIndex,
+    pub outcome: Result<Membership, WriteError>,
+}
+
+/// Why a membership change was refused before it reached the log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfChangeError {
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<NodeId> },
+    /// One change at a time: the previous one (at this index) has not
+    /// committed yet.
+    #[error("the membership change at index {0} has not committed yet; retry when it has")]
+    InProgress(LogIndex),
+    /// The new leader has not yet committed an entry of its own term (the
+    /// fix for the single-server change bug); retry in a moment.
+    #[error("the leader has not committed an entry of its term yet; retry in a moment")]
+    LeaderNotReady,
+    #[error("a leadership transfer is in progress")]
+    TransferInProgress,
+    /// A learner must be caught up before it votes, or promoting it would
+    /// stall commits.
+    #[error("learner {id} is behind (has up to {match_index}, the log ends at {last_index}); retry when it has caught up")]
+    LearnerBehind {
+        id: NodeId,
+        match_index: LogIndex,
+        last_index: LogIndex,
+    },
+    #[error("{change} is not allowed: {reason}")]
+    Invalid { change: ConfChange, reason: String },
+}
+
+/// Why a leadership transfer could not start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<NodeId> },
+    #[error("node {0} is not a voter")]
+    NotAVoter(NodeId),
+    #[error("node {0} is already the leader")]
+    AlreadyLeader(NodeId),
+    #[error("a transfer to node {0} is already in progress")]
+    InProgress(NodeId),
 }
 
 /// Identifies a read request; chosen by the driver.
@@ -114,6 +173,10 @@ pub enum ProposeError {
     KeyTooLarge { len: usize, limit: usize },
     #[error("value of {len} bytes exceeds the limit of {limit}")]
     ValueTooLarge { len: usize, limit: usize },
+    /// Leadership is moving to `target`; writes resume there (or here, if
+    /// the transfer times out).
+    #[error("leadership is being transferred to node {target}; retry there")]
+    TransferInProgress { target: NodeId },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -152,6 +215,8 @@ pub enum StepDownReason {
     HigherTerm(Term),
     /// LEASES.md rule 8: no word from a majority for an election timeout.
     LostQuorum,
+    /// A configuration without this node as a voter committed.
+    RemovedFromConfig,
 }
 
 /// A notable happening, for the human-readable trace.
@@ -209,6 +274,37 @@ pub enum Event {
         from: NodeId,
         reason: RejectReason,
     },
+    ConfigChanged {
+        index: LogIndex,
+        membership: Membership,
+    },
+    /// A configuration change was truncated away; the earlier one is back.
+    ConfigReverted {
+        index: LogIndex,
+        membership: Membership,
+    },
+    SnapshotTaken {
+        index: LogIndex,
+        term: Term,
+    },
+    SnapshotSending {
+        to: NodeId,
+        index: LogIndex,
+    },
+    SnapshotInstalled {
+        index: LogIndex,
+        term: Term,
+        keys: usize,
+    },
+    TransferStarted {
+        to: NodeId,
+    },
+    TransferTimeoutNowSent {
+        to: NodeId,
+    },
+    TransferAborted {
+        to: NodeId,
+    },
 }
 
 impl fmt::Display for Event {
@@ -239,6 +335,18 @@ impl fmt::Display for Event {
             Truncated { from } => write!(f, "log truncated from index {from} (conflict with leader)"),
             Committed { index } => write!(f, "committed up to index {index}"),
             MessageRejected { from, reason } => write!(f, "message from node {from} rejected: {reason:?}"),
+            ConfigChanged { index, membership } => write!(f, "configuration at index {index}: {membership}"),
+            ConfigReverted { index, membership } => {
+                write!(f, "configuration change truncated; back to the one at index {index}: {membership}")
+            }
+            SnapshotTaken { index, term } => write!(f, "snapshot taken at index {index} (term {term})"),
+            SnapshotSending { to, index } => write!(f, "sending snapshot at index {index} to node {to}"),
+            SnapshotInstalled { index, term, keys } => {
+                write!(f, "snapshot installed at index {index} (term {term}, {keys} keys)")
+            }
+            TransferStarted { to } => write!(f, "leadership transfer to node {to} started; lease reads stop"),
+            TransferTimeoutNowSent { to } => write!(f, "node {to} caught up; told it to campaign now"),
+            TransferAborted { to } => write!(f, "leadership transfer to node {to} timed out; resuming"),
         }
     }
 }
@@ -278,6 +386,10 @@ pub struct LeaseStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerStatus {
     pub id: NodeId,
+    pub learner: bool,
+    /// A snapshot transfer to this peer is under way: (snapshot index,
+    /// chunks acknowledged).
+    pub snapshot: Option<(LogIndex, u64)>,
     pub match_index: LogIndex,
     pub next_index: LogIndex,
     /// Time since the leader last heard from this peer; `None` when not leader
@@ -297,6 +409,15 @@ pub struct Status {
     pub last_log_index: LogIndex,
     pub persisted_index: LogIndex,
     pub lease: LeaseStatus,
+    /// The configuration in force (the latest in the log) and its index.
+    pub membership: Membership,
+    pub membership_index: LogIndex,
+    /// The last index of the latest durable snapshot (0: none).
+    pub snapshot_index: LogIndex,
+    /// The log's first index still held in memory.
+    pub first_log_index: LogIndex,
+    /// The target of a leadership transfer in progress.
+    pub transfer_to: Option<NodeId>,
     pub peers: Vec<PeerStatus>,
     pub rejected_messages: u64,
     pub pending_proposals: usize,

@@ -12,7 +12,10 @@ pub type Ppm = u64;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub id: NodeId,
-    /// Every voter of the cluster, this node included.
+    /// The voters the cluster starts with (bootstrap), this node included.
+    /// Used only while neither the log nor a snapshot holds a configuration;
+    /// after that the log rules. Empty for a node that joins a running
+    /// cluster: it waits, as a non-member, for the leader to reach it.
     pub voters: Vec<NodeId>,
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
@@ -40,6 +43,17 @@ pub struct Config {
     pub max_sessions: usize,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
+    /// Take a snapshot (and compact the log) once this many entries have
+    /// applied since the last one.
+    pub snapshot_threshold: u64,
+    /// Entries kept in memory behind a snapshot, so that a follower a little
+    /// behind catches up from the log rather than a snapshot.
+    pub snapshot_keep_entries: u64,
+    /// Bytes of key-value data per `InstallSnapshot` chunk, and chunks in
+    /// flight to one follower (flow control: heartbeats and lease renewal go
+    /// on between chunks).
+    pub snapshot_chunk_bytes: usize,
+    pub max_inflight_snapshot_chunks: usize,
     /// Test-only switches that break the lease rules on purpose, so the
     /// simulator can show its checker finds the resulting stale reads. Never
     /// exposed by the server.
@@ -76,6 +90,10 @@ impl Config {
             max_sessions: 100_000,
             max_key_bytes: 4 << 10,
             max_value_bytes: 1 << 20,
+            snapshot_threshold: 50_000,
+            snapshot_keep_entries: 5_000,
+            snapshot_chunk_bytes: 1 << 20,
+            max_inflight_snapshot_chunks: 4,
             unsafe_test_knobs: UnsafeTestKnobs::default(),
         }
     }
@@ -85,7 +103,7 @@ impl Config {
         if self.id == NodeId(0) {
             return Err(ZeroId);
         }
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(NotAVoter(self.id));
         }
         let mut sorted = self.voters.clone();
@@ -131,6 +149,12 @@ impl Config {
             ("max_sessions", self.max_sessions),
             ("max_key_bytes", self.max_key_bytes),
             ("max_value_bytes", self.max_value_bytes),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+            (
+                "max_inflight_snapshot_chunks",
+                self.max_inflight_snapshot_chunks,
+            ),
+            ("snapshot_threshold", self.snapshot_threshold as usize),
         ] {
             if v == 0 {
                 return Err(ZeroLimit(name));
@@ -147,17 +171,15 @@ impl Config {
         let shrunk = d * (1_000_000 - rho) / (1_000_000 + rho);
         Duration::from_nanos(u64::try_from(shrunk).unwrap_or(u64::MAX))
     }
-
-    pub fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
-    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("node id 0 is reserved; ids start at 1")]
     ZeroId,
-    #[error("node {0} is not among the voters")]
+    #[error(
+        "node {0} is not among the bootstrap voters (leave them empty to join a running cluster)"
+    )]
     NotAVoter(NodeId),
     #[error("the voter list has duplicates or a zero id")]
     BadVoters,

@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::BuildHasherDefault;
 
 use crate::api::WriteError;
+use crate::snapshot::{KvData, SessionRecord, Snapshot};
 use crate::types::{ClientCommand, ClientId, LogIndex, Op, OpResult};
 
 /// A fixed-key hasher: iteration order (and so everything derived from it)
@@ -25,7 +26,8 @@ struct Session {
 
 #[derive(Clone, Debug, Default)]
 pub struct KvStore {
-    data: HashMap<String, String, FixedState>,
+    /// Structurally shared, so a snapshot is an O(1) clone.
+    data: KvData,
     sessions: HashMap<ClientId, Session, FixedState>,
     /// `(last_index, client)` of every session, oldest first, for eviction.
     session_age: BTreeSet<(LogIndex, ClientId)>,
@@ -147,11 +149,47 @@ impl KvStore {
         debug_assert_eq!(self.sessions.len(), self.session_age.len());
     }
 
-    /// Every key-value pair, sorted by key (for snapshots and tests).
+    /// Every key-value pair, sorted by key (for tests).
     pub fn sorted_pairs(&self) -> Vec<(&String, &String)> {
-        let mut v: Vec<_> = self.data.iter().collect();
-        v.sort();
-        v
+        self.data.iter().collect()
+    }
+
+    /// The data (an O(1) clone) and the sessions, sorted by client id.
+    pub fn snapshot_parts(&self) -> (KvData, Vec<SessionRecord>) {
+        let mut sessions: Vec<SessionRecord> = self
+            .sessions
+            .iter()
+            .map(|(&client_id, s)| SessionRecord {
+                client_id,
+                last_seq: s.last_seq,
+                last_result: s.last_result.clone(),
+                last_index: s.last_index,
+            })
+            .collect();
+        sessions.sort_unstable_by_key(|s| s.client_id);
+        (self.data.clone(), sessions)
+    }
+
+    /// The state machine a snapshot describes, applied up to its index.
+    pub fn from_snapshot(max_sessions: usize, snap: &Snapshot) -> KvStore {
+        let mut kv = KvStore::new(max_sessions);
+        kv.data = snap.data.clone();
+        kv.applied = snap.meta.index;
+        for r in &snap.sessions {
+            let session = Session {
+                last_seq: r.last_seq,
+                last_result: r.last_result.clone(),
+                last_index: r.last_index,
+            };
+            if kv.sessions.insert(r.client_id, session).is_none() {
+                kv.session_age.insert((r.last_index, r.client_id));
+            }
+        }
+        while kv.sessions.len() > kv.max_sessions {
+            let oldest = kv.session_age.pop_first().expect("ages mirror sessions");
+            kv.sessions.remove(&oldest.1);
+        }
+        kv
     }
 }
 

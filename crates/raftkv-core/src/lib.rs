@@ -14,6 +14,7 @@
 //!   `election`, `replication`, `lease` and `read`.
 //! - [`log`]: the in-memory log (with room for a snapshot prefix).
 //! - [`kv`]: the key-value state machine with client sessions.
+//! - [`snapshot`]: snapshots of it, for compaction and `InstallSnapshot`.
 //! - [`message`], [`types`], [`config`], [`api`]: plain data.
 
 pub mod api;
@@ -23,6 +24,7 @@ pub mod log;
 pub mod message;
 pub mod node;
 mod rng;
+pub mod snapshot;
 pub mod testkit;
 pub mod types;
 
@@ -30,4 +32,5 @@ pub use api::*;
 pub use config::{Config, ConfigError, UnsafeTestKnobs};
 pub use message::*;
 pub use node::{RaftNode, RestoreError, Restored};
+pub use snapshot::*;
 pub use types::*;

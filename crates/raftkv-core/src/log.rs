@@ -6,8 +6,8 @@
 //! - `commit <= last_index()`, and nothing at or below `commit` is truncated;
 //! - `persisted <= last_index()`: everything up to `persisted` is durable.
 //!
-//! Room for compaction: `offset`/`offset_term` describe a snapshot that
-//! replaces the prefix `1..=offset` (always 0 until snapshots arrive).
+//! Compaction: `offset`/`offset_term` describe the prefix `1..=offset` that a
+//! snapshot replaced; `offset <= commit` always.
 
 use crate::types::{Entry, LogIndex, Term};
 
@@ -24,19 +24,65 @@ pub struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log restored from storage: every entry given is durable.
-    pub fn restored(entries: Vec<Entry>, commit: LogIndex) -> RaftLog {
-        let last = entries.last().map(|e| e.index).unwrap_or(LogIndex::ZERO);
+    /// A log restored from storage: every entry given is durable. `entries`
+    /// follow a snapshot ending at `(offset, offset_term)` (zero: none).
+    pub fn restored(
+        offset: LogIndex,
+        offset_term: Term,
+        entries: Vec<Entry>,
+        commit: LogIndex,
+    ) -> RaftLog {
+        let last = LogIndex(offset.0 + entries.len() as u64);
         let log = RaftLog {
-            offset: LogIndex::ZERO,
-            offset_term: Term::ZERO,
+            offset,
+            offset_term,
             entries,
             unstable_from: last.next(),
             persisted: last,
-            commit: commit.min(last),
+            commit: commit.min(last).max(offset),
         };
         log.check();
         log
+    }
+
+    /// The last index a snapshot replaced (0: none).
+    pub fn offset(&self) -> LogIndex {
+        self.offset
+    }
+
+    /// Drop the entries up to `index` (at most the commit index): a snapshot
+    /// holds them now.
+    pub fn compact_to(&mut self, index: LogIndex) {
+        assert!(index <= self.commit, "compacting past the commit index");
+        if index <= self.offset {
+            return;
+        }
+        let term = self.term(index).expect("compacting to an index in the log");
+        self.entries.drain(..(index.0 - self.offset.0) as usize);
+        self.offset = index;
+        self.offset_term = term;
+        self.unstable_from = self.unstable_from.max(index.next());
+        self.persisted = self.persisted.max(index);
+    }
+
+    /// A snapshot ending at `(index, term)` was installed. When the log holds
+    /// that entry, the entries after it stay (Raft §7); otherwise the whole
+    /// log goes. Returns whether the suffix stayed.
+    pub fn install_snapshot(&mut self, index: LogIndex, term: Term) -> bool {
+        let keep = self.matches(index, term) && index >= self.offset;
+        if keep {
+            self.commit = self.commit.max(index);
+            self.compact_to(index);
+        } else {
+            self.entries.clear();
+            self.offset = index;
+            self.offset_term = term;
+            self.unstable_from = index.next();
+            self.persisted = index;
+            self.commit = index;
+        }
+        self.check();
+        keep
     }
 
     fn check(&self) {
@@ -248,7 +294,12 @@ mod tests {
 
     #[test]
     fn merge_skips_known_truncates_conflicts() {
-        let mut log = RaftLog::restored(vec![e(1, 1), e(2, 1), e(3, 2)], LogIndex(1));
+        let mut log = RaftLog::restored(
+            LogIndex(0),
+            Term(0),
+            vec![e(1, 1), e(2, 1), e(3, 2)],
+            LogIndex(1),
+        );
         assert_eq!(log.merge(&[e(2, 1), e(3, 2), e(4, 2)]), None);
         assert_eq!(log.last_index(), LogIndex(4));
         assert_eq!(log.merge(&[e(3, 3)]), Some(LogIndex(3)));
@@ -258,8 +309,38 @@ mod tests {
     }
 
     #[test]
+    fn compaction_and_install() {
+        let mut log = RaftLog::restored(
+            LogIndex(0),
+            Term(0),
+            vec![e(1, 1), e(2, 1), e(3, 2), e(4, 2)],
+            LogIndex(3),
+        );
+        log.compact_to(LogIndex(2));
+        assert_eq!(
+            (log.first_index(), log.last_index()),
+            (LogIndex(3), LogIndex(4))
+        );
+        assert_eq!(log.term(LogIndex(2)), Some(Term(1)));
+        assert_eq!(log.get(LogIndex(2)), None);
+        // A snapshot that matches keeps the suffix...
+        assert!(log.install_snapshot(LogIndex(3), Term(2)));
+        assert_eq!(
+            (log.first_index(), log.last_index()),
+            (LogIndex(4), LogIndex(4))
+        );
+        // ...one that does not replaces everything.
+        assert!(!log.install_snapshot(LogIndex(9), Term(5)));
+        assert_eq!((log.last_index(), log.last_term()), (LogIndex(9), Term(5)));
+        assert_eq!(log.commit(), LogIndex(9));
+        assert!(!log.has_unstable());
+    }
+
+    #[test]
     fn term_runs() {
         let log = RaftLog::restored(
+            LogIndex(0),
+            Term(0),
             vec![e(1, 1), e(2, 2), e(3, 2), e(4, 2), e(5, 3)],
             LogIndex(0),
         );

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::snapshot::{SessionRecord, SnapshotMeta};
 use crate::types::{Entry, LogIndex, MonoTime, NodeId, Term};
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -21,6 +22,9 @@ pub enum MessageBody {
     AppendEntriesResponse(AppendEntriesResponse),
     RequestVote(RequestVote),
     RequestVoteResponse(RequestVoteResponse),
+    InstallSnapshot(InstallSnapshot),
+    InstallSnapshotResponse(InstallSnapshotResponse),
+    TimeoutNow,
 }
 
 /// Leader → follower: replicate entries, or just renew the lease (heartbeat).
@@ -60,6 +64,11 @@ pub struct AppendEntriesResponse {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RequestVote {
     pub pre_vote: bool,
+    /// Sent by the target of a leadership transfer (after `TimeoutNow`):
+    /// voters set vote stickiness (rule 9) aside, since the leader itself
+    /// asked for the election. The new leader still waits out the old lease
+    /// (rule 5).
+    pub transfer: bool,
     pub last_log_index: LogIndex,
     pub last_log_term: Term,
 }
@@ -74,6 +83,41 @@ pub struct RequestVoteResponse {
     pub lease_remaining: Duration,
 }
 
+/// Leader → follower: one chunk of a snapshot, for a follower that needs
+/// entries the leader has compacted away. Chunks are numbered from 0 within
+/// one transfer (identified by `meta.index` and `meta.term`); the follower
+/// accepts only the next one in order. A chunk is also a heartbeat: the
+/// follower renews the lease it protects (rule 1) before it replies.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct InstallSnapshot {
+    pub meta: SnapshotMeta,
+    pub seq: u64,
+    /// Key-value pairs, in key order, continuing where the previous chunk
+    /// ended.
+    pub data: Vec<(String, String)>,
+    /// The client sessions; only in the last chunk.
+    pub sessions: Vec<SessionRecord>,
+    /// The last chunk: the follower installs the snapshot.
+    pub done: bool,
+    pub lease_duration: Duration,
+    pub send_time: MonoTime,
+}
+
+/// Follower → leader.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct InstallSnapshotResponse {
+    /// `meta.index` of the transfer this answers.
+    pub snapshot_index: LogIndex,
+    /// The chunk the follower expects next (0: start over). After the last
+    /// chunk, one past it.
+    pub next_seq: u64,
+    /// The snapshot is installed and durable: the follower's log matches the
+    /// leader's up to `snapshot_index`.
+    pub installed: bool,
+    /// Echo of `InstallSnapshot::send_time`.
+    pub send_time: MonoTime,
+}
+
 impl MessageBody {
     pub fn kind(&self) -> &'static str {
         match self {
@@ -84,6 +128,9 @@ impl MessageBody {
             MessageBody::RequestVote(_) => "RequestVote",
             MessageBody::RequestVoteResponse(r) if r.pre_vote => "PreVoteResponse",
             MessageBody::RequestVoteResponse(_) => "RequestVoteResponse",
+            MessageBody::InstallSnapshot(_) => "InstallSnapshot",
+            MessageBody::InstallSnapshotResponse(_) => "InstallSnapshotResponse",
+            MessageBody::TimeoutNow => "TimeoutNow",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Times are readings of a node's *monotonic* clock in nanoseconds. The core
 //! never reads a clock: callers pass `now` in.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::{Add, Sub};
 use std::time::Duration;
@@ -140,7 +141,10 @@ pub enum EntryPayload {
     /// lets the leader learn its commit index.
     Noop,
     Command(ClientCommand),
-    // Room for later: `Config(Configuration)` for membership changes.
+    /// A membership change: the whole new configuration. It takes effect on
+    /// every node as soon as the node has it in its log, committed or not
+    /// (Raft thesis §4.1); see `node/membership.rs`.
+    Config(Membership),
 }
 
 /// One entry of the replicated log.
@@ -157,6 +161,7 @@ impl Entry {
         24 + match &self.payload {
             EntryPayload::Noop => 0,
             EntryPayload::Command(c) => 16 + c.op.size_bytes(),
+            EntryPayload::Config(m) => m.size_bytes(),
         }
     }
 }
@@ -177,4 +182,160 @@ pub struct HardState {
 pub enum OpResult {
     Set,
     Deleted { existed: bool },
+}
+
+/// The cluster's configuration: who votes, who only listens, and where each
+/// member can be reached.
+///
+/// Invariants (checked by [`Membership::validate`]): voters and learners are
+/// disjoint, no id is zero, and every member may have an address. The core
+/// never reads `addrs`; it travels in the log so that every node learns how
+/// to reach a member that joined after it started.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Membership {
+    pub voters: BTreeSet<NodeId>,
+    /// Non-voting members: they receive the log and protect leases (rule 1)
+    /// but their votes and acknowledgements never count.
+    pub learners: BTreeSet<NodeId>,
+    pub addrs: BTreeMap<NodeId, String>,
+}
+
+impl Membership {
+    /// A configuration of voters only, without addresses.
+    pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Membership {
+        Membership {
+            voters: voters.into_iter().collect(),
+            ..Membership::default()
+        }
+    }
+
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id)
+    }
+
+    pub fn is_learner(&self, id: NodeId) -> bool {
+        self.learners.contains(&id)
+    }
+
+    pub fn is_member(&self, id: NodeId) -> bool {
+        self.is_voter(id) || self.is_learner(id)
+    }
+
+    /// Voters and learners, in id order.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let mut all: Vec<NodeId> = self.voters.iter().chain(&self.learners).copied().collect();
+        all.sort_unstable();
+        all.into_iter()
+    }
+
+    /// The size of a majority of the voters.
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    /// Whether `ids` holds a majority of the voters (non-voters ignored).
+    pub fn has_quorum<'a>(&self, ids: impl IntoIterator<Item = &'a NodeId>) -> bool {
+        let n = ids.into_iter().filter(|id| self.is_voter(**id)).count();
+        n >= self.quorum()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.voters.contains(&NodeId(0)) || self.learners.contains(&NodeId(0)) {
+            return Err("node id 0 is reserved".into());
+        }
+        if let Some(id) = self.voters.intersection(&self.learners).next() {
+            return Err(format!("node {id} is both a voter and a learner"));
+        }
+        if let Some(id) = self.addrs.keys().find(|id| !self.is_member(**id)) {
+            return Err(format!(
+                "address given for node {id}, which is not a member"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration after `change`, or why the change is not allowed.
+    /// Every change moves at most one voter (one-server-at-a-time changes,
+    /// Raft thesis §4.2), so any majority of the old voters and any majority
+    /// of the new ones share a node.
+    pub fn apply_change(&self, change: &ConfChange) -> Result<Membership, String> {
+        let mut next = self.clone();
+        match change {
+            ConfChange::AddLearner { id, addr } => {
+                if *id == NodeId(0) {
+                    return Err("node id 0 is reserved".into());
+                }
+                if self.is_member(*id) {
+                    return Err(format!("node {id} is already a member"));
+                }
+                next.learners.insert(*id);
+                if !addr.is_empty() {
+                    next.addrs.insert(*id, addr.clone());
+                }
+            }
+            ConfChange::Promote { id } => {
+                if !self.is_learner(*id) {
+                    return Err(format!("node {id} is not a learner"));
+                }
+                next.learners.remove(id);
+                next.voters.insert(*id);
+            }
+            ConfChange::Remove { id } => {
+                if !self.is_member(*id) {
+                    return Err(format!("node {id} is not a member"));
+                }
+                if self.voters.len() == 1 && self.is_voter(*id) {
+                    return Err(format!("node {id} is the last voter"));
+                }
+                next.voters.remove(id);
+                next.learners.remove(id);
+                next.addrs.remove(id);
+            }
+        }
+        Ok(next)
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        16 * (self.voters.len() + self.learners.len())
+            + self.addrs.values().map(|a| 8 + a.len()).sum::<usize>()
+    }
+}
+
+impl fmt::Display for Membership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids = |s: &BTreeSet<NodeId>| {
+            s.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        write!(
+            f,
+            "voters [{}] learners [{}]",
+            ids(&self.voters),
+            ids(&self.learners)
+        )
+    }
+}
+
+/// One membership change, as an operator asks for it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ConfChange {
+    /// Add a non-voting member; it catches up from a snapshot and the log.
+    AddLearner { id: NodeId, addr: String },
+    /// Make a learner a voter (refused while it lags far behind).
+    Promote { id: NodeId },
+    /// Remove a voter or a learner. Removing the leader makes it step down
+    /// once the change commits.
+    Remove { id: NodeId },
+}
+
+impl fmt::Display for ConfChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfChange::AddLearner { id, addr } => write!(f, "add learner {id} at {addr:?}"),
+            ConfChange::Promote { id } => write!(f, "promote {id}"),
+            ConfChange::Remove { id } => write!(f, "remove {id}"),
+        }
+    }
 }

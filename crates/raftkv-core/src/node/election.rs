@@ -8,7 +8,7 @@ use super::replication::Progress;
 use super::{LeaderState, RaftNode};
 use crate::api::{DenyReason, Event, Role};
 use crate::message::{Message, MessageBody, RequestVote, RequestVoteResponse};
-use crate::types::{Entry, EntryPayload, Term};
+use crate::types::{Entry, EntryPayload, NodeId, Term};
 
 impl RaftNode {
     /// The election timer fired: first ask whether we could win (pre-vote,
@@ -23,11 +23,13 @@ impl RaftNode {
             term,
             pre_vote: true,
         });
-        self.send_vote_requests(term, true);
+        self.send_vote_requests(term, true, false);
         self.tally_votes();
     }
 
-    fn start_election(&mut self) {
+    /// Campaign for real: a won pre-vote, or a leadership transfer
+    /// (`transfer`: voters set vote stickiness aside).
+    pub(super) fn start_election(&mut self, transfer: bool) {
         self.term = self.term.next();
         self.voted_for = Some(self.cfg.id);
         self.role = Role::Candidate;
@@ -39,18 +41,27 @@ impl RaftNode {
             term: self.term,
             pre_vote: false,
         });
-        self.send_vote_requests(self.term, false);
+        self.send_vote_requests(self.term, false, transfer);
         self.tally_votes();
     }
 
-    fn send_vote_requests(&mut self, term: Term, pre_vote: bool) {
+    /// Only voters are asked: no one else's vote counts.
+    fn send_vote_requests(&mut self, term: Term, pre_vote: bool, transfer: bool) {
         let body = RequestVote {
             pre_vote,
+            transfer,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
         };
-        for i in 0..self.peers.len() {
-            let to = self.peers[i];
+        let me = self.cfg.id;
+        let voters: Vec<NodeId> = self
+            .membership()
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != me)
+            .collect();
+        for to in voters {
             let msg = Message {
                 from: self.cfg.id,
                 to,
@@ -85,7 +96,7 @@ impl RaftNode {
         // term this node is already in would only help a node that lags.
         let deny = if msg.term < self.term || (pre_vote && msg.term == self.term) {
             Some(DenyReason::StaleTerm)
-        } else if msg.term > self.term && self.leader_is_alive() {
+        } else if msg.term > self.term && !req.transfer && self.leader_is_alive() {
             Some(DenyReason::LeaderAlive)
         } else if !self
             .log
@@ -168,13 +179,23 @@ impl RaftNode {
         self.tally_votes();
     }
 
+    /// Count the votes of voters in force; anyone else's is ignored.
     fn tally_votes(&mut self) {
-        let granted = self.votes.values().filter(|&&g| g).count();
-        let denied = self.votes.len() - granted;
-        let quorum = self.cfg.quorum();
+        let m = self.membership();
+        let granted = self
+            .votes
+            .iter()
+            .filter(|&(id, &g)| g && m.is_voter(*id))
+            .count();
+        let denied = self
+            .votes
+            .iter()
+            .filter(|&(id, &g)| !g && m.is_voter(*id))
+            .count();
+        let quorum = m.quorum();
         if granted >= quorum {
             match self.role {
-                Role::PreCandidate => self.start_election(),
+                Role::PreCandidate => self.start_election(false),
                 Role::Candidate => self.become_leader(),
                 _ => {}
             }
@@ -226,6 +247,8 @@ impl RaftNode {
             lease_held: false,
             replicate_pending: true,
             heartbeat_pending: false,
+            transfer: None,
+            pending_conf: None,
         });
         self.events.push(Event::BecameLeader {
             term: self.term,
@@ -245,15 +268,18 @@ impl RaftNode {
         let ls = self.leader_state.as_ref().expect("leader");
         let window = self.cfg.election_timeout_min;
         let now = self.now;
-        let heard = ls
+        let m = self.membership();
+        let mut heard: Vec<NodeId> = ls
             .progress
-            .values()
-            .filter(|p| {
+            .iter()
+            .filter(|(_, p)| {
                 p.last_contact
                     .is_some_and(|t| now.saturating_since(t) < window)
             })
-            .count();
-        if heard + 1 >= self.cfg.quorum() {
+            .map(|(&id, _)| id)
+            .collect();
+        heard.push(self.cfg.id);
+        if m.has_quorum(&heard) {
             return true;
         }
         let term = self.term;

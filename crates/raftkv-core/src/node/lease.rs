@@ -17,20 +17,34 @@ use crate::types::MonoTime;
 impl RaftNode {
     /// `T_q` of rule 4: the latest time `t` such that a majority (this node
     /// counting as `now`) acknowledged an AppendEntries sent at or after `t`.
+    ///
+    /// Only voters count, and (rule 10) the quorum must hold in every
+    /// configuration in force: `T_q` is the earliest of the per-configuration
+    /// quorum times.
     fn quorum_ack_time(&self) -> Option<MonoTime> {
         let ls = self.leader_state.as_ref()?;
-        let mut times: Vec<MonoTime> = ls
-            .progress
-            .values()
-            .filter_map(|p| p.acked_send_time)
-            .collect();
-        times.push(self.now);
-        let quorum = self.cfg.quorum();
-        if times.len() < quorum {
-            return None;
+        let mut earliest: Option<MonoTime> = None;
+        for m in self.lease_configs() {
+            let mut times: Vec<MonoTime> = m
+                .voters
+                .iter()
+                .filter_map(|&id| {
+                    if id == self.cfg.id {
+                        Some(self.now)
+                    } else {
+                        ls.progress.get(&id).and_then(|p| p.acked_send_time)
+                    }
+                })
+                .collect();
+            let quorum = m.quorum();
+            if times.len() < quorum {
+                return None;
+            }
+            times.sort_unstable_by(|a, b| b.cmp(a));
+            let t = times[quorum - 1];
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
         }
-        times.sort_unstable_by(|a, b| b.cmp(a));
-        Some(times[quorum - 1])
+        earliest
     }
 
     /// Rule 4: the lease holds while `now < T_q + D·(1-ρ)/(1+ρ)`.
@@ -51,8 +65,13 @@ impl RaftNode {
     }
 
     /// Rule 7: a read served from memory needs all three.
+    /// A leader that is handing over leadership stops lease reads first
+    /// (rule 10); they resume if the transfer times out.
     fn lease_read_ok(&self) -> bool {
-        self.role == Role::Leader && self.may_serve() && self.lease_holds()
+        self.role == Role::Leader
+            && self.transfer_target().is_none()
+            && self.may_serve()
+            && self.lease_holds()
     }
 
     /// A linearizable read: served at once under the lease, or pending.
@@ -100,7 +119,7 @@ impl RaftNode {
             return;
         }
         let confirmed_since = self.quorum_ack_time();
-        let lease = self.lease_holds();
+        let lease = self.lease_holds() && self.transfer_target().is_none();
         let commit = self.log.commit();
         let mut waiting = std::mem::take(&mut self.pending_reads);
         waiting.retain(|r| {

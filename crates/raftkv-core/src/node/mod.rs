@@ -2,11 +2,16 @@
 //!
 //! Role handlers live beside this file: `election.rs` (pre-vote, votes,
 //! becoming leader), `replication.rs` (AppendEntries on both sides, commit),
-//! `lease.rs` (the leader lease and both kinds of linearizable read).
+//! `lease.rs` (the leader lease and both kinds of linearizable read),
+//! `membership.rs` (configurations and their changes), `snapshot.rs`
+//! (compaction and InstallSnapshot) and `transfer.rs` (leadership transfer).
 
 mod election;
 mod lease;
+mod membership;
 mod replication;
+mod snapshot;
+mod transfer;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -17,15 +22,21 @@ use crate::kv::KvStore;
 use crate::log::RaftLog;
 use crate::message::{Message, MessageBody};
 use crate::rng::Rng;
+use crate::snapshot::{Snapshot, SnapshotMeta, SnapshotWrite};
 use crate::types::*;
 
 use replication::Progress;
+use snapshot::IncomingSnapshot;
+use transfer::Transfer;
 
 /// What a node recovered from its storage at start-up.
 #[derive(Clone, Debug, Default)]
 pub struct Restored {
     pub hard_state: HardState,
-    /// The whole durable log, from index 1, consecutive.
+    /// The latest durable snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// The durable log after the snapshot (from index 1 without one),
+    /// consecutive.
     pub entries: Vec<Entry>,
 }
 
@@ -58,6 +69,10 @@ struct LeaderState {
     replicate_pending: bool,
     /// A ReadIndex round asked for a heartbeat at the next `ready()`.
     heartbeat_pending: bool,
+    /// A leadership transfer in progress (lease reads and writes paused).
+    transfer: Option<Transfer>,
+    /// The membership change proposed here and not yet committed.
+    pending_conf: Option<LogIndex>,
 }
 
 /// A linearizable read waiting for its conditions (see `lease.rs`).
@@ -72,7 +87,19 @@ struct PendingRead {
 /// The Raft node. See the crate docs for the driving contract.
 pub struct RaftNode {
     cfg: Config,
+    /// Every member of the configuration in force but this node.
     peers: Vec<NodeId>,
+    /// The configurations in the log, oldest first: the first is the base
+    /// (the snapshot's, or the bootstrap voters at index 0), the last is the
+    /// one in force. See `membership.rs`.
+    configs: Vec<(LogIndex, Membership)>,
+    /// The latest snapshot known durable (or being installed from the
+    /// leader, which is durable before this node acknowledges it).
+    snapshot_meta: SnapshotMeta,
+    /// A compaction snapshot handed out and not yet reported saved.
+    snapshot_unsaved: Option<LogIndex>,
+    /// A snapshot arriving from the leader, chunk by chunk.
+    incoming_snapshot: Option<IncomingSnapshot>,
     rng: Rng,
     /// The latest time given as input; inputs never move it backwards.
     now: MonoTime,
@@ -111,6 +138,8 @@ pub struct RaftNode {
     responses_out: Vec<Message>,
     write_results: Vec<WriteResult>,
     read_results: Vec<ReadResult>,
+    conf_change_results: Vec<ConfChangeResult>,
+    snapshots_out: Vec<SnapshotWrite>,
     events: Vec<Event>,
 
     rejected_messages: u64,
@@ -126,19 +155,21 @@ impl RaftNode {
         seed: u64,
     ) -> Result<RaftNode, RestoreError> {
         cfg.validate()?;
-        check_restored_log(&restored.entries)?;
-        let peers: Vec<NodeId> = cfg
-            .voters
-            .iter()
-            .copied()
-            .filter(|&v| v != cfg.id)
-            .collect();
+        let snap_meta = restored
+            .snapshot
+            .as_ref()
+            .map(|s| s.meta.clone())
+            .unwrap_or_else(|| SnapshotMeta {
+                membership: Membership::with_voters(cfg.voters.iter().copied()),
+                ..SnapshotMeta::default()
+            });
+        check_restored_log(&snap_meta, &restored.entries)?;
         let hs = restored.hard_state;
         let log_last_term = restored
             .entries
             .last()
             .map(|e| e.term)
-            .unwrap_or(Term::ZERO);
+            .unwrap_or(snap_meta.term);
         // A log entry of a later term than the metadata means the metadata
         // write was lost; the term can only be at least the log's.
         let term = hs.term.max(log_last_term);
@@ -150,14 +181,28 @@ impl RaftNode {
         } else {
             now + cfg.lease_duration
         };
-        let kv = KvStore::new(cfg.max_sessions);
+        let kv = match &restored.snapshot {
+            Some(snap) => KvStore::from_snapshot(cfg.max_sessions, snap),
+            None => KvStore::new(cfg.max_sessions),
+        };
+        let mut configs = vec![(snap_meta.index, snap_meta.membership.clone())];
+        for e in &restored.entries {
+            if let EntryPayload::Config(m) = &e.payload {
+                configs.push((e.index, m.clone()));
+            }
+        }
+        let log = RaftLog::restored(snap_meta.index, snap_meta.term, restored.entries, hs.commit);
         let mut node = RaftNode {
-            peers,
+            peers: Vec::new(),
+            configs,
+            snapshot_meta: snap_meta,
+            snapshot_unsaved: None,
+            incoming_snapshot: None,
             rng: Rng::new(seed),
             now,
             term,
             voted_for,
-            log: RaftLog::restored(restored.entries, hs.commit),
+            log,
             emitted_hard_state: HardState {
                 term,
                 voted_for,
@@ -179,10 +224,13 @@ impl RaftNode {
             responses_out: Vec::new(),
             write_results: Vec::new(),
             read_results: Vec::new(),
+            conf_change_results: Vec::new(),
+            snapshots_out: Vec::new(),
             events: Vec::new(),
             rejected_messages: 0,
             cfg,
         };
+        node.refresh_peers();
         node.emitted_hard_state.commit = node.log.commit();
         node.reset_election_deadline();
         node.apply_committed();
@@ -202,7 +250,11 @@ impl RaftNode {
         if msg.to != self.cfg.id {
             return self.reject(msg.from, RejectReason::NotForMe);
         }
-        if !self.peers.contains(&msg.from) {
+        // Any other node may be a member this node has not heard of yet (a
+        // leader added after it fell behind, say), so senders are not checked
+        // against the configuration here; votes and acknowledgements count
+        // only from members (see `membership.rs`).
+        if msg.from == NodeId(0) || msg.from == self.cfg.id {
             return self.reject(msg.from, RejectReason::UnknownSender);
         }
         if msg.term.0 >= NUMBER_ABSURD || has_absurd_index(&msg.body) {
@@ -216,13 +268,21 @@ impl RaftNode {
             _ => {}
         }
         if msg.term > self.term {
-            let leader = matches!(msg.body, MessageBody::AppendEntries(_)).then_some(msg.from);
-            self.become_follower(msg.term, leader);
+            let from_leader = matches!(
+                msg.body,
+                MessageBody::AppendEntries(_)
+                    | MessageBody::InstallSnapshot(_)
+                    | MessageBody::TimeoutNow
+            );
+            self.become_follower(msg.term, from_leader.then_some(msg.from));
         }
         match msg.body {
             MessageBody::AppendEntries(_) => self.handle_append(msg),
             MessageBody::AppendEntriesResponse(_) => self.handle_append_response(msg),
             MessageBody::RequestVoteResponse(_) => self.handle_vote_response(msg),
+            MessageBody::InstallSnapshot(_) => self.handle_install_snapshot(msg),
+            MessageBody::InstallSnapshotResponse(_) => self.handle_install_snapshot_response(msg),
+            MessageBody::TimeoutNow => self.handle_timeout_now(msg),
             MessageBody::RequestVote(_) => unreachable!("handled above"),
         }
     }
@@ -239,7 +299,13 @@ impl RaftNode {
         if self.role == Role::Leader {
             self.tick_leader();
         } else if self.now >= self.election_deadline {
-            self.start_pre_vote();
+            if self.membership().is_voter(self.cfg.id) {
+                self.start_pre_vote();
+            } else {
+                // Learners, removed nodes and nodes waiting to join never
+                // campaign.
+                self.reset_election_deadline();
+            }
         }
     }
 
@@ -251,6 +317,9 @@ impl RaftNode {
             return Err(ProposeError::NotLeader {
                 leader_hint: self.leader,
             });
+        }
+        if let Some(t) = self.transfer_target() {
+            return Err(ProposeError::TransferInProgress { target: t });
         }
         let unapplied = (self.log.last_index().0 - self.kv.applied().0) as usize;
         if unapplied >= self.cfg.max_pending_proposals {
@@ -297,6 +366,8 @@ impl RaftNode {
 
     pub fn has_ready(&self) -> bool {
         self.log.has_unstable()
+            || !self.snapshots_out.is_empty()
+            || !self.conf_change_results.is_empty()
             || self.current_hard_state() != self.emitted_hard_state
             || !self.requests_out.is_empty()
             || !self.responses_out.is_empty()
@@ -317,8 +388,9 @@ impl RaftNode {
             || hs.voted_for != self.emitted_hard_state.voted_for;
         let hard_state = (hs != self.emitted_hard_state).then_some(hs);
         self.emitted_hard_state = hs;
+        let snapshots = std::mem::take(&mut self.snapshots_out);
         let entries = self.log.take_unstable();
-        let must_sync = term_or_vote_changed || !entries.is_empty();
+        let must_sync = term_or_vote_changed || !entries.is_empty() || !snapshots.is_empty();
         // Responses promise durability (a vote, an acknowledged entry), so
         // they always wait for the driver's sync; requests wait only when
         // this node's own term or vote is not yet durable.
@@ -332,11 +404,13 @@ impl RaftNode {
         Ready {
             hard_state,
             must_sync,
+            snapshots,
             entries,
             messages,
             persisted_messages,
             write_results: std::mem::take(&mut self.write_results),
             read_results: std::mem::take(&mut self.read_results),
+            conf_change_results: std::mem::take(&mut self.conf_change_results),
             events: std::mem::take(&mut self.events),
         }
     }
@@ -370,6 +444,10 @@ impl RaftNode {
                     .and_then(|ls| ls.progress.get(&id));
                 PeerStatus {
                     id,
+                    learner: self.membership().is_learner(id),
+                    snapshot: p
+                        .and_then(|p| p.snapshot.as_ref())
+                        .map(|s| (s.snap.meta.index, s.acked)),
                     match_index: p.map(|p| p.match_index).unwrap_or_default(),
                     next_index: p.map(|p| p.next_index).unwrap_or_default(),
                     last_contact_ago: p
@@ -389,6 +467,11 @@ impl RaftNode {
             last_log_index: self.log.last_index(),
             persisted_index: self.log.persisted(),
             lease: self.lease_status(now),
+            membership: self.membership().clone(),
+            membership_index: self.membership_index(),
+            snapshot_index: self.snapshot_meta.index,
+            first_log_index: self.log.first_index(),
+            transfer_to: self.transfer_target(),
             peers,
             rejected_messages: self.rejected_messages,
             pending_proposals: self.pending_writes.len(),
@@ -479,6 +562,11 @@ impl RaftNode {
                     let outcome = self.kv.apply(index, cmd);
                     Some((cmd.client_id, cmd.seq, outcome))
                 }
+                EntryPayload::Config(_) => {
+                    self.kv.apply_noop(index);
+                    self.config_committed(index);
+                    None
+                }
             };
             let Some((client_id, seq, outcome)) = result else {
                 continue;
@@ -494,6 +582,7 @@ impl RaftNode {
             }
         }
         debug_assert!(self.kv.applied() == self.log.commit());
+        self.maybe_take_snapshot();
     }
 
     /// Leaders hold results back until the old lease is over (rule 5).
@@ -540,9 +629,9 @@ impl RaftNode {
 
     /// Drop leader state; pending writes and reads learn they may need a retry.
     fn leave_leadership(&mut self) {
-        if self.leader_state.take().is_none() {
+        let Some(ls) = self.leader_state.take() else {
             return;
-        }
+        };
         let hint = None;
         for (index, (client_id, seq)) in std::mem::take(&mut self.pending_writes) {
             let outcome = Err(WriteError::NotLeader { leader_hint: hint });
@@ -563,6 +652,12 @@ impl RaftNode {
             let outcome = Err(ReadError::NotLeader { leader_hint: hint });
             self.read_results.push(ReadResult { id: r.id, outcome });
         }
+        if let Some(index) = ls.pending_conf {
+            self.conf_change_results.push(ConfChangeResult {
+                index,
+                outcome: Err(WriteError::NotLeader { leader_hint: hint }),
+            });
+        }
     }
 }
 
@@ -577,14 +672,32 @@ fn has_absurd_index(body: &MessageBody) -> bool {
         MessageBody::AppendEntriesResponse(r) => {
             absurd(r.match_index) || absurd(r.conflict_index) || absurd(r.last_log_index)
         }
-        MessageBody::RequestVote(r) => absurd(r.last_log_index),
-        MessageBody::RequestVoteResponse(_) => false,
+        MessageBody::RequestVote(r) => {
+            absurd(r.last_log_index) || r.last_log_term.0 >= NUMBER_ABSURD
+        }
+        MessageBody::RequestVoteResponse(_) | MessageBody::TimeoutNow => false,
+        MessageBody::InstallSnapshot(s) => absurd(s.meta.index) || s.meta.term.0 >= NUMBER_ABSURD,
+        MessageBody::InstallSnapshotResponse(r) => absurd(r.snapshot_index),
     }
 }
 
-fn check_restored_log(entries: &[Entry]) -> Result<(), RestoreError> {
+fn check_restored_log(snap: &SnapshotMeta, entries: &[Entry]) -> Result<(), RestoreError> {
+    if snap.membership.validate().is_err() {
+        return Err(RestoreError::BadLog(format!(
+            "snapshot configuration is invalid: {:?}",
+            snap.membership.validate()
+        )));
+    }
+    if let Some(first) = entries.first() {
+        if first.term < snap.term {
+            return Err(RestoreError::BadLog(format!(
+                "entry {} has a term below the snapshot's",
+                first.index
+            )));
+        }
+    }
     for (i, e) in entries.iter().enumerate() {
-        if e.index.0 != i as u64 + 1 {
+        if e.index.0 != snap.index.0 + i as u64 + 1 {
             return Err(RestoreError::BadLog(format!(
                 "entry {} found at position {}",
                 e.index,

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::snapshot::SnapshotSend;
 use super::RaftNode;
 use crate::api::{Event, RejectReason, Role};
 use crate::message::{AppendEntries, AppendEntriesResponse, Message, MessageBody};
@@ -33,6 +34,9 @@ pub(super) struct Progress {
     /// When the leader last heard anything from this peer in this term
     /// (check quorum, rule 8).
     pub(super) last_contact: Option<MonoTime>,
+    /// A snapshot transfer in progress: the peer needs entries the leader
+    /// has compacted away.
+    pub(super) snapshot: Option<SnapshotSend>,
 }
 
 impl Progress {
@@ -48,6 +52,7 @@ impl Progress {
             // Counting everyone as just heard gives a new leader one full
             // election timeout before check quorum can depose it.
             last_contact: Some(now),
+            snapshot: None,
         }
     }
 
@@ -66,6 +71,10 @@ impl RaftNode {
             return;
         }
         self.expire_stalled_streams();
+        self.expire_stalled_snapshots();
+        if !self.check_transfer_timeout() {
+            return;
+        }
         let ls = self.leader_state.as_mut().expect("leader");
         if self.now >= ls.next_heartbeat {
             ls.next_heartbeat = self.now + self.cfg.heartbeat_interval;
@@ -114,11 +123,24 @@ impl RaftNode {
         }
     }
 
-    fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
+    pub(super) fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
         let now = self.now;
         let last = self.log.last_index();
+        let offset = self.log.offset();
         let ls = self.leader_state.as_mut().expect("leader");
-        let p = ls.progress.get_mut(&peer).expect("progress for every peer");
+        let Some(p) = ls.progress.get_mut(&peer) else {
+            return; // no longer a member
+        };
+        if p.snapshot.is_some() || p.next_index <= offset {
+            // The entries it needs are compacted: stream a snapshot. A
+            // heartbeat anchored at the log's start keeps the lease renewed
+            // (rule 1) between chunks; its failure reply is ignored.
+            self.send_snapshot_chunks(peer);
+            if heartbeat {
+                self.send_entries(peer, offset, Vec::new());
+            }
+            return;
+        }
         if p.probing {
             let probe_due = p
                 .probe_sent_at
@@ -167,9 +189,10 @@ impl RaftNode {
         }
         if heartbeat && !sent {
             // A heartbeat anchors at the match index, which the follower
-            // certainly has, so it succeeds even while appends are in flight.
+            // certainly has, so it succeeds even while appends are in flight
+            // (or at the log's start, if compaction passed the match index).
             let match_index = self.leader_state.as_ref().unwrap().progress[&peer].match_index;
-            self.send_entries(peer, match_index, Vec::new());
+            self.send_entries(peer, match_index.max(offset), Vec::new());
         }
     }
 
@@ -206,17 +229,7 @@ impl RaftNode {
         if !entries_well_formed(&req, msg.term) {
             return self.reject(from, RejectReason::MalformedEntries);
         }
-        if self.role != Role::Follower || self.leader != Some(from) {
-            self.become_follower(self.term, Some(from));
-        }
-        self.last_leader_contact = Some(self.now);
-        self.reset_election_deadline();
-        // LEASES.md rule 1: protect this leader's lease before replying.
-        let lease = req
-            .lease_duration
-            .min(LEASE_DURATION_MAX)
-            .max(self.cfg.lease_duration);
-        self.lease_until = self.lease_until.max(self.now + lease);
+        self.accept_leader_contact(from, req.lease_duration);
 
         let prev = req.prev_log_index;
         if prev > self.log.last_index() {
@@ -251,7 +264,9 @@ impl RaftNode {
         }
         if let Some(from_index) = self.log.merge(&req.entries) {
             self.events.push(Event::Truncated { from: from_index });
+            self.note_truncated(from_index);
         }
+        self.note_appended_configs(&req.entries);
         let commit = req.leader_commit.min(last_new);
         if commit > self.log.commit() {
             self.log.set_commit(commit);
@@ -259,6 +274,20 @@ impl RaftNode {
             self.apply_committed();
         }
         self.reply_append(from, true, &req, last_new, None);
+    }
+
+    /// A message from the leader of this term: follow it, and (LEASES.md
+    /// rule 1) protect its lease before replying.
+    pub(super) fn accept_leader_contact(&mut self, from: NodeId, lease_duration: Duration) {
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from));
+        }
+        self.last_leader_contact = Some(self.now);
+        self.reset_election_deadline();
+        let lease = lease_duration
+            .min(LEASE_DURATION_MAX)
+            .max(self.cfg.lease_duration);
+        self.lease_until = self.lease_until.max(self.now + lease);
     }
 
     fn reply_append(
@@ -291,14 +320,24 @@ impl RaftNode {
         let (now, last) = (self.now, self.log.last_index());
         let ls = self.leader_state.as_mut().expect("leader");
         let since = ls.since;
-        let p = ls
-            .progress
-            .get_mut(&msg.from)
-            .expect("progress for every peer");
+        let Some(p) = ls.progress.get_mut(&msg.from) else {
+            return; // not (or no longer) a member
+        };
         if resp.success && resp.match_index > last {
             return self.reject(msg.from, RejectReason::ImpossibleMatch);
         }
         p.last_contact = Some(now);
+        // Rule 4: a reply of this term means the follower applied rule 1
+        // before replying, whether or not its log matched; only a send time
+        // from this term, not from the future, may extend the lease.
+        if resp.send_time >= since && resp.send_time <= now {
+            p.acked_send_time = p.acked_send_time.max(Some(resp.send_time));
+        }
+        if !resp.success && p.snapshot.is_some() {
+            // The heartbeat that keeps the lease alive during a snapshot
+            // transfer is expected to fail.
+            return self.leader_progress_checks();
+        }
         if !resp.success {
             let next = match resp.conflict_term {
                 Some(t) => match self.log.last_index_of_term(t) {
@@ -310,12 +349,8 @@ impl RaftNode {
             let ls = self.leader_state.as_mut().expect("leader");
             let p = ls.progress.get_mut(&msg.from).expect("progress");
             p.start_probing(next.min(last.next()).max(LogIndex(1)));
-            return self.send_append(msg.from, false);
-        }
-        // Rule 4: only a send time from this term, not from the future,
-        // may extend the lease.
-        if resp.send_time >= since && resp.send_time <= now {
-            p.acked_send_time = p.acked_send_time.max(Some(resp.send_time));
+            self.send_append(msg.from, false);
+            return self.leader_progress_checks();
         }
         if resp.match_index > p.match_index {
             p.match_index = resp.match_index;
@@ -336,10 +371,13 @@ impl RaftNode {
         }
         self.maybe_commit();
         self.leader_progress_checks();
-        if self.role == Role::Leader
-            && self.log.last_index()
-                >= self.leader_state.as_ref().unwrap().progress[&msg.from].next_index
-        {
+        self.maybe_send_timeout_now(msg.from);
+        let behind = self.leader_state.as_ref().is_some_and(|ls| {
+            ls.progress
+                .get(&msg.from)
+                .is_some_and(|p| self.log.last_index() >= p.next_index)
+        });
+        if behind {
             self.send_append(msg.from, false);
         }
     }
@@ -350,15 +388,32 @@ impl RaftNode {
         let Some(ls) = self.leader_state.as_ref() else {
             return;
         };
-        let mut matches: Vec<LogIndex> = ls.progress.values().map(|p| p.match_index).collect();
-        matches.push(self.log.persisted());
+        // Only voters of the configuration in force count; the leader
+        // itself only while it is one of them.
+        let m = self.membership();
+        let mut matches: Vec<LogIndex> = m
+            .voters
+            .iter()
+            .map(|&id| {
+                if id == self.cfg.id {
+                    self.log.persisted()
+                } else {
+                    ls.progress
+                        .get(&id)
+                        .map(|p| p.match_index)
+                        .unwrap_or_default()
+                }
+            })
+            .collect();
         matches.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matches[self.cfg.quorum() - 1];
+        let candidate = matches[m.quorum() - 1];
         if candidate > self.log.commit() && self.log.term(candidate) == Some(self.term) {
             self.log.set_commit(candidate);
             self.events.push(Event::Committed { index: candidate });
             self.apply_committed();
-            self.leader_state.as_mut().unwrap().replicate_pending = true;
+            if let Some(ls) = self.leader_state.as_mut() {
+                ls.replicate_pending = true;
+            }
             self.complete_reads();
         }
     }

@@ -1,0 +1,416 @@
+//! Snapshots: taking them to compact the log, streaming them to a follower
+//! that needs compacted entries (`InstallSnapshot`), and installing them.
+//!
+//! Taking a snapshot is an O(1) clone of the state machine (see
+//! `crate::snapshot`). A node snapshots once `snapshot_threshold` entries
+//! have applied since its last snapshot, at its applied index, and only when
+//! every entry up to there is durable locally (so the driver can drop them
+//! from the log file as soon as the snapshot is saved). In memory it keeps
+//! `snapshot_keep_entries` entries behind the snapshot, so a follower a
+//! little behind catches up from the log.
+//!
+//! A transfer to a follower sends a fresh snapshot of the leader's applied
+//! state, in chunks of about `snapshot_chunk_bytes`, at most
+//! `max_inflight_snapshot_chunks` unacknowledged. The follower takes chunks
+//! strictly in order and says which one it wants next; a lost or reordered
+//! chunk makes the leader resend from the first one not acknowledged, and a
+//! stalled transfer resends after half an election timeout. Chunks are
+//! heartbeats too: the follower renews the lease it protects (rule 1) before
+//! it answers, and the leader counts the answer toward its lease (rule 4).
+//! The follower installs the snapshot only after the last chunk, and
+//! acknowledges it only once it is durable.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+
+use super::RaftNode;
+use crate::api::{Event, RejectReason, Role};
+use crate::kv::KvStore;
+use crate::message::{InstallSnapshot, InstallSnapshotResponse, Message, MessageBody};
+use crate::snapshot::{KvData, Snapshot, SnapshotMeta, SnapshotOrigin, SnapshotWrite};
+use crate::types::{LogIndex, MonoTime, NodeId, Term};
+
+/// The leader's side of one transfer.
+#[derive(Debug, Clone)]
+pub(super) struct SnapshotSend {
+    pub(super) snap: Snapshot,
+    /// The next chunk to send.
+    next_seq: u64,
+    /// Chunks the follower has acknowledged (it wants `acked` next).
+    pub(super) acked: u64,
+    /// The last key sent; the next chunk starts after it.
+    cursor: Option<String>,
+    /// Unacknowledged chunks: (seq, the key it started after, sent at).
+    inflight: VecDeque<(u64, Option<String>, MonoTime)>,
+    all_sent: bool,
+}
+
+impl SnapshotSend {
+    fn new(snap: Snapshot) -> SnapshotSend {
+        SnapshotSend {
+            snap,
+            next_seq: 0,
+            acked: 0,
+            cursor: None,
+            inflight: VecDeque::new(),
+            all_sent: false,
+        }
+    }
+
+    /// Resend from the first chunk the follower has not acknowledged.
+    fn rewind(&mut self) {
+        match self.inflight.front() {
+            Some((seq, start_after, _)) if *seq == self.acked => {
+                self.cursor = start_after.clone();
+                self.next_seq = self.acked;
+            }
+            _ if self.acked == self.next_seq && !self.all_sent => return,
+            _ => {
+                // We no longer know where that chunk started: start over.
+                self.cursor = None;
+                self.next_seq = 0;
+                self.acked = 0;
+            }
+        }
+        self.inflight.clear();
+        self.all_sent = false;
+    }
+}
+
+/// The follower's side: chunks received so far.
+#[derive(Debug)]
+pub(super) struct IncomingSnapshot {
+    meta: SnapshotMeta,
+    leader_term: Term,
+    next_seq: u64,
+    data: KvData,
+    last_key: Option<String>,
+}
+
+impl RaftNode {
+    /// A snapshot of the applied state, an O(1) clone.
+    fn snapshot_of_applied(&self) -> Snapshot {
+        let index = self.kv.applied();
+        let (data, sessions) = self.kv.snapshot_parts();
+        Snapshot {
+            meta: SnapshotMeta {
+                index,
+                term: self
+                    .log
+                    .term(index)
+                    .expect("applied entries are in the log or the snapshot"),
+                membership: self.membership_at(index),
+            },
+            data,
+            sessions,
+        }
+    }
+
+    /// After entries apply or become durable: take a compaction snapshot
+    /// when enough has applied since the last one.
+    pub(super) fn maybe_take_snapshot(&mut self) {
+        let applied = self.kv.applied();
+        let since = applied.0.saturating_sub(self.snapshot_meta.index.0);
+        if since < self.cfg.snapshot_threshold
+            || self.snapshot_unsaved.is_some()
+            || applied > self.log.persisted()
+        {
+            return;
+        }
+        let snapshot = self.snapshot_of_applied();
+        let (index, term) = (snapshot.meta.index, snapshot.meta.term);
+        self.snapshot_unsaved = Some(index);
+        self.snapshots_out.push(SnapshotWrite {
+            snapshot,
+            origin: SnapshotOrigin::Compaction,
+        });
+        self.events.push(Event::SnapshotTaken { index, term });
+        let keep_from = LogIndex(index.0.saturating_sub(self.cfg.snapshot_keep_entries));
+        if keep_from > self.log.offset() {
+            self.log.compact_to(keep_from);
+            self.note_compacted(keep_from);
+        }
+    }
+
+    /// The driver saved the compaction snapshot at `index`.
+    pub fn on_snapshot_saved(&mut self, now: MonoTime, index: LogIndex) {
+        self.advance_time(now);
+        if self.snapshot_unsaved == Some(index) {
+            self.snapshot_unsaved = None;
+        }
+        if index > self.snapshot_meta.index {
+            self.snapshot_meta = SnapshotMeta {
+                index,
+                term: self.log.term(index).unwrap_or(self.snapshot_meta.term),
+                membership: self.membership_at(index),
+            };
+        }
+    }
+
+    /// The latest snapshot this node has (or is saving), for status.
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.snapshot_unsaved
+            .unwrap_or_default()
+            .max(self.snapshot_meta.index)
+    }
+
+    /// Leader: start or continue a transfer to `peer`, within the window.
+    pub(super) fn send_snapshot_chunks(&mut self, peer: NodeId) {
+        let now = self.now;
+        let fresh = self
+            .leader_state
+            .as_ref()
+            .and_then(|ls| ls.progress.get(&peer))
+            .is_some_and(|p| p.snapshot.is_none());
+        if fresh {
+            let snap = self.snapshot_of_applied();
+            self.events.push(Event::SnapshotSending {
+                to: peer,
+                index: snap.meta.index,
+            });
+            let p = self
+                .leader_state
+                .as_mut()
+                .unwrap()
+                .progress
+                .get_mut(&peer)
+                .unwrap();
+            p.snapshot = Some(SnapshotSend::new(snap));
+            p.probing = false;
+            p.inflight.clear();
+            p.inflight_bytes = 0;
+        }
+        let (window, chunk_bytes) = (
+            self.cfg.max_inflight_snapshot_chunks,
+            self.cfg.snapshot_chunk_bytes,
+        );
+        let mut out = Vec::new();
+        {
+            let ls = self.leader_state.as_mut().expect("leader");
+            let Some(ss) = ls.progress.get_mut(&peer).and_then(|p| p.snapshot.as_mut()) else {
+                return;
+            };
+            while !ss.all_sent && ss.inflight.len() < window {
+                let start = match &ss.cursor {
+                    Some(k) => Bound::Excluded(k.clone()),
+                    None => Bound::Unbounded,
+                };
+                let mut data = Vec::new();
+                let mut bytes = 0;
+                let mut iter = ss.snap.data.range((start, Bound::Unbounded));
+                let mut done = true;
+                for (k, v) in iter.by_ref() {
+                    data.push((k.clone(), v.clone()));
+                    bytes += k.len() + v.len() + 16;
+                    if bytes >= chunk_bytes {
+                        done = false;
+                        break;
+                    }
+                }
+                if !done && iter.next().is_none() {
+                    done = true;
+                }
+                let seq = ss.next_seq;
+                let start_after = ss.cursor.clone();
+                if let Some((k, _)) = data.last() {
+                    ss.cursor = Some(k.clone());
+                }
+                ss.inflight.push_back((seq, start_after, now));
+                ss.next_seq += 1;
+                ss.all_sent = done;
+                out.push(InstallSnapshot {
+                    meta: ss.snap.meta.clone(),
+                    seq,
+                    data,
+                    sessions: if done {
+                        ss.snap.sessions.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    done,
+                    lease_duration: self.cfg.lease_duration,
+                    send_time: now,
+                });
+            }
+        }
+        for chunk in out {
+            self.send(peer, MessageBody::InstallSnapshot(chunk));
+        }
+    }
+
+    /// Leader: resend snapshot chunks that went unanswered too long.
+    pub(super) fn expire_stalled_snapshots(&mut self) {
+        let timeout = self.cfg.election_timeout_min / 2;
+        let now = self.now;
+        let ls = self.leader_state.as_mut().expect("leader");
+        let mut stalled = Vec::new();
+        for (&id, p) in ls.progress.iter_mut() {
+            if let Some(ss) = p.snapshot.as_mut() {
+                let late = ss
+                    .inflight
+                    .front()
+                    .is_some_and(|&(_, _, sent)| now.saturating_since(sent) >= timeout);
+                if late {
+                    ss.rewind();
+                    stalled.push(id);
+                }
+            }
+        }
+        for id in stalled {
+            self.send_snapshot_chunks(id);
+        }
+    }
+
+    pub(super) fn handle_install_snapshot_response(&mut self, msg: Message) {
+        let MessageBody::InstallSnapshotResponse(resp) = msg.body else {
+            unreachable!()
+        };
+        if msg.term < self.term || self.role != Role::Leader {
+            return;
+        }
+        let now = self.now;
+        let ls = self.leader_state.as_mut().expect("leader");
+        let since = ls.since;
+        let Some(p) = ls.progress.get_mut(&msg.from) else {
+            return;
+        };
+        p.last_contact = Some(now);
+        if resp.send_time >= since && resp.send_time <= now {
+            p.acked_send_time = p.acked_send_time.max(Some(resp.send_time));
+        }
+        let Some(ss) = p.snapshot.as_mut() else {
+            return self.leader_progress_checks();
+        };
+        if resp.snapshot_index != ss.snap.meta.index {
+            return self.leader_progress_checks();
+        }
+        if resp.installed {
+            let index = ss.snap.meta.index;
+            p.snapshot = None;
+            p.match_index = p.match_index.max(index);
+            p.next_index = p.match_index.next();
+            p.probing = false;
+            p.inflight.clear();
+            p.inflight_bytes = 0;
+            self.maybe_commit();
+            self.leader_progress_checks();
+            self.maybe_send_timeout_now(msg.from);
+            return self.send_append(msg.from, false);
+        }
+        if resp.next_seq > ss.acked && resp.next_seq <= ss.next_seq {
+            ss.acked = resp.next_seq;
+            while ss.inflight.front().is_some_and(|(s, _, _)| *s < ss.acked) {
+                ss.inflight.pop_front();
+            }
+        } else if resp.next_seq == ss.acked {
+            // The follower is missing the first chunk not acknowledged.
+            ss.rewind();
+        } else if resp.next_seq == 0 {
+            ss.acked = 0;
+            ss.rewind();
+        }
+        self.leader_progress_checks();
+        self.send_snapshot_chunks(msg.from);
+    }
+
+    /// Follower side of a snapshot chunk (the term is already reconciled).
+    pub(super) fn handle_install_snapshot(&mut self, msg: Message) {
+        let MessageBody::InstallSnapshot(req) = msg.body else {
+            unreachable!()
+        };
+        let from = msg.from;
+        let index = req.meta.index;
+        let reply = |node: &mut RaftNode, next_seq: u64, installed: bool| {
+            let body = InstallSnapshotResponse {
+                snapshot_index: index,
+                next_seq,
+                installed,
+                send_time: req.send_time,
+            };
+            node.respond(from, node.term, MessageBody::InstallSnapshotResponse(body));
+        };
+        if msg.term < self.term {
+            return reply(self, 0, false);
+        }
+        if self.role == Role::Leader {
+            return self.reject(from, RejectReason::UnexpectedResponse);
+        }
+        if req.meta.membership.validate().is_err() || req.meta.term > msg.term {
+            return self.reject(from, RejectReason::MalformedEntries);
+        }
+        self.accept_leader_contact(from, req.lease_duration);
+        if index <= self.log.commit() {
+            // Everything it holds is committed here already.
+            self.incoming_snapshot = None;
+            return reply(self, req.seq + 1, true);
+        }
+        if req.seq == 0 {
+            self.incoming_snapshot = Some(IncomingSnapshot {
+                meta: req.meta.clone(),
+                leader_term: msg.term,
+                next_seq: 0,
+                data: KvData::new(),
+                last_key: None,
+            });
+        }
+        let expected = match &self.incoming_snapshot {
+            Some(inc) if inc.meta == req.meta && inc.leader_term == msg.term => inc.next_seq,
+            _ => 0,
+        };
+        if req.seq != expected {
+            return reply(self, expected, false);
+        }
+        let inc = self.incoming_snapshot.as_mut().expect("matched above");
+        for (k, v) in req.data {
+            if inc.last_key.as_ref().is_some_and(|last| &k <= last) {
+                self.incoming_snapshot = None;
+                return self.reject(from, RejectReason::MalformedEntries);
+            }
+            inc.last_key = Some(k.clone());
+            inc.data.insert(k, v);
+        }
+        inc.next_seq += 1;
+        let next_seq = inc.next_seq;
+        if !req.done {
+            return reply(self, next_seq, false);
+        }
+        let inc = self.incoming_snapshot.take().expect("matched above");
+        let snapshot = Snapshot {
+            meta: inc.meta,
+            data: inc.data,
+            sessions: req.sessions,
+        };
+        self.install_snapshot(snapshot);
+        reply(self, next_seq, true);
+    }
+
+    /// Replace the state machine (and as much of the log as the snapshot
+    /// covers) with `snap`.
+    fn install_snapshot(&mut self, snap: Snapshot) {
+        let meta = snap.meta.clone();
+        let keep_log_suffix = self.log.install_snapshot(meta.index, meta.term);
+        self.kv = KvStore::from_snapshot(self.cfg.max_sessions, &snap);
+        let later: Vec<_> = self
+            .configs
+            .iter()
+            .filter(|(i, _)| keep_log_suffix && *i > meta.index)
+            .cloned()
+            .collect();
+        self.configs = vec![(meta.index, meta.membership.clone())];
+        self.configs.extend(later);
+        self.refresh_peers();
+        self.events.push(Event::SnapshotInstalled {
+            index: meta.index,
+            term: meta.term,
+            keys: snap.data.len(),
+        });
+        self.events.push(Event::Committed { index: meta.index });
+        self.snapshot_meta = meta;
+        self.snapshot_unsaved = None;
+        self.snapshots_out.push(SnapshotWrite {
+            snapshot: snap,
+            origin: SnapshotOrigin::Installed { keep_log_suffix },
+        });
+        self.apply_committed();
+    }
+}
