@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use crate::api::{ReadResult, Ready, Role, WriteResult};
+use crate::api::{ConfChangeResult, ReadResult, Ready, Role, WriteResult};
 use crate::config::Config;
 use crate::message::Message;
 use crate::node::{RaftNode, Restored};
+use crate::snapshot::{Snapshot, SnapshotOrigin};
 use crate::types::{MonoTime, NodeId};
 
 pub struct InstantCluster {
@@ -18,6 +19,9 @@ pub struct InstantCluster {
     pub down: Vec<bool>,
     pub writes: Vec<WriteResult>,
     pub reads: Vec<ReadResult>,
+    pub conf_results: Vec<ConfChangeResult>,
+    /// The latest snapshot each node saved.
+    pub snapshots: Vec<Option<Snapshot>>,
     /// Messages delivered so far, for tests that count traffic.
     pub delivered: u64,
     inbox: Vec<Message>,
@@ -26,11 +30,17 @@ pub struct InstantCluster {
 impl InstantCluster {
     /// `n` nodes with ids 1..=n and default timing.
     pub fn new(n: u64) -> InstantCluster {
+        Self::with_config(n, |_| {})
+    }
+
+    /// `n` nodes with ids 1..=n, each config adjusted by `tweak`.
+    pub fn with_config(n: u64, tweak: impl Fn(&mut Config)) -> InstantCluster {
         let voters: Vec<NodeId> = (1..=n).map(NodeId).collect();
         let nodes = voters
             .iter()
             .map(|&id| {
-                let cfg = Config::new(id, voters.clone());
+                let mut cfg = Config::new(id, voters.clone());
+                tweak(&mut cfg);
                 RaftNode::new(cfg, Restored::default(), MonoTime::ZERO, id.0).expect("valid config")
             })
             .collect();
@@ -40,9 +50,24 @@ impl InstantCluster {
             down: vec![false; n as usize],
             writes: Vec::new(),
             reads: Vec::new(),
+            conf_results: Vec::new(),
+            snapshots: vec![None; n as usize],
             delivered: 0,
             inbox: Vec::new(),
         }
+    }
+
+    /// Start node `id` (the next id) in join mode: no bootstrap voters, it
+    /// waits for a leader to add it.
+    pub fn add_joining_node(&mut self, tweak: impl Fn(&mut Config)) -> usize {
+        let id = NodeId(self.nodes.len() as u64 + 1);
+        let mut cfg = Config::new(id, Vec::new());
+        tweak(&mut cfg);
+        let node = RaftNode::new(cfg, Restored::default(), self.now, id.0).expect("valid config");
+        self.nodes.push(node);
+        self.down.push(false);
+        self.snapshots.push(None);
+        self.nodes.len() - 1
     }
 
     fn index(id: NodeId) -> usize {
@@ -50,6 +75,12 @@ impl InstantCluster {
     }
 
     fn collect(&mut self, i: usize, rd: Ready) {
+        for w in &rd.snapshots {
+            self.snapshots[i] = Some(w.snapshot.clone());
+            if w.origin == SnapshotOrigin::Compaction {
+                self.nodes[i].on_snapshot_saved(self.now, w.snapshot.meta.index);
+            }
+        }
         if let Some((index, term)) = rd.persist_mark() {
             self.nodes[i].on_persisted(self.now, index, term);
         }
@@ -57,6 +88,7 @@ impl InstantCluster {
         self.inbox.extend(rd.persisted_messages);
         self.writes.extend(rd.write_results);
         self.reads.extend(rd.read_results);
+        self.conf_results.extend(rd.conf_change_results);
     }
 
     /// Deliver messages until none are left (at the current instant).
@@ -73,7 +105,7 @@ impl InstantCluster {
             }
             for m in std::mem::take(&mut self.inbox) {
                 let (to, from) = (Self::index(m.to), Self::index(m.from));
-                if !self.down[to] && !self.down[from] {
+                if to < self.nodes.len() && !self.down[to] && !self.down[from] {
                     self.delivered += 1;
                     self.nodes[to].step(self.now, m);
                 }

@@ -422,6 +422,8 @@ impl RaftNode {
         if self.role == Role::Leader {
             self.maybe_commit();
         }
+        // A snapshot waits until everything it covers is durable here.
+        self.maybe_take_snapshot();
     }
 
     fn current_hard_state(&self) -> HardState {

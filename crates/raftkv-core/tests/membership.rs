@@ -1,0 +1,311 @@
+//! Membership changes, snapshots and leadership transfer on the instant
+//! network: the happy paths and the quorum rules. Fault schedules around
+//! them live in `raftkv-sim`.
+
+use std::time::Duration;
+
+use raftkv_core::testkit::InstantCluster;
+use raftkv_core::*;
+
+fn set(client: u64, seq: u64, k: &str, v: &str) -> ClientCommand {
+    ClientCommand {
+        client_id: ClientId(client),
+        seq,
+        op: Op::Set {
+            key: k.into(),
+            value: v.into(),
+        },
+    }
+}
+
+fn leader(c: &mut InstantCluster) -> usize {
+    for _ in 0..600 {
+        if let Some(l) = c.leader() {
+            if c.nodes[l].status(c.now).lease.holds {
+                return l;
+            }
+        }
+        c.run(Duration::from_millis(10));
+    }
+    panic!("no leader with a lease");
+}
+
+/// Propose a change at the leader and run until it commits.
+fn change(c: &mut InstantCluster, change: ConfChange) -> Membership {
+    let l = leader(c);
+    let now = c.now;
+    let index = c.nodes[l]
+        .propose_conf_change(now, change.clone())
+        .unwrap_or_else(|e| panic!("{change}: {e}"));
+    for _ in 0..200 {
+        c.run(Duration::from_millis(10));
+        if let Some(r) = c.conf_results.iter().find(|r| r.index == index) {
+            return r.outcome.clone().expect("change committed");
+        }
+    }
+    panic!("{change} did not commit");
+}
+
+fn write_keys(c: &mut InstantCluster, client: u64, n: u64) {
+    for seq in 1..=n {
+        let l = leader(c);
+        let now = c.now;
+        c.nodes[l]
+            .propose(
+                now,
+                set(client, seq, &format!("k{seq}"), &format!("v{client}-{seq}")),
+            )
+            .unwrap();
+        c.drain();
+    }
+    c.run(Duration::from_millis(100));
+}
+
+#[test]
+fn add_promote_and_remove_the_leader() {
+    let mut c = InstantCluster::new(3);
+    write_keys(&mut c, 1, 10);
+    let four = c.add_joining_node(|_| {});
+    let m = change(
+        &mut c,
+        ConfChange::AddLearner {
+            id: NodeId(4),
+            addr: "n4:7000".into(),
+        },
+    );
+    assert!(m.is_learner(NodeId(4)));
+    c.run(Duration::from_millis(200));
+    assert_eq!(
+        c.nodes[four].read_stale("k10").as_deref(),
+        Some("v1-10"),
+        "the learner caught up"
+    );
+    let m = change(&mut c, ConfChange::Promote { id: NodeId(4) });
+    assert!(m.is_voter(NodeId(4)) && m.voters.len() == 4);
+    let old = leader(&mut c);
+    let old_id = c.nodes[old].id();
+    let m = change(&mut c, ConfChange::Remove { id: old_id });
+    assert!(!m.is_member(old_id));
+    c.run(Duration::from_millis(50));
+    assert_ne!(
+        c.nodes[old].role(),
+        Role::Leader,
+        "a removed leader steps down"
+    );
+    let new = leader(&mut c);
+    assert_ne!(new, old);
+    write_keys(&mut c, 2, 5);
+    for (i, n) in c.nodes.iter().enumerate() {
+        if i != old {
+            assert_eq!(
+                n.read_stale("k5").as_deref(),
+                Some("v2-5"),
+                "node {}",
+                i + 1
+            );
+            assert_eq!(n.membership().voters.len(), 3);
+        }
+    }
+    // The removed node never campaigns again.
+    let term = c.nodes[old].term();
+    c.run(Duration::from_secs(3));
+    assert_eq!(c.nodes[old].term(), term);
+}
+
+#[test]
+fn learner_acks_and_votes_do_not_count() {
+    let mut c = InstantCluster::new(3);
+    c.add_joining_node(|_| {});
+    change(
+        &mut c,
+        ConfChange::AddLearner {
+            id: NodeId(4),
+            addr: String::new(),
+        },
+    );
+    c.run(Duration::from_millis(200));
+    let l = leader(&mut c);
+    // Cut the two other voters: leader + learner are 2 of 4 nodes, but only
+    // 1 of 3 voters.
+    for i in 0..3 {
+        if i != l {
+            c.down[i] = true;
+        }
+    }
+    let now = c.now;
+    let index = c.nodes[l].propose(now, set(1, 1, "x", "1")).unwrap();
+    // Longer than the lease, shorter than check quorum's election timeout.
+    c.run(Duration::from_millis(450));
+    assert_eq!(c.nodes[l].role(), Role::Leader);
+    assert!(
+        c.nodes[l].commit_index() < index,
+        "a learner's ack committed an entry"
+    );
+    assert!(
+        !c.nodes[l].status(c.now).lease.holds,
+        "a learner's ack kept the lease"
+    );
+    c.run(Duration::from_secs(2));
+    assert_ne!(
+        c.nodes[l].role(),
+        Role::Leader,
+        "check quorum ignores the learner"
+    );
+    assert_ne!(c.nodes[3].role(), Role::Leader, "a learner never campaigns");
+}
+
+#[test]
+fn one_change_at_a_time_and_no_promotion_of_a_laggard() {
+    let mut c = InstantCluster::new(3);
+    c.add_joining_node(|_| {});
+    let l = leader(&mut c);
+    let now = c.now;
+    c.nodes[l]
+        .propose_conf_change(
+            now,
+            ConfChange::AddLearner {
+                id: NodeId(4),
+                addr: String::new(),
+            },
+        )
+        .unwrap();
+    let second = c.nodes[l].propose_conf_change(now, ConfChange::Remove { id: NodeId(3) });
+    assert!(
+        matches!(second, Err(ConfChangeError::InProgress(_))),
+        "{second:?}"
+    );
+    c.run(Duration::from_millis(100));
+    // Node 4 is down: it cannot catch up, so promoting it is refused.
+    c.down[3] = true;
+    write_keys(&mut c, 1, 600);
+    let l = leader(&mut c);
+    let now = c.now;
+    let r = c.nodes[l].propose_conf_change(now, ConfChange::Promote { id: NodeId(4) });
+    assert!(
+        matches!(r, Err(ConfChangeError::LearnerBehind { .. })),
+        "{r:?}"
+    );
+    let r = c.nodes[l].propose_conf_change(now, ConfChange::Promote { id: NodeId(2) });
+    assert!(matches!(r, Err(ConfChangeError::Invalid { .. })), "{r:?}");
+}
+
+#[test]
+fn lagging_follower_catches_up_from_a_chunked_snapshot() {
+    let tweak = |cfg: &mut Config| {
+        cfg.snapshot_threshold = 50;
+        cfg.snapshot_keep_entries = 0;
+        cfg.snapshot_chunk_bytes = 200;
+        cfg.max_inflight_snapshot_chunks = 2;
+    };
+    let mut c = InstantCluster::with_config(3, tweak);
+    let l = leader(&mut c);
+    let lagger = (l + 1) % 3;
+    c.down[lagger] = true;
+    write_keys(&mut c, 1, 300);
+    let l = leader(&mut c);
+    let st = c.nodes[l].status(c.now);
+    assert!(st.snapshot_index >= LogIndex(250), "{st:?}");
+    assert!(st.first_log_index > LogIndex(250), "{st:?}");
+    c.down[lagger] = false;
+    c.run(Duration::from_secs(1));
+    let snap = c.snapshots[lagger]
+        .as_ref()
+        .expect("the lagger installed a snapshot");
+    assert!(snap.meta.index >= LogIndex(250));
+    assert_eq!(
+        c.nodes[lagger].read_stale("k300").as_deref(),
+        Some("v1-300")
+    );
+    assert_eq!(c.nodes[lagger].kv().len(), 300);
+    assert_eq!(
+        c.nodes[lagger].kv().duplicate_of(ClientId(1), 300),
+        Some(Ok(OpResult::Set)),
+        "sessions travel with the snapshot"
+    );
+    // And it keeps up from the log afterwards.
+    write_keys(&mut c, 2, 3);
+    assert_eq!(c.nodes[lagger].read_stale("k3").as_deref(), Some("v2-3"));
+}
+
+#[test]
+fn restart_from_snapshot_and_log_tail() {
+    let mut c = InstantCluster::with_config(3, |cfg| {
+        cfg.snapshot_threshold = 40;
+        cfg.snapshot_keep_entries = 5;
+    });
+    write_keys(&mut c, 1, 100);
+    let l = leader(&mut c);
+    let snap = c.snapshots[l].clone().expect("snapshot taken");
+    let tail: Vec<Entry> = (snap.meta.index.0 + 1..=c.nodes[l].log().last_index().0)
+        .map(|i| c.nodes[l].log().get(LogIndex(i)).unwrap().clone())
+        .collect();
+    let hs = HardState {
+        term: c.nodes[l].term(),
+        voted_for: Some(c.nodes[l].id()),
+        commit: c.nodes[l].commit_index(),
+    };
+    let cfg = c.nodes[l].config().clone();
+    let restarted = RaftNode::new(
+        cfg,
+        Restored {
+            hard_state: hs,
+            snapshot: Some(snap),
+            entries: tail,
+        },
+        c.now,
+        7,
+    )
+    .unwrap();
+    assert_eq!(restarted.read_stale("k100").as_deref(), Some("v1-100"));
+    assert_eq!(restarted.applied_index(), c.nodes[l].applied_index());
+}
+
+#[test]
+fn transfer_moves_leadership_and_pauses_lease_reads() {
+    let mut c = InstantCluster::new(3);
+    write_keys(&mut c, 1, 3);
+    let old = leader(&mut c);
+    let target = (old + 1) % 3;
+    let target_id = c.nodes[target].id();
+    let now = c.now;
+    // Hold the messages so we can look at the old leader mid-transfer.
+    c.down[target] = true;
+    c.nodes[old].transfer_leadership(now, target_id).unwrap();
+    let r = c.nodes[old].read(now, ReadId(1), "k1".into()).unwrap();
+    assert_eq!(r, ReadNow::Pending, "no lease read during a transfer");
+    assert!(matches!(
+        c.nodes[old].propose(now, set(2, 1, "a", "b")),
+        Err(ProposeError::TransferInProgress { .. })
+    ));
+    c.down[target] = false;
+    c.run(Duration::from_secs(1));
+    assert_eq!(c.leader(), Some(target));
+    assert!(
+        c.reads.iter().any(|r| r.id == ReadId(1)),
+        "the pending read completed or failed"
+    );
+}
+
+#[test]
+fn transfer_to_an_unreachable_target_times_out_and_resumes() {
+    let mut c = InstantCluster::new(3);
+    let old = leader(&mut c);
+    let target = (old + 1) % 3;
+    c.down[target] = true;
+    let now = c.now;
+    let target_id = c.nodes[target].id();
+    c.nodes[old].transfer_leadership(now, target_id).unwrap();
+    assert_eq!(c.nodes[old].transfer_target(), Some(target_id));
+    c.run(Duration::from_millis(600));
+    assert_eq!(
+        c.nodes[old].transfer_target(),
+        None,
+        "the transfer timed out"
+    );
+    assert_eq!(c.leader(), Some(old));
+    let now = c.now;
+    assert!(matches!(
+        c.nodes[old].read(now, ReadId(2), "x".into()),
+        Ok(ReadNow::Served(None))
+    ));
+}
