@@ -207,6 +207,9 @@ pub enum DenyReason {
     /// Vote stickiness: this node heard from a live leader within the minimum
     /// election timeout (LEASES.md rule 9).
     LeaderAlive,
+    /// This node started empty to join a cluster and no leader has reached
+    /// it yet.
+    NotJoined,
 }
 
 /// Why a leader stepped down.

@@ -8,7 +8,7 @@ use super::replication::Progress;
 use super::{LeaderState, RaftNode};
 use crate::api::{DenyReason, Event, Role};
 use crate::message::{Message, MessageBody, RequestVote, RequestVoteResponse};
-use crate::types::{Entry, EntryPayload, NodeId, Term};
+use crate::types::{Entry, EntryPayload, LogIndex, NodeId, Term};
 
 impl RaftNode {
     /// The election timer fired: first ask whether we could win (pre-vote,
@@ -103,6 +103,9 @@ impl RaftNode {
             .is_up_to_date(req.last_log_index, req.last_log_term)
         {
             Some(DenyReason::LogBehind)
+        } else if self.membership().voters.is_empty() && self.log.last_index() == LogIndex::ZERO {
+            // A node waiting to join has no state to vouch for anyone.
+            Some(DenyReason::NotJoined)
         } else {
             None
         };

@@ -283,6 +283,13 @@ impl RaftNode {
             self.become_follower(self.term, Some(from));
         }
         self.last_leader_contact = Some(self.now);
+        // The leader of this term already won it, so recording a vote for it
+        // changes nothing for an honest node; but it makes a node that lost
+        // its state (a wiped node added back) refuse a second vote in this
+        // term to a late candidate.
+        if self.voted_for.is_none() {
+            self.voted_for = Some(from);
+        }
         self.reset_election_deadline();
         let lease = lease_duration
             .min(LEASE_DURATION_MAX)
