@@ -191,6 +191,7 @@ impl FileStorage {
             storage,
             Restored {
                 hard_state: restored_hs,
+                snapshot: None,
                 entries: scan.entries,
             },
             report,

@@ -4,13 +4,24 @@
 //! <index> <term> NO-OP crc=<crc32c>
 //! <index> <term> SET session=<client>:<seq> <key> <value> crc=<crc32c>
 //! <index> <term> DELETE session=<client>:<seq> <key> crc=<crc32c>
+//! <index> <term> CONFIG voters=<ids> learners=<ids> [addr=<id>:<address> ...] crc=<crc32c>
 //! ```
 //!
-//! Fields are separated by one space; keys and values are escaped
+//! Fields are separated by one space; keys, values and addresses are escaped
 //! ([`crate::escape`]); the checksum is CRC-32C of every byte before ` crc=`,
-//! as 8 lowercase hex digits. A later `CONFIG ...` kind fits the same shape.
+//! as 8 lowercase hex digits.
+//!
+//! A `CONFIG` line holds the whole new configuration: `<ids>` is a
+//! comma-separated list of node ids in increasing order, or `none`; one
+//! `addr=` field per node that has an address, in increasing id order, e.g.
+//! `17 3 CONFIG voters=1,2,3 learners=4 addr=1:10.0.0.1:7001 addr=4:db-4:7001`.
+//! The same configuration text is the `config` line of `snapshot.txt`.
 
-use raftkv_core::{ClientCommand, ClientId, Entry, EntryPayload, LogIndex, Op, Term};
+use std::collections::{BTreeMap, BTreeSet};
+
+use raftkv_core::{
+    ClientCommand, ClientId, Entry, EntryPayload, LogIndex, Membership, NodeId, Op, Term,
+};
 
 use crate::escape::{escape_into, unescape};
 
@@ -46,7 +57,16 @@ pub fn encode_into(entry: &Entry, out: &mut Vec<u8>) {
                 Op::Delete { key } => escape_into(key, out),
             }
         }
+        EntryPayload::Config(m) => {
+            out.extend_from_slice(b"CONFIG ");
+            encode_membership_into(m, out);
+        }
     }
+    push_crc_suffix(out, start);
+}
+
+/// Appends ` crc=<8 hex digits>\n`, the CRC-32C of `out[start..]`.
+pub(crate) fn push_crc_suffix(out: &mut Vec<u8>, start: usize) {
     let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(b" crc=");
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -58,8 +78,85 @@ pub fn encode_into(entry: &Entry, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Appends `voters=<ids> learners=<ids>` and one ` addr=<id>:<address>` per
+/// address (see the module docs).
+pub fn encode_membership_into(m: &Membership, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"voters=");
+    push_ids(out, &m.voters);
+    out.extend_from_slice(b" learners=");
+    push_ids(out, &m.learners);
+    for (id, addr) in &m.addrs {
+        out.extend_from_slice(b" addr=");
+        push_u64(out, id.0);
+        out.push(b':');
+        escape_into(addr, out);
+    }
+}
+
+fn push_ids(out: &mut Vec<u8>, ids: &BTreeSet<NodeId>) {
+    if ids.is_empty() {
+        out.extend_from_slice(b"none");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_u64(out, id.0);
+    }
+}
+
+/// Parses the fields [`encode_membership_into`] writes. Only the canonical
+/// spelling is accepted (ids increasing, `none` for an empty list), so a
+/// damaged field is noticed rather than read differently.
+pub fn decode_membership<'a>(
+    mut fields: impl Iterator<Item = &'a str>,
+) -> Result<Membership, String> {
+    let voters = parse_ids(fields.next(), "voters")?;
+    let learners = parse_ids(fields.next(), "learners")?;
+    let mut addrs = BTreeMap::new();
+    for field in fields {
+        let rest = field
+            .strip_prefix("addr=")
+            .ok_or_else(|| format!("expected addr=<id>:<address>, found {field:?}"))?;
+        let (id, addr) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("expected addr=<id>:<address>, found {field:?}"))?;
+        let id = NodeId(parse_u64(id, "address node id")?);
+        if addrs.last_key_value().is_some_and(|(last, _)| *last >= id) {
+            return Err(format!("addr of node {id} out of order"));
+        }
+        let addr = unescape(addr).map_err(|e| format!("address of node {id}: {e}"))?;
+        addrs.insert(id, addr);
+    }
+    Ok(Membership {
+        voters,
+        learners,
+        addrs,
+    })
+}
+
+fn parse_ids(field: Option<&str>, name: &str) -> Result<BTreeSet<NodeId>, String> {
+    let field = field.ok_or_else(|| format!("missing {name}="))?;
+    let list = field
+        .strip_prefix(name)
+        .and_then(|r| r.strip_prefix('='))
+        .ok_or_else(|| format!("expected {name}=<ids>, found {field:?}"))?;
+    let mut ids = BTreeSet::new();
+    if list == "none" {
+        return Ok(ids);
+    }
+    for part in list.split(',') {
+        let id = NodeId(parse_u64(part, name)?);
+        if ids.last().is_some_and(|last| *last >= id) {
+            return Err(format!("{name}: ids must be increasing, found {list:?}"));
+        }
+        ids.insert(id);
+    }
+    Ok(ids)
+}
+
 /// Decimal digits of `n`, without going through `fmt` (this is the hot path).
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -82,6 +179,12 @@ pub fn encode(entry: &Entry) -> String {
 
 /// Parses one line (without its `\n`). The error says what is wrong.
 pub fn decode(line: &[u8]) -> Result<Entry, String> {
+    decode_fields(check_crc(line)?)
+}
+
+/// Checks the ` crc=<8 hex digits>` suffix of `line` (without its `\n`) and
+/// returns the text before it.
+pub(crate) fn check_crc(line: &[u8]) -> Result<&str, String> {
     if line.len() < CRC_SUFFIX_LEN || &line[line.len() - CRC_SUFFIX_LEN..line.len() - 8] != b" crc="
     {
         return Err("line does not end with ` crc=<8 hex digits>`".into());
@@ -102,8 +205,7 @@ pub fn decode(line: &[u8]) -> Result<Entry, String> {
             "checksum mismatch: line says {stored:08x}, content gives {actual:08x}"
         ));
     }
-    let body = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
-    decode_fields(body)
+    std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))
 }
 
 fn decode_fields(body: &str) -> Result<Entry, String> {
@@ -124,6 +226,14 @@ fn decode_fields(body: &str) -> Result<Entry, String> {
                 Op::Delete { key }
             };
             EntryPayload::Command(ClientCommand { client_id, seq, op })
+        }
+        "CONFIG" => {
+            // The configuration takes every remaining field.
+            return Ok(Entry {
+                index,
+                term,
+                payload: EntryPayload::Config(decode_membership(fields)?),
+            });
         }
         other => return Err(format!("unknown command {other:?}")),
     };
@@ -150,7 +260,7 @@ fn parse_session(field: &str) -> Result<(ClientId, u64), String> {
     ))
 }
 
-fn parse_u64(field: &str, what: &str) -> Result<u64, String> {
+pub(crate) fn parse_u64(field: &str, what: &str) -> Result<u64, String> {
     // Canonical decimal only, so every entry has exactly one spelling.
     let canonical = !field.is_empty()
         && field.bytes().all(|b| b.is_ascii_digit())
@@ -197,6 +307,55 @@ mod tests {
             payload: EntryPayload::Noop,
         };
         assert!(encode(&noop).starts_with("1 1 NO-OP crc="));
+        let mut m = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+        m.learners.insert(NodeId(4));
+        m.addrs.insert(NodeId(1), "10.0.0.1:7001".into());
+        m.addrs.insert(NodeId(4), "db 4:7001".into());
+        let config = Entry {
+            index: LogIndex(17),
+            term: Term(3),
+            payload: EntryPayload::Config(m),
+        };
+        let line = encode(&config);
+        assert!(
+            line.starts_with(
+                "17 3 CONFIG voters=1,2,3 learners=4 addr=1:10.0.0.1:7001 addr=4:db\\s4:7001 crc="
+            ),
+            "{line}"
+        );
+        assert_eq!(decode(line.trim_end().as_bytes()).unwrap(), config);
+        let empty = Entry {
+            payload: EntryPayload::Config(Membership::default()),
+            ..config
+        };
+        let line = encode(&empty);
+        assert!(
+            line.starts_with("17 3 CONFIG voters=none learners=none crc="),
+            "{line}"
+        );
+        assert_eq!(decode(line.trim_end().as_bytes()).unwrap(), empty);
+    }
+
+    #[test]
+    fn non_canonical_configs_are_rejected() {
+        for body in [
+            "1 1 CONFIG voters=2,1 learners=none",
+            "1 1 CONFIG voters=1,1 learners=none",
+            "1 1 CONFIG voters= learners=none",
+            "1 1 CONFIG voters=01 learners=none",
+            "1 1 CONFIG learners=none voters=1",
+            "1 1 CONFIG voters=1",
+            "1 1 CONFIG voters=1 learners=none addr=2:b addr=1:a",
+            "1 1 CONFIG voters=1 learners=none addr=1:a addr=1:a",
+            "1 1 CONFIG voters=1 learners=none addr=1",
+            "1 1 CONFIG voters=1 learners=none addr=1:",
+            "1 1 CONFIG voters=1 learners=none x",
+        ] {
+            let mut line = body.as_bytes().to_vec();
+            push_crc_suffix(&mut line, 0);
+            line.pop();
+            assert!(decode(&line).is_err(), "{body:?} accepted");
+        }
     }
 
     #[test]
@@ -227,8 +386,20 @@ mod tests {
             (any::<String>(), any::<String>()).prop_map(|(key, value)| Op::Set { key, value }),
             any::<String>().prop_map(|key| Op::Delete { key }),
         ];
+        let ids = || proptest::collection::btree_set((0u64..20).prop_map(NodeId), 0..5);
+        let membership = (
+            ids(),
+            ids(),
+            proptest::collection::btree_map((0u64..20).prop_map(NodeId), any::<String>(), 0..4),
+        )
+            .prop_map(|(voters, learners, addrs)| Membership {
+                voters,
+                learners,
+                addrs,
+            });
         let payload = prop_oneof![
             Just(EntryPayload::Noop),
+            membership.prop_map(EntryPayload::Config),
             (any::<u64>(), any::<u64>(), op).prop_map(|(c, seq, op)| EntryPayload::Command(
                 ClientCommand {
                     client_id: ClientId(c),

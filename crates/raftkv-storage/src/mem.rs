@@ -41,6 +41,7 @@ impl MemStorage {
         let last_term = self.synced.last().map_or(Term(0), |e| e.term);
         Restored {
             hard_state: recovered_hard_state(self.hard_state, last_term),
+            snapshot: None,
             entries: self.synced.clone(),
         }
     }
