@@ -3,12 +3,16 @@
 //! it for [`crate::FileStorage`] and [`crate::MemStorage`]). Failures panic
 //! with a message naming the check.
 
+use std::collections::BTreeMap;
+
 use raftkv_core::{
-    ClientCommand, ClientId, Entry, EntryPayload, HardState, LogIndex, NodeId, Op, Restored, Term,
+    ClientCommand, ClientId, Entry, EntryPayload, HardState, KvData, LogIndex, Membership, NodeId,
+    Op, OpResult, Ready, Restored, SessionRecord, Snapshot, SnapshotMeta, SnapshotOrigin,
+    SnapshotWrite, Term,
 };
 
 use crate::error::StorageError;
-use crate::storage::{persist_ready, Storage};
+use crate::storage::{persist_ready, saved_compactions, Storage};
 
 /// Makes and restarts stores for the suite.
 pub trait StorageFactory {
@@ -35,6 +39,18 @@ pub fn run_all<F: StorageFactory>(factory: &mut F) {
     reopen_restores_synced(factory);
     crash_keeps_synced(factory);
     persist_ready_order(factory);
+}
+
+/// The snapshot checks.
+pub fn run_snapshot_checks<F: StorageFactory>(factory: &mut F) {
+    compaction_then_reopen(factory);
+    installed_keeps_matching_suffix(factory);
+    installed_without_suffix(factory);
+    older_snapshot_ignored(factory);
+    bad_compaction_refused(factory);
+    crash_after_compaction(factory);
+    persist_ready_snapshots_before_entries(factory);
+    config_entries_round_trip(factory);
 }
 
 /// A command entry whose content depends on (index, term), so a mixed-up
@@ -72,8 +88,383 @@ pub fn entries(lo: u64, hi: u64, term: u64) -> Vec<Entry> {
 }
 
 fn all<S: Storage>(s: &S) -> Vec<Entry> {
-    s.entries(LogIndex(1), s.last_index())
+    s.entries(s.first_index(), s.last_index())
         .expect("read the whole log")
+}
+
+/// A snapshot at `(index, term)` whose content depends on both, with a
+/// configuration, sessions, and keys that need escaping.
+pub fn snapshot(index: u64, term: u64, keys: u64) -> Snapshot {
+    let mut membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+    membership.learners.insert(NodeId(4));
+    membership.addrs = BTreeMap::from([
+        (NodeId(1), "10.0.0.1:7001".to_owned()),
+        (NodeId(4), format!("host {term}:7004")),
+    ]);
+    let mut data = KvData::new();
+    for k in 0..keys {
+        let value = if k % 11 == 3 {
+            String::new()
+        } else {
+            format!("v{index}/{term} k{k}\t\\ é")
+        };
+        data.insert(format!("key {k:05}"), value);
+    }
+    Snapshot {
+        meta: SnapshotMeta {
+            index: LogIndex(index),
+            term: Term(term),
+            membership,
+        },
+        data,
+        sessions: vec![
+            SessionRecord {
+                client_id: ClientId(3),
+                last_seq: 17,
+                last_result: OpResult::Set,
+                last_index: LogIndex(index.saturating_sub(2)),
+            },
+            SessionRecord {
+                client_id: ClientId(9),
+                last_seq: 2,
+                last_result: OpResult::Deleted { existed: true },
+                last_index: LogIndex(index),
+            },
+            SessionRecord {
+                client_id: ClientId(12),
+                last_seq: 5,
+                last_result: OpResult::Deleted { existed: false },
+                last_index: LogIndex(1),
+            },
+        ],
+    }
+}
+
+pub fn compaction(index: u64, term: u64) -> SnapshotWrite {
+    SnapshotWrite {
+        snapshot: snapshot(index, term, 50),
+        origin: SnapshotOrigin::Compaction,
+    }
+}
+
+pub fn installed(index: u64, term: u64, keep_log_suffix: bool) -> SnapshotWrite {
+    SnapshotWrite {
+        snapshot: snapshot(index, term, 70),
+        origin: SnapshotOrigin::Installed { keep_log_suffix },
+    }
+}
+
+/// Checks what a restart recovers the way the core will: entries strictly
+/// after the snapshot, consecutive, terms non-decreasing from the
+/// snapshot's. Returns the last (index, term).
+pub fn check_restored(r: &Restored, check: &str) -> (LogIndex, Term) {
+    let (mut index, mut term) = r
+        .snapshot
+        .as_ref()
+        .map_or((LogIndex(0), Term(0)), |s| (s.meta.index, s.meta.term));
+    for e in &r.entries {
+        assert!(
+            e.index == index.next() && e.term >= term,
+            "{check}: restored entry {} (term {}) does not follow {index} (term {term})",
+            e.index,
+            e.term
+        );
+        (index, term) = (e.index, e.term);
+    }
+    (index, term)
+}
+
+fn restored_snapshot(r: &Restored) -> Option<&Snapshot> {
+    r.snapshot.as_ref()
+}
+
+pub fn compaction_then_reopen<F: StorageFactory>(f: &mut F) {
+    let mut s = f.create();
+    s.append(&entries(1, 60, 1)).unwrap();
+    s.append(&entries(61, 100, 2)).unwrap();
+    s.sync().unwrap();
+    let snap = compaction(70, 2);
+    s.save_snapshot(&snap).unwrap();
+    assert_eq!(s.first_index(), LogIndex(71), "compaction: first index");
+    assert_eq!((s.last_index(), s.last_term()), (LogIndex(100), Term(2)));
+    assert_eq!(all(&s), entries(71, 100, 2), "compaction: the suffix stays");
+    assert!(
+        matches!(
+            s.entries(LogIndex(70), LogIndex(80)),
+            Err(StorageError::OutOfRange { .. })
+        ),
+        "compaction: compacted entries cannot be read"
+    );
+    assert_eq!(s.snapshot_meta(), Some(&snap.snapshot.meta));
+    assert_eq!(s.snapshot().unwrap().as_ref(), Some(&snap.snapshot));
+    let (mut s, r) = f.reopen(s);
+    assert_eq!(
+        restored_snapshot(&r),
+        Some(&snap.snapshot),
+        "compaction: the snapshot must come back whole"
+    );
+    assert_eq!(
+        r.entries,
+        entries(71, 100, 2),
+        "compaction: entries after it"
+    );
+    check_restored(&r, "compaction");
+    assert_eq!(s.first_index(), LogIndex(71));
+    // The reopened store keeps working: appends, conflicts, more snapshots.
+    assert!(
+        matches!(
+            s.append(&entries(70, 72, 2)),
+            Err(StorageError::Compacted { .. })
+        ),
+        "compaction: an append below the first index must be refused"
+    );
+    s.append(&entries(95, 110, 3)).unwrap();
+    s.sync().unwrap();
+    let snap2 = compaction(110, 3);
+    s.save_snapshot(&snap2).unwrap();
+    assert_eq!(s.first_index(), LogIndex(111));
+    assert_eq!((s.last_index(), s.last_term()), (LogIndex(110), Term(3)));
+    assert_eq!(all(&s), vec![]);
+    s.append(&entries(111, 112, 3)).unwrap();
+    s.sync().unwrap();
+    let (s, r) = f.reopen(s);
+    assert_eq!(restored_snapshot(&r), Some(&snap2.snapshot));
+    assert_eq!(r.entries, entries(111, 112, 3));
+    assert_eq!(all(&s), entries(111, 112, 3));
+}
+
+pub fn installed_keeps_matching_suffix<F: StorageFactory>(f: &mut F) {
+    let mut s = f.create();
+    s.append(&entries(1, 50, 1)).unwrap();
+    s.sync().unwrap();
+    let snap = installed(30, 1, true);
+    s.save_snapshot(&snap).unwrap();
+    assert_eq!(
+        all(&s),
+        entries(31, 50, 1),
+        "installed: matching suffix kept"
+    );
+    let (mut s, r) = f.reopen(s);
+    assert_eq!(restored_snapshot(&r), Some(&snap.snapshot));
+    assert_eq!(r.entries, entries(31, 50, 1));
+    // keep_log_suffix, but the log has another term there: Raft §7 says
+    // drop it all.
+    let snap = installed(40, 2, true);
+    s.save_snapshot(&snap).unwrap();
+    assert_eq!(all(&s), vec![], "installed: a mismatching suffix must go");
+    assert_eq!((s.last_index(), s.last_term()), (LogIndex(40), Term(2)));
+    s.append(&entries(41, 42, 2)).unwrap();
+    s.sync().unwrap();
+    let (_, r) = f.reopen(s);
+    assert_eq!(restored_snapshot(&r), Some(&snap.snapshot));
+    assert_eq!(r.entries, entries(41, 42, 2));
+}
+
+pub fn installed_without_suffix<F: StorageFactory>(f: &mut F) {
+    let mut s = f.create();
+    s.append(&entries(1, 50, 1)).unwrap();
+    s.sync().unwrap();
+    // Within the log, with the same term, but the core says drop it all.
+    let snap = installed(20, 1, false);
+    s.save_snapshot(&snap).unwrap();
+    assert_eq!(all(&s), vec![], "installed: no suffix kept");
+    assert_eq!((s.last_index(), s.last_term()), (LogIndex(20), Term(1)));
+    let (mut s, r) = f.reopen(s);
+    assert_eq!(restored_snapshot(&r), Some(&snap.snapshot));
+    assert_eq!(r.entries, vec![], "installed: no suffix after a reopen");
+    // Past the end of the log.
+    s.append(&entries(21, 25, 1)).unwrap();
+    let snap = installed(90, 4, false);
+    s.save_snapshot(&snap).unwrap();
+    assert_eq!(
+        (s.first_index(), s.last_index()),
+        (LogIndex(91), LogIndex(90))
+    );
+    assert_eq!(s.last_term(), Term(4));
+    assert!(
+        matches!(s.append(&entries(92, 92, 4)), Err(StorageError::Gap { .. })),
+        "installed: a hole after the snapshot must be refused"
+    );
+    assert!(
+        matches!(
+            s.append(&entries(91, 91, 3)),
+            Err(StorageError::BadSequence { .. })
+        ),
+        "installed: a term below the snapshot's must be refused"
+    );
+    s.append(&entries(91, 93, 4)).unwrap();
+    s.sync().unwrap();
+    let (s, r) = f.crash(s);
+    assert_eq!(restored_snapshot(&r), Some(&snap.snapshot));
+    assert_eq!(r.entries, entries(91, 93, 4));
+    assert_eq!(
+        r.hard_state.term,
+        Term(4),
+        "installed: the restored term is at least the snapshot's"
+    );
+    assert_eq!(all(&s), entries(91, 93, 4));
+}
+
+pub fn older_snapshot_ignored<F: StorageFactory>(f: &mut F) {
+    let mut s = f.create();
+    s.append(&entries(1, 30, 1)).unwrap();
+    s.sync().unwrap();
+    let snap = compaction(20, 1);
+    s.save_snapshot(&snap).unwrap();
+    s.save_snapshot(&compaction(10, 1)).unwrap();
+    s.save_snapshot(&installed(20, 1, false)).unwrap();
+    assert_eq!(
+        s.snapshot_meta(),
+        Some(&snap.snapshot.meta),
+        "an older (or equal) snapshot must never replace a later one"
+    );
+    assert_eq!(all(&s), entries(21, 30, 1));
+    let (_, r) = f.reopen(s);
+    assert_eq!(restored_snapshot(&r), Some(&snap.snapshot));
+    assert_eq!(r.entries, entries(21, 30, 1));
+}
+
+pub fn bad_compaction_refused<F: StorageFactory>(f: &mut F) {
+    let mut s = f.create();
+    s.append(&entries(1, 10, 2)).unwrap();
+    s.sync().unwrap();
+    for (snap, why) in [
+        (compaction(11, 2), "past the end of the log"),
+        (compaction(5, 1), "with another term than the log's"),
+    ] {
+        assert!(
+            matches!(
+                s.save_snapshot(&snap),
+                Err(StorageError::SnapshotRejected { .. })
+            ),
+            "a compaction snapshot {why} must be refused"
+        );
+    }
+    assert_eq!(s.snapshot_meta(), None);
+    assert_eq!(
+        all(&s),
+        entries(1, 10, 2),
+        "a refused snapshot changes nothing"
+    );
+    s.save_snapshot(&compaction(5, 2)).unwrap();
+    assert_eq!(s.first_index(), LogIndex(6));
+}
+
+pub fn crash_after_compaction<F: StorageFactory>(f: &mut F) {
+    let mut s = f.create();
+    s.append(&entries(1, 20, 1)).unwrap();
+    s.sync().unwrap();
+    s.append(&entries(21, 30, 1)).unwrap(); // not synced
+    let snap = compaction(15, 1);
+    s.save_snapshot(&snap).unwrap();
+    let (mut s, r) = f.crash(s);
+    assert_eq!(
+        restored_snapshot(&r),
+        Some(&snap.snapshot),
+        "crash: a saved snapshot is durable"
+    );
+    check_restored(&r, "crash after compaction");
+    if f.crash_loses_unsynced() {
+        assert_eq!(
+            r.entries,
+            entries(16, 20, 1),
+            "crash: synced entries after it"
+        );
+    } else {
+        assert!(
+            r.entries == entries(16, 20, 1) || r.entries == entries(16, 30, 1),
+            "crash: the synced entries after the snapshot, maybe the unsynced ones"
+        );
+    }
+    assert_eq!(all(&s), r.entries);
+    // An installed snapshot with unsynced appends before it.
+    let last = s.last_index().0;
+    s.append(&entries(last + 1, last + 5, 2)).unwrap();
+    let snap = installed(last + 3, 2, true);
+    s.save_snapshot(&snap).unwrap();
+    let (_, r) = f.crash(s);
+    assert_eq!(restored_snapshot(&r), Some(&snap.snapshot));
+    let (end, _) = check_restored(&r, "crash after install");
+    assert!(
+        end == LogIndex(last + 3) || end == LogIndex(last + 5),
+        "crash after install: log ends at {end}"
+    );
+}
+
+pub fn persist_ready_snapshots_before_entries<F: StorageFactory>(f: &mut F) {
+    let mut s = f.create();
+    persist_ready(
+        &mut s,
+        &Ready {
+            hard_state: Some(HardState {
+                term: Term(1),
+                voted_for: Some(NodeId(2)),
+                commit: LogIndex(0),
+            }),
+            must_sync: true,
+            entries: entries(1, 10, 1),
+            ..Ready::default()
+        },
+    )
+    .unwrap();
+    // A leader sends a snapshot past our log; the same Ready appends after
+    // it. Snapshots go first, or the append would leave a hole.
+    let hs = HardState {
+        term: Term(3),
+        voted_for: None,
+        commit: LogIndex(40),
+    };
+    let snap = installed(40, 3, false);
+    let ready = Ready {
+        hard_state: Some(hs),
+        must_sync: true,
+        snapshots: vec![snap.clone()],
+        entries: entries(41, 45, 3),
+        ..Ready::default()
+    };
+    persist_ready(&mut s, &ready).unwrap();
+    assert_eq!(saved_compactions(&ready), vec![]);
+    let (mut s, r) = f.crash(s);
+    assert_eq!(restored_snapshot(&r), Some(&snap.snapshot));
+    assert_eq!(r.entries, entries(41, 45, 3));
+    assert_eq!(r.hard_state, hs);
+    // A compaction of durable entries, then more entries.
+    let ready = Ready {
+        hard_state: Some(HardState {
+            commit: LogIndex(45),
+            ..hs
+        }),
+        must_sync: true,
+        snapshots: vec![compaction(43, 3), compaction(45, 3)],
+        entries: entries(46, 47, 3),
+        ..Ready::default()
+    };
+    persist_ready(&mut s, &ready).unwrap();
+    assert_eq!(saved_compactions(&ready), vec![LogIndex(43), LogIndex(45)]);
+    let (_, r) = f.crash(s);
+    assert_eq!(
+        r.snapshot.as_ref().map(|s| s.meta.index),
+        Some(LogIndex(45))
+    );
+    assert_eq!(r.entries, entries(46, 47, 3));
+}
+
+pub fn config_entries_round_trip<F: StorageFactory>(f: &mut F) {
+    let mut s = f.create();
+    let mut log = entries(1, 3, 1);
+    let mut m = Membership::with_voters([NodeId(1), NodeId(2)]);
+    m.learners.insert(NodeId(7));
+    m.addrs.insert(NodeId(7), "new node:7001".into());
+    log.push(Entry {
+        index: LogIndex(4),
+        term: Term(1),
+        payload: EntryPayload::Config(m),
+    });
+    s.append(&log).unwrap();
+    s.sync().unwrap();
+    let (s, r) = f.reopen(s);
+    assert_eq!(r.entries, log, "config entries must come back");
+    assert_eq!(all(&s), log);
 }
 
 pub fn append_and_read<F: StorageFactory>(f: &mut F) {

@@ -46,13 +46,26 @@ pub enum StorageError {
         prev_index: LogIndex,
         prev_term: Term,
     },
+    /// An append at or below the snapshot index: those entries are
+    /// compacted into the snapshot.
+    #[error(
+        "append starting at index {first} is covered by the snapshot at index {snapshot_index}"
+    )]
+    Compacted {
+        first: LogIndex,
+        snapshot_index: LogIndex,
+    },
     /// A read outside the stored log.
-    #[error("entries {lo}..={hi} requested but the log holds 1..={last}")]
+    #[error("entries {lo}..={hi} requested but the log holds {first}..={last}")]
     OutOfRange {
         lo: LogIndex,
         hi: LogIndex,
+        first: LogIndex,
         last: LogIndex,
     },
+    /// A snapshot that contradicts the log (see `Storage::save_snapshot`).
+    #[error("snapshot at index {index} refused: {reason}")]
+    SnapshotRejected { index: LogIndex, reason: String },
     /// A value that cannot be encoded (for example a key or value too large).
     #[error("cannot store entry {index}: {reason}")]
     Unencodable { index: LogIndex, reason: String },

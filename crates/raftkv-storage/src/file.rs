@@ -7,7 +7,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use raftkv_core::{Entry, HardState, LogIndex, NodeId, Restored, Term};
+use raftkv_core::{
+    Entry, HardState, LogIndex, NodeId, Restored, Snapshot, SnapshotMeta, SnapshotWrite, Term,
+};
 
 use crate::error::StorageError;
 use crate::lock::DirLock;
@@ -264,7 +266,9 @@ impl FileStorage {
 impl Storage for FileStorage {
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         self.check_running()?;
-        check_append(entries, self.last_index(), |i| self.terms[i.0 as usize - 1])?;
+        check_append(entries, (LogIndex(0), Term(0)), self.last_index(), |i| {
+            self.terms[i.0 as usize - 1]
+        })?;
         let Some(first) = entries.first() else {
             return Ok(());
         };
@@ -316,6 +320,24 @@ impl Storage for FileStorage {
         self.hard_state
     }
 
+    fn save_snapshot(&mut self, write: &SnapshotWrite) -> Result<(), StorageError> {
+        self.check_running()?;
+        // snapshot.txt comes in the next commit; until then refuse rather
+        // than pretend (fail-stop).
+        Err(self.stop(StorageError::SnapshotRejected {
+            index: write.snapshot.meta.index,
+            reason: "this build of FileStorage cannot store snapshots yet".into(),
+        }))
+    }
+
+    fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
+        None
+    }
+
+    fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(None)
+    }
+
     fn last_index(&self) -> LogIndex {
         LogIndex(self.offsets.len() as u64)
     }
@@ -327,7 +349,12 @@ impl Storage for FileStorage {
     fn entries(&self, lo: LogIndex, hi: LogIndex) -> Result<Vec<Entry>, StorageError> {
         let last = self.last_index();
         if lo.0 == 0 || hi > last || lo > hi.next() {
-            return Err(StorageError::OutOfRange { lo, hi, last });
+            return Err(StorageError::OutOfRange {
+                lo,
+                hi,
+                first: LogIndex(1),
+                last,
+            });
         }
         if lo > hi {
             return Ok(Vec::new());

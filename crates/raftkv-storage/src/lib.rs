@@ -28,6 +28,6 @@ pub use file::{node_dir_name, FileStorage, FileStorageOptions, OpenReport, TornT
 pub use lock::LOCK_FILE;
 pub use mem::MemStorage;
 pub use storage::{
-    persist_ready, persist_ready_with, recovered_hard_state, PersistOptions, Storage,
-    DEFAULT_COMMIT_SAVE_INTERVAL,
+    persist_ready, persist_ready_with, recovered_hard_state, saved_compactions, PersistOptions,
+    Storage, DEFAULT_COMMIT_SAVE_INTERVAL,
 };

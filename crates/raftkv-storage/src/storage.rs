@@ -1,7 +1,9 @@
 //! The storage contract shared by the file store and the simulator's model,
 //! and [`persist_ready`], which writes one core `Ready` in a crash-safe order.
 
-use raftkv_core::{Entry, HardState, LogIndex, Ready, Term};
+use raftkv_core::{
+    Entry, HardState, LogIndex, Ready, Snapshot, SnapshotMeta, SnapshotOrigin, SnapshotWrite, Term,
+};
 
 use crate::error::StorageError;
 
@@ -9,22 +11,30 @@ use crate::error::StorageError;
 /// [`crate::MemStorage`] (the simulator's model); both pass the one
 /// conformance suite in [`crate::conformance`].
 ///
-/// - **No holes.** The log always holds indexes `1..=last_index()`,
-///   consecutive, with non-decreasing terms.
+/// - **A snapshot, then a log after it, no holes.** The store holds at most
+///   one snapshot (the latest saved, at `snapshot index` =
+///   [`Storage::first_index`]` - 1`, 0 without one) and the log entries
+///   `first_index()..=last_index()`, consecutive, with non-decreasing terms
+///   (the first one's term at least the snapshot's).
 /// - **Writes apply in order.** After a crash, the log is the one as of the
 ///   last successful [`Storage::sync`], with nothing from later appends
 ///   (the file store may keep some unsynced appends that reached the disk,
 ///   but only whole entries, in order, never a hole).
-/// - **Hard state is durable when [`Storage::save_hard_state`] returns.**
+/// - **Hard state and snapshots are durable when [`Storage::save_hard_state`]
+///   / [`Storage::save_snapshot`] return**; a snapshot together with the log
+///   cut that goes with it: a crash at any point leaves either the old
+///   snapshot and log or the new snapshot and the log after it.
 /// - **Fail-stop.** After a failed write or sync, every later mutating call
 ///   returns an error; the store never acknowledges what it cannot promise.
 pub trait Storage {
     /// Appends entries. If `entries[0].index <= last_index()`, the log is
     /// first truncated from `entries[0].index` (a conflicting suffix).
     /// Entries must be consecutive with non-decreasing terms (also against
-    /// the entry before them), and `entries[0].index <= last_index() + 1`,
-    /// otherwise [`StorageError::Gap`] / [`StorageError::BadSequence`].
-    /// Not durable until [`Storage::sync`]. An empty slice is a no-op.
+    /// the entry before them, or the snapshot), and
+    /// `first_index() <= entries[0].index <= last_index() + 1`, otherwise
+    /// [`StorageError::Gap`] / [`StorageError::BadSequence`] /
+    /// [`StorageError::Compacted`]. Not durable until [`Storage::sync`]. An
+    /// empty slice is a no-op.
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError>;
     /// Makes every append so far durable (one fdatasync for many appends:
     /// group commit).
@@ -33,18 +43,47 @@ pub trait Storage {
     fn save_hard_state(&mut self, hs: &HardState) -> Result<(), StorageError>;
     /// The hard state as last saved (not raised by recovery).
     fn hard_state(&self) -> HardState;
+    /// Saves a snapshot and cuts the log as its origin says
+    /// ([`SnapshotOrigin`]); both durable when it returns:
+    /// - the entries up to the snapshot index go;
+    /// - the entries after it stay for a `Compaction`, and for an
+    ///   `Installed { keep_log_suffix: true }` when the log holds the
+    ///   snapshot's last entry with the snapshot's term (Raft §7); otherwise
+    ///   the whole log goes (the next append starts at the snapshot index + 1).
+    ///
+    /// A snapshot not newer than the stored one is ignored (a later snapshot
+    /// is never replaced by an earlier one). A `Compaction` snapshot must
+    /// describe durable entries: one whose last entry is not in the log with
+    /// its term is refused ([`StorageError::SnapshotRejected`]).
+    fn save_snapshot(&mut self, write: &SnapshotWrite) -> Result<(), StorageError>;
+    /// Index, term and configuration of the stored snapshot.
+    fn snapshot_meta(&self) -> Option<&SnapshotMeta>;
+    /// The stored snapshot, whole (the file store reads it back from disk).
+    fn snapshot(&self) -> Result<Option<Snapshot>, StorageError>;
+    /// The first index the log can hold: the snapshot index + 1 (1 without a
+    /// snapshot).
+    fn first_index(&self) -> LogIndex {
+        self.snapshot_meta().map_or(LogIndex(1), |m| m.index.next())
+    }
+    /// The last entry's index; the snapshot index when the log after the
+    /// snapshot is empty; 0 when there is neither.
     fn last_index(&self) -> LogIndex;
-    /// Term of the last entry, `Term(0)` when the log is empty.
+    /// Term of [`Storage::last_index`] (the snapshot's term when the log is
+    /// empty), `Term(0)` when there is neither.
     fn last_term(&self) -> Term;
-    /// Entries `lo..=hi`; all must be present (`1 <= lo`, `hi <= last_index()`).
+    /// Entries `lo..=hi`; all must be present
+    /// (`first_index() <= lo`, `hi <= last_index()`).
     /// `lo == hi + 1` gives an empty vector.
     fn entries(&self, lo: LogIndex, hi: LogIndex) -> Result<Vec<Entry>, StorageError>;
 }
 
-/// Checks an append batch against the log it goes into. `term_at(i)` is the
-/// term of stored entry `i` (only asked for `1 <= i <= last`).
+/// Checks an append batch against the log it goes into: `snap` is the
+/// snapshot's (index, term) ((0, 0) without one), `last` the last index,
+/// `term_at(i)` the term of stored entry `i` (only asked for
+/// `snap.0 < i <= last`).
 pub(crate) fn check_append(
     entries: &[Entry],
+    snap: (LogIndex, Term),
     last: LogIndex,
     term_at: impl Fn(LogIndex) -> Term,
 ) -> Result<(), StorageError> {
@@ -57,11 +96,17 @@ pub(crate) fn check_append(
             last,
         });
     }
+    if first.index <= snap.0 {
+        return Err(StorageError::Compacted {
+            first: first.index,
+            snapshot_index: snap.0,
+        });
+    }
     let prev_index = first.index.prev();
     let mut prev = (
         prev_index,
-        if prev_index.0 == 0 {
-            Term(0)
+        if prev_index == snap.0 {
+            snap.1
         } else {
             term_at(prev_index)
         },
@@ -78,6 +123,54 @@ pub(crate) fn check_append(
         prev = (e.index, e.term);
     }
     Ok(())
+}
+
+/// What saving a snapshot does to a store's log (see
+/// [`Storage::save_snapshot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SnapshotPlan {
+    /// Not newer than the stored snapshot: nothing to do.
+    Skip,
+    /// Store it; keep the log entries after its index, or drop the whole log.
+    Apply { keep_suffix: bool },
+}
+
+/// Decides what [`Storage::save_snapshot`] does. `stored` is the stored
+/// snapshot's index, `term_at(i)` the term of log entry `i` if the log
+/// holds it.
+pub(crate) fn plan_snapshot(
+    write: &SnapshotWrite,
+    stored: LogIndex,
+    term_at: impl Fn(LogIndex) -> Option<Term>,
+) -> Result<SnapshotPlan, StorageError> {
+    let meta = &write.snapshot.meta;
+    if meta.index <= stored {
+        tracing::debug!(
+            index = %meta.index,
+            stored = %stored,
+            "snapshot not newer than the stored one: ignored"
+        );
+        return Ok(SnapshotPlan::Skip);
+    }
+    let matches = term_at(meta.index) == Some(meta.term);
+    let keep_suffix = match write.origin {
+        SnapshotOrigin::Compaction if !matches => {
+            return Err(StorageError::SnapshotRejected {
+                index: meta.index,
+                reason: format!(
+                    "a compaction snapshot (term {}) must cover durable log entries, but the log {}",
+                    meta.term,
+                    match term_at(meta.index) {
+                        Some(t) => format!("has term {t} there"),
+                        None => "does not hold that index".into(),
+                    }
+                ),
+            });
+        }
+        SnapshotOrigin::Compaction => true,
+        SnapshotOrigin::Installed { keep_log_suffix } => keep_log_suffix && matches,
+    };
+    Ok(SnapshotPlan::Apply { keep_suffix })
 }
 
 /// The hard state a restart reports: if the log's last term is above the
@@ -125,15 +218,40 @@ pub fn persist_ready(storage: &mut impl Storage, ready: &Ready) -> Result<(), St
     persist_ready_with(storage, ready, PersistOptions::default())
 }
 
+/// The indexes of the `Compaction` snapshots of `ready`, in order: after
+/// [`persist_ready`] returns `Ok`, the driver reports each with
+/// `RaftNode::on_snapshot_saved(now, index)` (`persist_ready` has no node to
+/// call). Installed snapshots need no report.
+///
+/// ```ignore
+/// persist_ready(&mut storage, &ready)?;
+/// for index in saved_compactions(&ready) {
+///     node.on_snapshot_saved(now, index);
+/// }
+/// ```
+pub fn saved_compactions(ready: &Ready) -> Vec<LogIndex> {
+    ready
+        .snapshots
+        .iter()
+        .filter(|w| w.origin == SnapshotOrigin::Compaction)
+        .map(|w| w.snapshot.meta.index)
+        .collect()
+}
+
 /// Persists one core `Ready`. Returns `Ok` once everything that must be
 /// durable is. The order:
 /// 1. a changed term or vote is saved first (durable), with the *stored*
 ///    commit index: the Ready's commit may point at its own entries, which
 ///    are not durable yet. Saving term and vote before the entries means a
 ///    crash can never leave entries of a term the node does not remember.
-/// 2. the entries are appended and, when `must_sync` (or entries exist),
+/// 2. the snapshots, in order, each durable with its log cut
+///    ([`Storage::save_snapshot`]), before the entries: an `Installed`
+///    snapshot may empty the log that the entries then go into. The driver
+///    then reports the `Compaction` ones to the node
+///    ([`saved_compactions`]).
+/// 3. the entries are appended and, when `must_sync` (or entries exist),
 ///    synced with one fdatasync.
-/// 3. a commit index that moved on is saved lazily: when it is at least
+/// 4. a commit index that moved on is saved lazily: when it is at least
 ///    `commit_save_interval` past the stored one, or when forced, or together
 ///    with a term or vote change. It is clamped to the last durable index.
 pub fn persist_ready_with(
@@ -158,6 +276,9 @@ pub fn persist_ready_with(
             })?;
             vote_changed = true;
         }
+    }
+    for write in &ready.snapshots {
+        storage.save_snapshot(write)?;
     }
     if !ready.entries.is_empty() {
         storage.append(&ready.entries)?;
