@@ -253,6 +253,9 @@ impl Cluster {
                     Err(ProposeError::TooManyPending { .. }) => {
                         self.respond(client, attempt, Resp::Redirect(None))
                     }
+                    Err(ProposeError::TransferInProgress { target }) => {
+                        self.respond(client, attempt, Resp::Redirect(Some(target)))
+                    }
                     Err(e) => self.fail(format!("client: a valid write was refused: {e}")),
                 }
             }

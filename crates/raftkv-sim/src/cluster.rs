@@ -16,13 +16,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use raftkv_core::{
-    ClientCommand, ClientId, Config, Entry, HardState, LogIndex, Message, MessageBody, MonoTime,
-    NodeId, RaftNode, ReadId, Ready, Role, Status, Term, UnsafeTestKnobs,
+    ClientCommand, ClientId, ConfChange, ConfChangeError, ConfChangeResult, Config, Entry,
+    EntryPayload, Event, HardState, LogIndex, Membership, Message, MessageBody, MonoTime, NodeId,
+    RaftNode, ReadId, Ready, Role, SnapshotOrigin, Status, Term, TransferError, UnsafeTestKnobs,
 };
-use raftkv_storage::{MemStorage, Storage};
 
 use crate::client::{Req, Resp, SimClient, Workload};
 use crate::clock::Clock;
+use crate::disk::SimDisk;
 use crate::rng::SimRng;
 use crate::trace::{fmt_msg, fmt_real};
 
@@ -91,7 +92,11 @@ impl Default for ClientConfig {
 /// Everything that defines a cluster, before any fault.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
+    /// The bootstrap voters: nodes `1..=nodes`.
     pub nodes: usize,
+    /// Spare nodes `nodes+1..=nodes+spares`, started in join mode (no
+    /// bootstrap voters): they wait as non-members until a leader adds them.
+    pub spares: usize,
     pub seed: u64,
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
@@ -104,6 +109,12 @@ pub struct ClusterConfig {
     pub max_inflight_appends: usize,
     pub max_pending_proposals: usize,
     pub max_pending_reads: usize,
+    /// Snapshot settings of the core (small values: compaction and
+    /// InstallSnapshot in every run).
+    pub snapshot_threshold: u64,
+    pub snapshot_keep_entries: u64,
+    pub snapshot_chunk_bytes: usize,
+    pub max_inflight_snapshot_chunks: usize,
     /// One clock per node; missing ones run exactly at real speed from 0.
     pub clocks: Vec<Clock>,
     /// How often each node's `tick` is called (real time).
@@ -116,6 +127,10 @@ pub struct ClusterConfig {
     pub trace: bool,
     /// Check log matching across all pairs of nodes this often.
     pub log_check_interval: Duration,
+    /// Check at every lease read that a majority of voters protect the
+    /// lease (see `invariants`). Negative-control tests that want the
+    /// linearizability checker itself to see the stale read turn it off.
+    pub check_lease_protection: bool,
 }
 
 impl ClusterConfig {
@@ -125,6 +140,7 @@ impl ClusterConfig {
         let d = Config::new(NodeId(1), vec![NodeId(1)]);
         ClusterConfig {
             nodes,
+            spares: 0,
             seed,
             heartbeat_interval: d.heartbeat_interval,
             election_timeout_min: d.election_timeout_min,
@@ -136,6 +152,10 @@ impl ClusterConfig {
             max_inflight_appends: d.max_inflight_appends,
             max_pending_proposals: d.max_pending_proposals,
             max_pending_reads: d.max_pending_reads,
+            snapshot_threshold: d.snapshot_threshold,
+            snapshot_keep_entries: d.snapshot_keep_entries,
+            snapshot_chunk_bytes: d.snapshot_chunk_bytes,
+            max_inflight_snapshot_chunks: d.max_inflight_snapshot_chunks,
             clocks: Vec::new(),
             tick_interval: Duration::from_millis(5),
             net: NetConfig::reliable(),
@@ -144,11 +164,29 @@ impl ClusterConfig {
             client: ClientConfig::default(),
             trace: false,
             log_check_interval: Duration::from_millis(250),
+            check_lease_protection: true,
         }
     }
 
+    /// Every node id of the cluster: voters first, then spares.
+    pub fn pool(&self) -> usize {
+        self.nodes + self.spares
+    }
+
+    /// The core config of a bootstrap voter, or (for a spare) of a node in
+    /// join mode.
     pub fn core_config(&self, id: NodeId) -> Config {
-        let voters = (1..=self.nodes as u64).map(NodeId).collect();
+        self.core_config_for(id, id.0 > self.nodes as u64)
+    }
+
+    /// `joining`: start with no bootstrap voters (a spare, or a node wiped
+    /// and re-added as a fresh one).
+    pub fn core_config_for(&self, id: NodeId, joining: bool) -> Config {
+        let voters = if joining {
+            Vec::new()
+        } else {
+            (1..=self.nodes as u64).map(NodeId).collect()
+        };
         let mut c = Config::new(id, voters);
         c.heartbeat_interval = self.heartbeat_interval;
         c.election_timeout_min = self.election_timeout_min;
@@ -160,6 +198,10 @@ impl ClusterConfig {
         c.max_inflight_appends = self.max_inflight_appends;
         c.max_pending_proposals = self.max_pending_proposals;
         c.max_pending_reads = self.max_pending_reads;
+        c.snapshot_threshold = self.snapshot_threshold;
+        c.snapshot_keep_entries = self.snapshot_keep_entries;
+        c.snapshot_chunk_bytes = self.snapshot_chunk_bytes;
+        c.max_inflight_snapshot_chunks = self.max_inflight_snapshot_chunks;
         c
     }
 }
@@ -237,14 +279,34 @@ struct PendingSync {
     hard_state: Option<HardState>,
     persisted_messages: Vec<Message>,
     mark: Option<(LogIndex, Term)>,
+    /// A compaction snapshot saved with this `Ready`: the core hears of it
+    /// (`on_snapshot_saved`) when the fsync completes.
+    compaction: Option<LogIndex>,
+}
+
+/// What the membership and snapshot machinery did during a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MixCounts {
+    /// Membership changes committed (reported `Ok` to the proposer).
+    pub conf_committed: u64,
+    /// Compaction snapshots taken, and snapshots installed from a leader.
+    pub snapshots_taken: u64,
+    pub snapshots_installed: u64,
+    /// Leadership transfers started, and those whose target won.
+    pub transfers_started: u64,
+    pub transfers_done: u64,
+    /// Nodes wiped and re-added as fresh ones.
+    pub wipes: u64,
 }
 
 pub(crate) struct SimNode {
     pub(crate) id: NodeId,
     pub(crate) raft: Option<RaftNode>,
-    pub(crate) storage: MemStorage,
+    pub(crate) storage: SimDisk,
     pub(crate) clock: Clock,
     pub(crate) paused: bool,
+    /// Started (or wiped and restarted) with no bootstrap voters.
+    pub(crate) joining: bool,
     backlog: Vec<Ev>,
     syncs: VecDeque<PendingSync>,
     /// When the last fsync issued completes (fsyncs complete in order).
@@ -284,15 +346,31 @@ pub struct Cluster {
     trace: Option<Vec<String>>,
     pub(crate) messages_delivered: u64,
     recovery_ns: Option<u64>,
+    /// Every membership change outcome a leader reported: (leader, result).
+    pub(crate) conf_results: Vec<(NodeId, ConfChangeResult)>,
+    pub(crate) counts: MixCounts,
+    /// Transfers in progress: target → term when it started.
+    transfers: BTreeMap<NodeId, Term>,
+    /// Granted real votes delivered: (candidate, term) → voters.
+    pub(crate) votes_seen: BTreeMap<(NodeId, Term), BTreeSet<NodeId>>,
+    /// Committed configurations by index (index 0: the bootstrap one).
+    pub(crate) committed_configs: BTreeMap<LogIndex, Membership>,
+    /// Snapshots seen (taken or installed) whose contents still have to be
+    /// compared with the committed history: (node, snapshot).
+    pub(crate) snapshot_checks: Vec<(NodeId, raftkv_core::Snapshot)>,
+    /// Reference state at snapshot indexes already checked (digest).
+    pub(crate) snapshot_digests: BTreeMap<LogIndex, u64>,
 }
 
 impl Cluster {
     pub fn new(cfg: ClusterConfig) -> Cluster {
         assert!(
-            matches!(cfg.nodes, 1..=9),
-            "{} nodes is not a cluster size the simulator supports",
-            cfg.nodes
+            matches!(cfg.nodes, 1..=9) && cfg.pool() <= 9,
+            "{} nodes and {} spares is not a cluster size the simulator supports",
+            cfg.nodes,
+            cfg.spares
         );
+        let bootstrap = Membership::with_voters((1..=cfg.nodes as u64).map(NodeId));
         let mut rng = SimRng::new(cfg.seed);
         let mut c = Cluster {
             now_ns: 0,
@@ -315,15 +393,23 @@ impl Cluster {
             trace: cfg.trace.then(Vec::new),
             messages_delivered: 0,
             recovery_ns: None,
+            conf_results: Vec::new(),
+            counts: MixCounts::default(),
+            transfers: BTreeMap::new(),
+            votes_seen: BTreeMap::new(),
+            committed_configs: BTreeMap::from([(LogIndex::ZERO, bootstrap)]),
+            snapshot_checks: Vec::new(),
+            snapshot_digests: BTreeMap::new(),
             rng: rng.fork(),
             cfg,
         };
-        for i in 0..c.cfg.nodes {
+        for i in 0..c.cfg.pool() {
             let id = NodeId(i as u64 + 1);
+            let joining = i >= c.cfg.nodes;
             let clock = c.cfg.clocks.get(i).copied().unwrap_or_else(Clock::exact);
-            let storage = MemStorage::new();
+            let storage = SimDisk::new();
             let raft = RaftNode::new(
-                c.cfg.core_config(id),
+                c.cfg.core_config_for(id, joining),
                 storage.restored(),
                 clock.local(0),
                 rng.next_u64(),
@@ -335,6 +421,7 @@ impl Cluster {
                 storage,
                 clock,
                 paused: false,
+                joining,
                 backlog: Vec::new(),
                 syncs: VecDeque::new(),
                 sync_busy_until_ns: 0,
@@ -495,10 +582,45 @@ impl Cluster {
         for e in &rd.events {
             self.tr(|| format!("n{id} {e}"));
         }
+        self.count_events(i, &rd.events);
         for m in rd.messages {
             self.check_durable_promise(i, &m);
             self.send(m);
         }
+        let mut compaction = None;
+        if !rd.snapshots.is_empty() {
+            // The core may commit and compact in one step: record its
+            // commits while storage still holds the entries (those a
+            // compaction covers are durable and committed; an installed
+            // snapshot may cover stale ones).
+            let upto = if rd
+                .snapshots
+                .iter()
+                .all(|w| w.origin == SnapshotOrigin::Compaction)
+            {
+                rd.snapshots
+                    .iter()
+                    .map(|w| w.snapshot.meta.index)
+                    .max()
+                    .unwrap_or_default()
+            } else {
+                LogIndex::ZERO
+            };
+            self.record_commits(i, upto);
+        }
+        for w in &rd.snapshots {
+            if let Err(e) = self.nodes[i].storage.save_snapshot(w) {
+                self.fail(format!(
+                    "storage: node {id} handed out a snapshot storage rejects: {e}"
+                ));
+                return;
+            }
+            if w.origin == SnapshotOrigin::Compaction {
+                compaction = Some(w.snapshot.meta.index);
+            }
+            self.snapshot_checks.push((id, w.snapshot.clone()));
+        }
+        self.check_config_append(i, &rd.entries);
         if !rd.entries.is_empty() {
             if let Err(e) = self.nodes[i].storage.append(&rd.entries) {
                 self.fail(format!(
@@ -507,12 +629,13 @@ impl Cluster {
                 return;
             }
         }
-        let io = rd.must_sync || !rd.entries.is_empty();
+        let io = rd.must_sync || !rd.entries.is_empty() || !rd.snapshots.is_empty();
         let pending = PendingSync {
             io,
             hard_state: rd.hard_state,
             mark,
             persisted_messages: rd.persisted_messages,
+            compaction,
         };
         self.nodes[i].syncs.push_back(pending);
         if io {
@@ -538,6 +661,40 @@ impl Cluster {
         }
         for r in rd.read_results {
             self.on_read_result(i, r);
+        }
+        for r in rd.conf_change_results {
+            if r.outcome.is_ok() {
+                self.counts.conf_committed += 1;
+            }
+            let what = format!("{:?}", r.outcome);
+            self.tr(|| format!("n{id} conf change at {} -> {what}", r.index));
+            self.conf_results.push((id, r));
+        }
+    }
+
+    /// Count what the fault mix made happen (for the run's summary line).
+    fn count_events(&mut self, i: usize, events: &[Event]) {
+        let id = self.nodes[i].id;
+        for e in events {
+            match e {
+                Event::SnapshotTaken { .. } => self.counts.snapshots_taken += 1,
+                Event::SnapshotInstalled { .. } => self.counts.snapshots_installed += 1,
+                Event::TransferStarted { to } => {
+                    self.counts.transfers_started += 1;
+                    let term = self.nodes[i].raft.as_ref().map(|r| r.term());
+                    if let Some(t) = term {
+                        self.transfers.insert(*to, t);
+                    }
+                }
+                Event::BecameLeader { term, .. } => {
+                    if let Some(t0) = self.transfers.remove(&id) {
+                        if *term > t0 {
+                            self.counts.transfers_done += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
     }
 
@@ -567,7 +724,7 @@ impl Cluster {
         let local = self.local_now_at(i);
         let n = &mut self.nodes[i];
         if s.io {
-            n.storage.sync().expect("MemStorage sync cannot fail");
+            n.storage.sync();
         }
         if let Some(hs) = s.hard_state {
             let before = n.storage.hard_state();
@@ -583,15 +740,16 @@ impl Cluster {
                 return;
             }
             let commit = hs.commit.min(n.storage.last_index());
-            n.storage
-                .save_hard_state(&HardState { commit, ..hs })
-                .expect("MemStorage save cannot fail");
+            n.storage.save_hard_state(&HardState { commit, ..hs });
         }
         if let Some((index, term)) = s.mark {
             n.raft
                 .as_mut()
                 .expect("up")
                 .on_persisted(local, index, term);
+        }
+        if let Some(index) = s.compaction {
+            n.raft.as_mut().expect("up").on_snapshot_saved(local, index);
         }
         for m in s.persisted_messages {
             self.check_durable_promise(i, &m);
@@ -618,14 +776,18 @@ impl Cluster {
             {
                 // Cheap when nothing is waiting for a sync; otherwise look at
                 // what a crash would leave.
-                let durable_ok = |st: &MemStorage| {
-                    let entries = st.restored().entries;
-                    entries.len() as u64 >= r.match_index.0
-                };
-                (st.has_unsynced() && !durable_ok(st)).then(|| {
+                (st.has_unsynced() && durable_last(st) < r.match_index).then(|| {
                     format!(
                         "an acknowledgement of index {} that is not durable",
                         r.match_index
+                    )
+                })
+            }
+            MessageBody::InstallSnapshotResponse(r) if r.installed => {
+                (durable_last(st) < r.snapshot_index).then(|| {
+                    format!(
+                        "an acknowledgement of snapshot {} that is not durable",
+                        r.snapshot_index
                     )
                 })
             }
@@ -690,6 +852,14 @@ impl Cluster {
         }
         self.messages_delivered += 1;
         self.tr(|| format!("deliver {}", fmt_msg(&m)));
+        if let MessageBody::RequestVoteResponse(r) = &m.body {
+            if r.granted && !r.pre_vote {
+                self.votes_seen
+                    .entry((m.to, m.term))
+                    .or_default()
+                    .insert(m.from);
+            }
+        }
         self.nodes[to]
             .raft
             .as_mut()
@@ -801,18 +971,99 @@ impl Cluster {
         let seed = self.rng.next_u64();
         let restored = self.nodes[i].storage.restored();
         let last = restored.entries.len();
-        match RaftNode::new(self.cfg.core_config(id), restored, local, seed) {
+        let snap = restored.snapshot.as_ref().map(|s| s.meta.index);
+        let cfg = self.cfg.core_config_for(id, self.nodes[i].joining);
+        match RaftNode::new(cfg, restored, local, seed) {
             Ok(raft) => {
                 let n = &mut self.nodes[i];
                 n.raft = Some(raft);
                 n.commit_seen = LogIndex::ZERO;
-                self.tr(|| format!("fault: restart n{id} ({last} durable entries)"));
+                self.tr(|| {
+                    format!("fault: restart n{id} ({last} durable entries after snapshot {snap:?})")
+                });
                 self.pump(i);
             }
             Err(e) => self.fail(format!(
                 "restart: node {id} cannot restart from its own storage: {e}"
             )),
         }
+    }
+
+    /// Crash a node and throw its storage away: when it restarts it is a
+    /// fresh node in join mode (no bootstrap voters), with the same id. Only
+    /// safe for a node whose removal has committed.
+    pub fn wipe(&mut self, id: NodeId) {
+        self.crash(id);
+        let i = self.pos(id);
+        self.nodes[i].storage = SimDisk::new();
+        self.nodes[i].joining = true;
+        self.counts.wipes += 1;
+        self.tr(|| format!("fault: wipe n{id} (fresh storage, join mode)"));
+    }
+
+    /// Propose a membership change at node `id` (it must be up). Checks
+    /// first that the core keeps changes one at a time.
+    pub fn propose_conf_change(
+        &mut self,
+        id: NodeId,
+        change: ConfChange,
+    ) -> Result<LogIndex, ConfChangeError> {
+        let i = self.pos(id);
+        let local = self.local_now_at(i);
+        let raft = self.nodes[i]
+            .raft
+            .as_mut()
+            .expect("propose_conf_change at a node that is down");
+        let before = raft.status(local);
+        let r = raft.propose_conf_change(local, change.clone());
+        self.tr(|| format!("n{id} propose {change}: {r:?}"));
+        if let Ok(index) = r {
+            if before.membership_index > before.commit_index {
+                self.fail(format!(
+                    "one change at a time: node {id} accepted {change} at index {index} while the change at {} was uncommitted (commit {})",
+                    before.membership_index, before.commit_index
+                ));
+            }
+        }
+        self.pump(i);
+        r
+    }
+
+    /// Ask node `id` (it must be up) to hand leadership to `target`.
+    pub fn transfer_leadership(&mut self, id: NodeId, target: NodeId) -> Result<(), TransferError> {
+        let i = self.pos(id);
+        let local = self.local_now_at(i);
+        let raft = self.nodes[i]
+            .raft
+            .as_mut()
+            .expect("transfer_leadership at a node that is down");
+        let r = raft.transfer_leadership(local, target);
+        self.tr(|| format!("n{id} transfer leadership to n{target}: {r:?}"));
+        self.pump(i);
+        r
+    }
+
+    /// Every membership change outcome reported so far: (leader, result).
+    pub fn conf_results(&self) -> &[(NodeId, ConfChangeResult)] {
+        &self.conf_results
+    }
+
+    /// What the membership and snapshot machinery did so far.
+    pub fn counts(&self) -> MixCounts {
+        self.counts
+    }
+
+    /// The configuration in force at node `id`, if it is up.
+    pub fn membership(&self, id: NodeId) -> Option<Membership> {
+        self.raft(id).map(|r| r.membership().clone())
+    }
+
+    /// The latest committed configuration the simulator has seen.
+    pub fn committed_membership(&self) -> &Membership {
+        self.committed_configs
+            .values()
+            .next_back()
+            .expect("the bootstrap configuration")
     }
 
     /// Freeze a node: it processes nothing, its clock keeps running, and
@@ -1006,6 +1257,9 @@ impl Cluster {
     }
 
     pub(crate) fn record_served(&mut self, i: usize, what: ServedKind) {
+        if what == ServedKind::LeaseRead && self.cfg.check_lease_protection {
+            self.check_lease_protection(i);
+        }
         let Some(raft) = self.nodes[i].raft.as_ref() else {
             return;
         };
@@ -1040,5 +1294,18 @@ impl Cluster {
         if self.violation.is_none() {
             self.violation = Some(what);
         }
+    }
+}
+
+/// The last index a crash would leave in `st` (snapshot and synced log).
+pub(crate) fn durable_last(st: &SimDisk) -> LogIndex {
+    st.durable_last()
+}
+
+/// Entries of `e`'s payload that are configurations.
+pub(crate) fn config_of(e: &Entry) -> Option<&Membership> {
+    match &e.payload {
+        EntryPayload::Config(m) => Some(m),
+        _ => None,
     }
 }

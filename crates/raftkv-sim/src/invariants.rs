@@ -20,26 +20,66 @@
 //!   fed the committed entries up to that node's applied index.
 //! - state machine safety: every node commits (and so applies — the core
 //!   applies at commit) the same entry at each index.
+//!
+//! With log compaction, an index a node holds only in its snapshot (at or
+//! below its log's offset) is not compared entry by entry; instead every
+//! snapshot a node takes or installs is compared with the reference model
+//! fed the committed history up to the snapshot's index (data and session
+//! sequence numbers), so nothing committed can be lost inside a snapshot.
+//!
+//! Membership (LEASES.md rule 10 and the one-server-at-a-time rules):
+//! - vote counting: a node that wins term `t` has granted votes delivered to
+//!   it (plus its own) from a majority of the *voters* of its configuration;
+//!   votes of learners and non-members never make the count;
+//! - commit counting: when a leader's commit index moves to `k`, a majority
+//!   of the voters of its configuration (or of the one before, which it may
+//!   have just replaced) hold entry `k` durably; a learner's acknowledgement
+//!   never makes the count;
+//! - lease protection: whenever a leader serves a lease read, a majority of
+//!   the voters of each configuration its lease needs (the one in force, and
+//!   the one before while the newest is uncommitted) protect a lease at that
+//!   instant (LEASES.md rule 1: `lease_until` ahead of their own clock), or
+//!   are down (rule 3 makes them protect one when they restart). Otherwise a
+//!   new leader could be elected without waiting, inside the lease;
+//! - one change at a time: a leader accepts a change only when the previous
+//!   one has committed, never holds two uncommitted configurations, and
+//!   every committed configuration differs from the one before in at most
+//!   one voter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use raftkv_core::{LogIndex, Role, Term};
+use raftkv_core::{Entry, EntryPayload, LogIndex, Membership, NodeId, Role, Snapshot, Term};
 
-use crate::cluster::ServedKind;
-
-use crate::cluster::Cluster;
+use crate::cluster::{config_of, Cluster, ServedKind};
+use crate::rng::Fnv64;
 
 impl Cluster {
+    /// Record (and check) the entries node `i` committed since last seen.
+    /// Compacted entries up to `storage_upto` are read from storage.
+    pub(crate) fn record_commits(&mut self, i: usize, storage_upto: LogIndex) {
+        let Some(raft) = self.nodes[i].raft.as_ref() else {
+            return;
+        };
+        let role = raft.role();
+        let commit = raft.log().commit();
+        let seen = self.nodes[i].commit_seen;
+        if commit > seen {
+            self.check_commits(i, seen, commit, storage_upto);
+            self.nodes[i].commit_seen = commit;
+            if role == Role::Leader {
+                self.check_commit_quorum(i, commit);
+            }
+        }
+    }
+
     pub(crate) fn check_node(&mut self, i: usize) {
+        self.record_commits(i, LogIndex::ZERO);
         let Some(raft) = self.nodes[i].raft.as_ref() else {
             return;
         };
         let (id, term, role) = (raft.id(), raft.term(), raft.role());
-        let commit = raft.log().commit();
-        let seen = self.nodes[i].commit_seen;
-        if commit > seen {
-            self.check_commits(i, seen, commit);
-            self.nodes[i].commit_seen = commit;
+        if !self.snapshot_checks.is_empty() {
+            self.check_snapshots(false);
         }
         if role == Role::Leader {
             match self.leaders_by_term.get(&term) {
@@ -53,6 +93,7 @@ impl Cluster {
                     self.leaders_by_term.insert(term, id);
                     self.elections.push((self.now_ns, id, term));
                     self.check_leader_completeness(i);
+                    self.check_vote_count(i);
                 }
             }
         }
@@ -60,12 +101,40 @@ impl Cluster {
 
     /// State machine safety: entries `seen+1..=commit` of node `i` match what
     /// any other node committed at those indexes.
-    fn check_commits(&mut self, i: usize, seen: LogIndex, commit: LogIndex) {
+    fn check_commits(
+        &mut self,
+        i: usize,
+        seen: LogIndex,
+        commit: LogIndex,
+        storage_upto: LogIndex,
+    ) {
         let raft = self.nodes[i].raft.as_ref().expect("up");
         let (id, term) = (raft.id(), raft.term());
+        let offset = raft.log().offset();
         let mut problem = None;
+        let mut configs = Vec::new();
+        let storage = &self.nodes[i].storage;
         for k in seen.0 + 1..=commit.0 {
-            let Some(e) = raft.log().get(LogIndex(k)) else {
+            // Compacted away: the entry may still be in storage (the core
+            // compacts as it commits); otherwise only a snapshot holds it,
+            // and snapshots are checked on their own.
+            let compacted = k <= offset.0;
+            if compacted && (k > storage_upto.0 || storage.entry(LogIndex(k)).is_none()) {
+                continue;
+            }
+            if self.committed.len() < k as usize - 1 {
+                problem = Some(format!(
+                    "committed history: node {id} committed index {k}, but nobody was seen committing index {} (a snapshot covered it everywhere)",
+                    self.committed.len() + 1
+                ));
+                break;
+            }
+            let e = if compacted {
+                storage.entry(LogIndex(k))
+            } else {
+                raft.log().get(LogIndex(k))
+            };
+            let Some(e) = e else {
                 problem = Some(format!(
                     "log: node {id} committed index {k} that is not in its log"
                 ));
@@ -81,13 +150,206 @@ impl Cluster {
                 Some(_) => {}
                 None => {
                     debug_assert_eq!(self.committed.len(), k as usize - 1);
+                    if let Some(m) = config_of(e) {
+                        configs.push((e.index, m.clone()));
+                    }
                     self.committed.push(e.clone());
                     self.committed_in.push(term);
                 }
             }
         }
         if let Some(p) = problem {
-            self.fail(p);
+            return self.fail(p);
+        }
+        for (index, m) in configs {
+            let prev = self.committed_membership().clone();
+            let moved: BTreeSet<_> = prev.voters.symmetric_difference(&m.voters).collect();
+            if moved.len() > 1 {
+                return self.fail(format!(
+                    "one change at a time: the configuration committed at index {index} ({m}) moves voters {moved:?} at once (before: {prev})"
+                ));
+            }
+            self.committed_configs.insert(index, m);
+        }
+    }
+
+    /// Commit counting (see the module docs), at leader `i` whose commit
+    /// index just moved to `commit`.
+    fn check_commit_quorum(&mut self, i: usize, commit: LogIndex) {
+        let raft = self.nodes[i].raft.as_ref().expect("up");
+        let Some(term) = raft.log().term(commit) else {
+            return;
+        };
+        let me = raft.id();
+        let current = raft.membership().clone();
+        let previous = self.config_before(&current, raft);
+        let holders: BTreeSet<NodeId> = (0..self.nodes.len())
+            .filter(|&j| self.holds_durably(j, commit, term))
+            .map(|j| self.nodes[j].id)
+            .collect();
+        let ok = |m: &Membership| m.has_quorum(holders.iter());
+        if !ok(&current) && !previous.as_ref().is_some_and(ok) {
+            self.fail(format!(
+                "commit counting: node {me} committed index {commit} (term {term}) held durably only by {holders:?}, no majority of the voters of {current}"
+            ));
+        }
+    }
+
+    /// The configuration before `current` in `raft`'s log, as committed.
+    fn config_before(
+        &self,
+        current: &Membership,
+        raft: &raftkv_core::RaftNode,
+    ) -> Option<Membership> {
+        // The latest committed configuration that is not `current` itself.
+        let _ = raft;
+        self.committed_configs
+            .values()
+            .rev()
+            .find(|m| *m != current)
+            .cloned()
+    }
+
+    /// Whether node `j` holds entry `(index, term)` durably (or in its
+    /// snapshot).
+    fn holds_durably(&self, j: usize, index: LogIndex, term: Term) -> bool {
+        let n = &self.nodes[j];
+        match n.raft.as_ref() {
+            Some(r) => {
+                let log = r.log();
+                index <= log.offset() || (log.persisted() >= index && log.term(index) == Some(term))
+            }
+            None => n.storage.holds(index, term),
+        }
+    }
+
+    /// Vote counting (see the module docs), for the new leader `i`.
+    fn check_vote_count(&mut self, i: usize) {
+        let raft = self.nodes[i].raft.as_ref().expect("up");
+        let (id, term) = (raft.id(), raft.term());
+        let m = raft.membership();
+        let mut votes = self
+            .votes_seen
+            .get(&(id, term))
+            .cloned()
+            .unwrap_or_default();
+        votes.insert(id);
+        if !m.has_quorum(votes.iter()) {
+            let m = m.clone();
+            self.fail(format!(
+                "vote counting: node {id} won term {term} with votes from {votes:?}, no majority of the voters of {m}"
+            ));
+        }
+        // Old terms' votes are of no further use.
+        self.votes_seen = self.votes_seen.split_off(&(NodeId(0), term));
+    }
+
+    /// Lease protection (see the module docs), as leader `i` serves a lease
+    /// read.
+    pub(crate) fn check_lease_protection(&mut self, i: usize) {
+        let local = self.local_now_at(i);
+        let Some(raft) = self.nodes[i].raft.as_ref() else {
+            return;
+        };
+        let st = raft.status(local);
+        let mut configs = vec![st.membership.clone()];
+        if st.membership_index > st.commit_index {
+            if let Some(prev) = self.config_before(&st.membership, raft) {
+                configs.push(prev);
+            }
+        }
+        let protecting: BTreeSet<NodeId> = (0..self.nodes.len())
+            .filter(|&j| {
+                j == i
+                    || match self.nodes[j].raft.as_ref() {
+                        None => true,
+                        Some(r) => !r.status(self.local_now_at(j)).lease.protecting.is_zero(),
+                    }
+            })
+            .map(|j| self.nodes[j].id)
+            .collect();
+        for m in configs {
+            if !m.has_quorum(protecting.iter()) {
+                return self.fail(format!(
+                    "lease protection: node {} (leader of term {}) served a lease read while only {protecting:?} protect a lease, no majority of the voters of {m}",
+                    st.id, st.term
+                ));
+            }
+        }
+    }
+
+    /// One change at a time, as leader `i` hands out `entries` to persist.
+    pub(crate) fn check_config_append(&mut self, i: usize, entries: &[Entry]) {
+        let Some(raft) = self.nodes[i].raft.as_ref() else {
+            return;
+        };
+        if raft.role() != Role::Leader {
+            return;
+        }
+        let log = raft.log();
+        for e in entries.iter().filter(|e| config_of(e).is_some()) {
+            let from = log.commit().max(log.offset()).next();
+            let mut k = from;
+            while k < e.index {
+                if log.get(k).and_then(config_of).is_some() {
+                    let id = raft.id();
+                    return self.fail(format!(
+                        "one change at a time: leader {id} appended a configuration at index {} while the one at {k} is uncommitted",
+                        e.index
+                    ));
+                }
+                k = k.next();
+            }
+        }
+    }
+
+    /// Compare the snapshots seen with the committed history; `at_end`:
+    /// every snapshot must be checkable by now.
+    pub(crate) fn check_snapshots(&mut self, at_end: bool) {
+        let known = self.committed.len() as u64;
+        let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.snapshot_checks)
+            .into_iter()
+            .partition(|(_, s)| s.meta.index.0 <= known);
+        self.snapshot_checks = later;
+        for (id, snap) in ready {
+            let index = snap.meta.index;
+            let want = match self.snapshot_digests.get(&index) {
+                Some(&d) => d,
+                None => {
+                    let mut model = ReferenceKv::default();
+                    for e in &self.committed[..index.0 as usize] {
+                        model.apply(e);
+                    }
+                    let d = model.digest();
+                    self.snapshot_digests.insert(index, d);
+                    d
+                }
+            };
+            if snapshot_digest(&snap) != want {
+                return self.fail(format!(
+                    "snapshot: node {id}'s snapshot at index {index} differs from the committed history up to there"
+                ));
+            }
+            if let Some(e) = self
+                .committed
+                .get(index.0 as usize - 1)
+                .filter(|_| index.0 > 0)
+            {
+                if e.term != snap.meta.term {
+                    return self.fail(format!(
+                        "snapshot: node {id}'s snapshot at index {index} says term {}, the committed entry has term {}",
+                        snap.meta.term, e.term
+                    ));
+                }
+            }
+        }
+        if at_end {
+            if let Some((id, s)) = self.snapshot_checks.first() {
+                let (id, index) = (*id, s.meta.index);
+                self.fail(format!(
+                    "snapshot: node {id} has a snapshot at index {index}, past every recorded commit ({known})"
+                ));
+            }
         }
     }
 
@@ -98,7 +360,9 @@ impl Cluster {
             .committed
             .iter()
             .zip(&self.committed_in)
-            .find(|(c, &t)| t < term && raft.log().get(c.index) != Some(*c))
+            .find(|(c, &t)| {
+                t < term && c.index > raft.log().offset() && raft.log().get(c.index) != Some(*c)
+            })
             .map(|(c, _)| c.index);
         if let Some(index) = missing {
             let (id, term) = (raft.id(), raft.term());
@@ -127,13 +391,22 @@ impl Cluster {
         let la = self.nodes[a].raft.as_ref()?.log();
         let lb = self.nodes[b].raft.as_ref()?.log();
         let top = la.last_index().min(lb.last_index());
+        // Only the range both logs still hold (or hold as their snapshot's
+        // last entry) can be compared.
+        let low = la.offset().max(lb.offset());
+        if top < low {
+            return None;
+        }
         // The highest index where both logs hold an entry of the same term.
         let mut k = top;
-        while k > LogIndex::ZERO && la.term(k) != lb.term(k) {
+        while k > low && la.term(k) != lb.term(k) {
             k = k.prev();
         }
+        if la.term(k) != lb.term(k) {
+            return None;
+        }
         let mut j = k;
-        while j > LogIndex::ZERO {
+        while j > low {
             if la.get(j) != lb.get(j) {
                 return Some(format!(
                     "log matching: nodes {} and {} agree on the term at index {k} but differ at {j}",
@@ -172,6 +445,10 @@ impl Cluster {
     /// Compare every live node's key-value state with the reference model
     /// at that node's applied index; see the module docs.
     pub fn check_state_machines(&mut self) {
+        self.check_snapshots(true);
+        if self.violation.is_some() {
+            return;
+        }
         let mut nodes: Vec<(LogIndex, usize)> = (0..self.nodes.len())
             .filter_map(|i| self.nodes[i].raft.as_ref().map(|r| (r.kv().applied(), i)))
             .collect();
@@ -220,9 +497,43 @@ struct ReferenceKv {
     last_seq: BTreeMap<u64, u64>,
 }
 
+/// The state a snapshot must hold: its data and each session's last
+/// sequence number.
+fn snapshot_digest(s: &Snapshot) -> u64 {
+    let mut h = Fnv64::default();
+    for (k, v) in s.data.iter() {
+        h.write(k.as_bytes());
+        h.write(&[0]);
+        h.write(v.as_bytes());
+        h.write(&[1]);
+    }
+    h.write(&[2]);
+    for r in &s.sessions {
+        h.write(&r.client_id.0.to_le_bytes());
+        h.write(&r.last_seq.to_le_bytes());
+    }
+    h.finish()
+}
+
 impl ReferenceKv {
+    fn digest(&self) -> u64 {
+        let mut h = Fnv64::default();
+        for (k, v) in &self.data {
+            h.write(k.as_bytes());
+            h.write(&[0]);
+            h.write(v.as_bytes());
+            h.write(&[1]);
+        }
+        h.write(&[2]);
+        for (c, seq) in &self.last_seq {
+            h.write(&c.to_le_bytes());
+            h.write(&seq.to_le_bytes());
+        }
+        h.finish()
+    }
+
     fn apply(&mut self, e: &raftkv_core::Entry) {
-        let raftkv_core::EntryPayload::Command(cmd) = &e.payload else {
+        let EntryPayload::Command(cmd) = &e.payload else {
             return;
         };
         if cmd.client_id.0 != 0 {

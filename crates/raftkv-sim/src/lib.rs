@@ -16,6 +16,7 @@
 mod client;
 pub mod clock;
 mod cluster;
+mod disk;
 pub mod invariants;
 pub mod rng;
 mod run;
@@ -25,7 +26,7 @@ pub mod trace;
 pub use client::{ClientHandle, Workload};
 pub use clock::{Clock, RATE_EXACT_PPM};
 pub use cluster::{
-    ClientConfig, Cluster, ClusterConfig, Election, Fate, MessageFilter, NetConfig, Served,
-    ServedKind,
+    ClientConfig, Cluster, ClusterConfig, Election, Fate, MessageFilter, MixCounts, NetConfig,
+    Served, ServedKind,
 };
 pub use run::{run_seed, RunOptions, RunReport};

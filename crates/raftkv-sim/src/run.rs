@@ -5,12 +5,14 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use raftkv_checker::{Input, Verdict};
-use raftkv_core::{NodeId, UnsafeTestKnobs};
+use raftkv_core::{ConfChange, NodeId, UnsafeTestKnobs};
 
 use crate::client::{ClientHandle, Workload};
 use crate::clock::{Clock, RATE_EXACT_PPM};
-use crate::cluster::{Cluster, ClusterConfig, NetConfig};
+use crate::cluster::{Cluster, ClusterConfig, MixCounts, NetConfig};
 use crate::rng::{Fnv64, SimRng};
 
 /// What to run for one seed.
@@ -23,6 +25,9 @@ pub struct RunOptions {
     pub clock_drift_beyond_bound: bool,
     /// Negative control: switch off LEASES.md rule 3 or 5 in every node.
     pub disable_rule: Option<u8>,
+    /// Spare nodes, membership changes (add learner, promote, remove, wipe
+    /// and re-add) and leadership transfers in the fault mix.
+    pub membership_mix: bool,
     pub trace: bool,
     /// Simulated time with faults and workload.
     pub safety_duration: Duration,
@@ -37,6 +42,7 @@ impl RunOptions {
             nodes: None,
             clock_drift_beyond_bound: false,
             disable_rule: None,
+            membership_mix: true,
             trace: false,
             safety_duration: Duration::from_secs(20),
             liveness_bound: Duration::from_secs(10),
@@ -56,6 +62,8 @@ pub struct RunReport {
     pub operations: usize,
     /// Time from healing to every client answered (liveness phase).
     pub recovery_ns: Option<u64>,
+    /// What the membership and snapshot mix made happen.
+    pub counts: MixCounts,
     pub trace: Vec<String>,
     /// FNV-1a of the trace lines.
     pub digest: u64,
@@ -92,6 +100,7 @@ pub fn run_seed(opts: &RunOptions) -> RunReport {
         checker_unknown,
         operations: cluster.history().len(),
         recovery_ns: cluster.recovery_ns(),
+        counts: cluster.counts(),
         trace,
         digest: h.finish(),
     }
@@ -112,8 +121,17 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     let mut cfg = ClusterConfig::new(nodes, rng.next_u64());
     cfg.trace = opts.trace;
     randomize_timing(&mut cfg, rng);
+    if opts.membership_mix {
+        cfg.spares = 2;
+    }
+    // Small snapshots: compaction and InstallSnapshot (in several chunks:
+    // the workload's few keys take ~30 bytes each) in most runs.
+    cfg.snapshot_threshold = rng.range(20, 100);
+    cfg.snapshot_keep_entries = rng.range(0, 10);
+    cfg.snapshot_chunk_bytes = rng.range(20, 80) as usize;
+    cfg.max_inflight_snapshot_chunks = rng.range(1, 4) as usize;
     let rho = cfg.clock_drift_bound_ppm;
-    cfg.clocks = (0..nodes)
+    cfg.clocks = (0..cfg.pool())
         .map(|_| {
             let offset_ns = rng.range(0, 1_000) * 1_000_000_000 + rng.below(1_000_000_000);
             let rate_ppm = if opts.clock_drift_beyond_bound {
@@ -205,6 +223,7 @@ fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String
     c.start_workload(workload);
     let end_ns = opts.safety_duration.as_nanos() as u64;
     let mut trap = None;
+    let mut mix = MembershipMix::new(c);
     while c.now_ns() < end_ns && c.violation().is_none() {
         let gap = Duration::from_millis(rng.range(100, 1_500));
         c.run_for(gap.min(Duration::from_nanos(end_ns - c.now_ns())));
@@ -215,6 +234,8 @@ fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String
             trap = advance_lease_trap(c, t, rng);
         } else if rng.below(100) < 6 {
             trap = start_lease_trap(c);
+        } else if opts.membership_mix && rng.below(100) < 30 {
+            mix.step(c, rng);
         } else {
             inject_fault(c, opts, rng);
         }
@@ -514,6 +535,88 @@ fn inject_fault(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) {
             let net = random_net(rng);
             c.set_net(net);
         }
+    }
+}
+
+/// Membership changes and leadership transfers, asked of whoever leads.
+struct MembershipMix {
+    /// Ids that have been members: re-adding one needs a wiped, fresh node.
+    ever_member: BTreeSet<NodeId>,
+    /// Never remove voters below this.
+    min_voters: usize,
+}
+
+impl MembershipMix {
+    fn new(c: &Cluster) -> MembershipMix {
+        let voters = c.config().nodes;
+        MembershipMix {
+            ever_member: (1..=voters as u64).map(NodeId).collect(),
+            min_voters: voters.min(3),
+        }
+    }
+
+    fn step(&mut self, c: &mut Cluster, rng: &mut SimRng) {
+        let Some(leader) = c.leader() else {
+            return;
+        };
+        let st = c.status(leader).expect("the leader is up");
+        let m = st.membership.clone();
+        let committed = st.membership_index <= st.commit_index;
+        let voters: Vec<NodeId> = m.voters.iter().copied().collect();
+        let learners: Vec<NodeId> = m.learners.iter().copied().collect();
+        let outsiders: Vec<NodeId> = c
+            .node_ids()
+            .into_iter()
+            .filter(|&id| !m.is_member(id))
+            .collect();
+        let r = match rng.below(100) {
+            0..=29 if !outsiders.is_empty() => {
+                let id = *rng.pick(&outsiders);
+                if self.ever_member.contains(&id) {
+                    if !committed {
+                        return; // its removal may not have committed yet
+                    }
+                    c.wipe(id);
+                    c.restart(id);
+                }
+                self.ever_member.insert(id);
+                let addr = format!("sim://n{id}");
+                c.propose_conf_change(leader, ConfChange::AddLearner { id, addr })
+                    .map(drop)
+            }
+            0..=54 if !learners.is_empty() => {
+                let id = *rng.pick(&learners);
+                c.propose_conf_change(leader, ConfChange::Promote { id })
+                    .map(drop)
+            }
+            0..=74 => {
+                let id = if voters.len() > self.min_voters && rng.below(3) == 0 {
+                    leader
+                } else if voters.len() > self.min_voters
+                    && (learners.is_empty() || rng.below(2) == 0)
+                {
+                    *rng.pick(&voters)
+                } else if !learners.is_empty() {
+                    *rng.pick(&learners)
+                } else {
+                    return;
+                };
+                c.propose_conf_change(leader, ConfChange::Remove { id })
+                    .map(drop)
+            }
+            _ => {
+                let others: Vec<NodeId> = voters.into_iter().filter(|&v| v != leader).collect();
+                if others.is_empty() {
+                    return;
+                }
+                let target = *rng.pick(&others);
+                let _ = c.transfer_leadership(leader, target);
+                return;
+            }
+        };
+        // Refusals (a change in progress, a learner behind, a new leader
+        // not ready) are part of the mix; they are in the trace.
+        let _ = r;
     }
 }
 

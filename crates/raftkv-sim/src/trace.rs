@@ -30,13 +30,30 @@ pub fn fmt_msg(m: &Message) -> String {
             r.conflict_term.map(|t| t.0),
             r.last_log_index
         ),
-        MessageBody::RequestVote(r) => {
-            format!("{head} last={}/{}", r.last_log_index, r.last_log_term)
-        }
+        MessageBody::RequestVote(r) => format!(
+            "{head} last={}/{}{}",
+            r.last_log_index,
+            r.last_log_term,
+            if r.transfer { " transfer" } else { "" }
+        ),
         MessageBody::RequestVoteResponse(r) => format!(
             "{head} granted={} lease_remaining={}us",
             r.granted,
             r.lease_remaining.as_micros()
         ),
+        MessageBody::InstallSnapshot(s) => format!(
+            "{head} snap={}/{} seq={} keys={} done={} send={}",
+            s.meta.index,
+            s.meta.term,
+            s.seq,
+            s.data.len(),
+            s.done,
+            s.send_time.0
+        ),
+        MessageBody::InstallSnapshotResponse(r) => format!(
+            "{head} snap={} next_seq={} installed={}",
+            r.snapshot_index, r.next_seq, r.installed
+        ),
+        MessageBody::TimeoutNow => head,
     }
 }

@@ -123,15 +123,50 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                     })
                 }
             ),
-        (any::<bool>(), arb_index(), arb_term()).prop_map(
-            |(pre_vote, last_log_index, last_log_term)| {
+        (any::<bool>(), any::<bool>(), arb_index(), arb_term()).prop_map(
+            |(pre_vote, transfer, last_log_index, last_log_term)| {
                 MessageBody::RequestVote(RequestVote {
                     pre_vote,
+                    transfer,
                     last_log_index,
                     last_log_term,
                 })
             }
         ),
+        (
+            arb_index(),
+            arb_term(),
+            0u64..4,
+            prop::collection::vec(("[a-c]{1,2}", "[x-z]{0,2}"), 0..3),
+            any::<bool>(),
+            arb_time()
+        )
+            .prop_map(|(index, term, seq, data, done, send_time)| {
+                MessageBody::InstallSnapshot(InstallSnapshot {
+                    meta: SnapshotMeta {
+                        index,
+                        term,
+                        membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+                    },
+                    seq,
+                    data,
+                    sessions: Vec::new(),
+                    done,
+                    lease_duration: Duration::from_millis(400),
+                    send_time,
+                })
+            }),
+        (arb_index(), 0u64..4, any::<bool>(), arb_time()).prop_map(
+            |(snapshot_index, next_seq, installed, send_time)| {
+                MessageBody::InstallSnapshotResponse(InstallSnapshotResponse {
+                    snapshot_index,
+                    next_seq,
+                    installed,
+                    send_time,
+                })
+            }
+        ),
+        Just(MessageBody::TimeoutNow),
         (any::<bool>(), any::<bool>(), arb_duration()).prop_map(
             |(pre_vote, granted, lease_remaining)| {
                 MessageBody::RequestVoteResponse(RequestVoteResponse {
@@ -169,6 +204,11 @@ fn arb_input() -> impl Strategy<Value = Input> {
         4 => (any::<bool>(), arb_index(), arb_term()).prop_map(|(honest, index, term)| Input::Ready { honest, index, term }),
         1 => Just(Input::Restart),
     ]
+}
+
+/// The last index the durable snapshot covers.
+fn offset(r: &Restored) -> u64 {
+    r.snapshot.as_ref().map_or(0, |s| s.meta.index.0)
 }
 
 fn check_log(node: &RaftNode) {
@@ -231,10 +271,29 @@ fn run(inputs: Vec<Input>) {
                     if let Some(hs) = rd.hard_state {
                         durable.hard_state = hs;
                     }
+                    for w in &rd.snapshots {
+                        let off = offset(&durable);
+                        let index = w.snapshot.meta.index.0;
+                        match w.origin {
+                            SnapshotOrigin::Installed {
+                                keep_log_suffix: false,
+                            } => durable.entries.clear(),
+                            _ => {
+                                let n =
+                                    (index.saturating_sub(off) as usize).min(durable.entries.len());
+                                durable.entries.drain(..n);
+                            }
+                        }
+                        durable.snapshot = Some(w.snapshot.clone());
+                        if w.origin == SnapshotOrigin::Compaction {
+                            node.on_snapshot_saved(now, w.snapshot.meta.index);
+                        }
+                    }
                     if let Some(first) = rd.entries.first() {
+                        let off = offset(&durable);
                         durable
                             .entries
-                            .truncate(first.index.0.saturating_sub(1) as usize);
+                            .truncate(first.index.0.saturating_sub(off + 1) as usize);
                         durable.entries.extend(rd.entries.iter().cloned());
                     }
                     if honest {
@@ -251,7 +310,7 @@ fn run(inputs: Vec<Input>) {
                 durable.hard_state.commit = durable
                     .hard_state
                     .commit
-                    .min(LogIndex(durable.entries.len() as u64));
+                    .min(LogIndex(offset(&durable) + durable.entries.len() as u64));
                 node = RaftNode::new(
                     Config::new(NodeId(1), voters.clone()),
                     durable.clone(),

@@ -223,7 +223,15 @@ fn restarted_voter_without_rule_3_reports_nothing() {
 /// leader's wait (rule 5) keep C from acknowledging a write that L's lease
 /// reads then miss.
 fn restart_scenario(knobs: UnsafeTestKnobs, seed: u64) -> Cluster {
+    restart_scenario_with(knobs, seed, false)
+}
+
+/// `lease_check`: keep the simulator's lease-protection invariant on (it
+/// stops the run at the first unprotected lease read, before the checker
+/// can see the stale read these negative controls are about).
+fn restart_scenario_with(knobs: UnsafeTestKnobs, seed: u64, lease_check: bool) -> Cluster {
     let mut cfg = ClusterConfig::new(5, seed);
+    cfg.check_lease_protection = lease_check;
     cfg.election_timeout_min = ms(500);
     cfg.election_timeout_max = ms(550);
     cfg.lease_duration = ms(450);
@@ -298,6 +306,17 @@ fn rule_3_disabled_is_caught_by_the_checker() {
 }
 
 #[test]
+fn rule_3_disabled_is_caught_by_the_lease_protection_invariant() {
+    let knobs = UnsafeTestKnobs {
+        disable_restart_lease: true,
+        ..UnsafeTestKnobs::default()
+    };
+    let c = restart_scenario_with(knobs, 50, true);
+    let v = c.violation().unwrap_or("none");
+    assert!(v.starts_with("lease protection"), "rule 3 off, yet: {v}");
+}
+
+#[test]
 fn rule_5_disabled_is_caught_by_the_checker() {
     let knobs = UnsafeTestKnobs {
         disable_new_leader_wait: true,
@@ -315,6 +334,7 @@ fn rule_5_disabled_is_caught_by_the_checker() {
 /// another writes through whoever leads next.
 fn slow_leader_cut_off(slow_ppm: u64, fast_ppm: u64, seed: u64) -> Cluster {
     let mut cfg = ClusterConfig::new(3, seed);
+    cfg.check_lease_protection = false;
     cfg.clocks = vec![
         Clock::new(7_000_000_000, slow_ppm),
         Clock::new(0, fast_ppm),

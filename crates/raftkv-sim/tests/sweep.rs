@@ -120,7 +120,7 @@ fn rule_3_disabled_is_caught_by_the_sweep() {
     first_failure_replays(
         &opts,
         seeds_from_env(300),
-        &["linearizability", "lease exclusion"],
+        &["linearizability", "lease exclusion", "lease protection"],
     );
 }
 
@@ -131,6 +131,6 @@ fn rule_5_disabled_is_caught_by_the_sweep() {
     first_failure_replays(
         &opts,
         seeds_from_env(300),
-        &["linearizability", "lease exclusion"],
+        &["linearizability", "lease exclusion", "lease protection"],
     );
 }

@@ -29,6 +29,10 @@ struct Args {
     /// Worker threads for --seeds.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Leave membership changes, spare nodes and leadership transfers out of
+    /// the fault mix.
+    #[arg(long)]
+    no_membership_mix: bool,
     /// Simulated seconds of the safety phase (faults and workload) per seed.
     #[arg(long, default_value_t = 20)]
     safety_s: u64,
@@ -45,6 +49,7 @@ fn main() -> Result<ExitCode> {
         .transpose()?;
     opts.nodes = args.nodes.as_deref().map(|n| n.parse()).transpose()?;
     opts.safety_duration = std::time::Duration::from_secs(args.safety_s);
+    opts.membership_mix = !args.no_membership_mix;
     // Panics inside a run are caught and reported as that seed's failure.
     std::panic::set_hook(Box::new(|_| {}));
     match (args.seeds, args.seed) {
@@ -72,6 +77,29 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
     eprintln!(
         "{n} seeds in {secs:.1}s: {:.2} seeds/s ({workers} workers), {ops} client operations checked, checker budget exhausted on {unknown} seeds",
         n as f64 / secs.max(1e-9)
+    );
+    let mut total = raftkv_sim::MixCounts::default();
+    let (mut with_conf, mut with_install, mut with_transfer) = (0, 0, 0);
+    for r in &reports {
+        let k = r.counts;
+        total.conf_committed += k.conf_committed;
+        total.snapshots_taken += k.snapshots_taken;
+        total.snapshots_installed += k.snapshots_installed;
+        total.transfers_started += k.transfers_started;
+        total.transfers_done += k.transfers_done;
+        total.wipes += k.wipes;
+        with_conf += u64::from(k.conf_committed > 0);
+        with_install += u64::from(k.snapshots_installed > 0);
+        with_transfer += u64::from(k.transfers_done > 0);
+    }
+    eprintln!(
+        "mix: {} membership changes committed (in {with_conf} of {n} runs), {} nodes wiped and re-added; {} snapshots taken, {} installed (in {with_install} runs); {} transfers started, {} won by their target (in {with_transfer} runs)",
+        total.conf_committed,
+        total.wipes,
+        total.snapshots_taken,
+        total.snapshots_installed,
+        total.transfers_started,
+        total.transfers_done,
     );
     if let Some(worst) = reports
         .iter()
@@ -101,10 +129,17 @@ fn replay(mut opts: RunOptions, seed: u64) -> ExitCode {
     for line in &r.trace {
         println!("{line}");
     }
+    let k = r.counts;
     println!(
-        "seed {seed}: {} nodes, {} operations, {}",
+        "seed {seed}: {} nodes, {} operations, {} membership changes committed, {} wipes, {} snapshots taken, {} installed, {} transfers ({} won), {}",
         r.nodes,
         r.operations,
+        k.conf_committed,
+        k.wipes,
+        k.snapshots_taken,
+        k.snapshots_installed,
+        k.transfers_started,
+        k.transfers_done,
         r.failure.as_deref().unwrap_or("passed")
     );
     println!("digest: {:016x}", r.digest);
