@@ -21,9 +21,10 @@ use raftkv_core::{
     RaftNode, ReadId, Ready, Role, SnapshotOrigin, Status, Term, TransferError, UnsafeTestKnobs,
 };
 
+use raftkv_storage::{MemStorage, Storage};
+
 use crate::client::{Req, Resp, SimClient, Workload};
 use crate::clock::Clock;
-use crate::disk::SimDisk;
 use crate::rng::SimRng;
 use crate::trace::{fmt_msg, fmt_real};
 
@@ -302,7 +303,7 @@ pub struct MixCounts {
 pub(crate) struct SimNode {
     pub(crate) id: NodeId,
     pub(crate) raft: Option<RaftNode>,
-    pub(crate) storage: SimDisk,
+    pub(crate) storage: MemStorage,
     pub(crate) clock: Clock,
     pub(crate) paused: bool,
     /// Started (or wiped and restarted) with no bootstrap voters.
@@ -407,7 +408,7 @@ impl Cluster {
             let id = NodeId(i as u64 + 1);
             let joining = i >= c.cfg.nodes;
             let clock = c.cfg.clocks.get(i).copied().unwrap_or_else(Clock::exact);
-            let storage = SimDisk::new();
+            let storage = MemStorage::new();
             let raft = RaftNode::new(
                 c.cfg.core_config_for(id, joining),
                 storage.restored(),
@@ -724,7 +725,7 @@ impl Cluster {
         let local = self.local_now_at(i);
         let n = &mut self.nodes[i];
         if s.io {
-            n.storage.sync();
+            n.storage.sync().expect("MemStorage sync cannot fail");
         }
         if let Some(hs) = s.hard_state {
             let before = n.storage.hard_state();
@@ -740,7 +741,9 @@ impl Cluster {
                 return;
             }
             let commit = hs.commit.min(n.storage.last_index());
-            n.storage.save_hard_state(&HardState { commit, ..hs });
+            n.storage
+                .save_hard_state(&HardState { commit, ..hs })
+                .expect("MemStorage save cannot fail");
         }
         if let Some((index, term)) = s.mark {
             n.raft
@@ -995,7 +998,7 @@ impl Cluster {
     pub fn wipe(&mut self, id: NodeId) {
         self.crash(id);
         let i = self.pos(id);
-        self.nodes[i].storage = SimDisk::new();
+        self.nodes[i].storage = MemStorage::new();
         self.nodes[i].joining = true;
         self.counts.wipes += 1;
         self.tr(|| format!("fault: wipe n{id} (fresh storage, join mode)"));
@@ -1298,8 +1301,16 @@ impl Cluster {
 }
 
 /// The last index a crash would leave in `st` (snapshot and synced log).
-pub(crate) fn durable_last(st: &SimDisk) -> LogIndex {
-    st.durable_last()
+pub(crate) fn durable_last(st: &MemStorage) -> LogIndex {
+    st.durable_last_index()
+}
+
+/// The entry at `index` in `st`'s log as the node sees it, if held.
+pub(crate) fn stored_entry(st: &MemStorage, index: LogIndex) -> Option<Entry> {
+    if index < st.first_index() || index > st.last_index() {
+        return None;
+    }
+    st.entries(index, index).ok()?.pop()
 }
 
 /// Entries of `e`'s payload that are configurations.

@@ -50,7 +50,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use raftkv_core::{Entry, EntryPayload, LogIndex, Membership, NodeId, Role, Snapshot, Term};
 
-use crate::cluster::{config_of, Cluster, ServedKind};
+use raftkv_storage::Storage;
+
+use crate::cluster::{config_of, stored_entry, Cluster, ServedKind};
 use crate::rng::Fnv64;
 
 impl Cluster {
@@ -119,7 +121,10 @@ impl Cluster {
             // compacts as it commits); otherwise only a snapshot holds it,
             // and snapshots are checked on their own.
             let compacted = k <= offset.0;
-            if compacted && (k > storage_upto.0 || storage.entry(LogIndex(k)).is_none()) {
+            let stored = (compacted && k <= storage_upto.0)
+                .then(|| stored_entry(storage, LogIndex(k)))
+                .flatten();
+            if compacted && stored.is_none() {
                 continue;
             }
             if self.committed.len() < k as usize - 1 {
@@ -130,7 +135,7 @@ impl Cluster {
                 break;
             }
             let e = if compacted {
-                storage.entry(LogIndex(k))
+                stored.as_ref()
             } else {
                 raft.log().get(LogIndex(k))
             };
@@ -219,7 +224,11 @@ impl Cluster {
                 let log = r.log();
                 index <= log.offset() || (log.persisted() >= index && log.term(index) == Some(term))
             }
-            None => n.storage.holds(index, term),
+            // A crashed node's live view is its durable state.
+            None => {
+                index < n.storage.first_index()
+                    || stored_entry(&n.storage, index).is_some_and(|e| e.term == term)
+            }
         }
     }
 

@@ -16,7 +16,6 @@
 mod client;
 pub mod clock;
 mod cluster;
-mod disk;
 pub mod invariants;
 pub mod rng;
 mod run;
