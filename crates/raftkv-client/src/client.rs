@@ -294,11 +294,144 @@ impl Client {
         }
     }
 
+    /// The configuration as the leader sees it, with each member's progress.
+    pub async fn member_list(&self) -> Result<Answer<pb::MemberListReply>, ClientError> {
+        self.admin(|mut kv| async move {
+            kv.member_list(pb::MemberListRequest { any_node: false })
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await
+        .map(|a| {
+            a.map(|r| {
+                let by = r.served_by;
+                (r, by)
+            })
+        })
+    }
+
+    /// The configuration as one node sees it (no progress figures unless it
+    /// leads), without retry or redirect.
+    pub async fn member_list_at(&self, endpoint: &str) -> Result<pb::MemberListReply, ClientError> {
+        let mut kv = self.conn(&normalize(endpoint))?;
+        let fut = kv.member_list(pb::MemberListRequest { any_node: true });
+        match tokio::time::timeout(self.shared.opts.rpc_timeout, fut).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) => Err(status_to_error(&status)),
+            Err(_) => Err(timeout_error(self.shared.opts.rpc_timeout)),
+        }
+    }
+
+    /// Adds node `id`, reachable at `addr`, as a learner; returns once the
+    /// change has committed. A learner already there with that address is
+    /// not an error (the call is safe to retry).
+    pub async fn add_learner(
+        &self,
+        id: u64,
+        addr: &str,
+    ) -> Result<Answer<pb::MembershipReply>, ClientError> {
+        let addr = normalize(addr);
+        self.admin(|mut kv| {
+            let req = pb::AddLearnerRequest {
+                id,
+                addr: addr.clone(),
+            };
+            async move { kv.add_learner(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+        .map(|a| {
+            a.map(|r| {
+                let by = r.served_by;
+                (r, by)
+            })
+        })
+    }
+
+    /// Makes learner `id` a voter once it has caught up (the leader refuses
+    /// with [`ClientError::Rejected`] while it lags).
+    pub async fn promote(&self, id: u64) -> Result<Answer<pb::MembershipReply>, ClientError> {
+        self.admin(|mut kv| async move {
+            kv.promote(pb::PromoteRequest { id })
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await
+        .map(|a| {
+            a.map(|r| {
+                let by = r.served_by;
+                (r, by)
+            })
+        })
+    }
+
+    /// Removes voter or learner `id` (the leader itself too: it steps down
+    /// once the change commits).
+    pub async fn remove(&self, id: u64) -> Result<Answer<pb::MembershipReply>, ClientError> {
+        self.admin(|mut kv| async move {
+            kv.remove(pb::RemoveRequest { id })
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await
+        .map(|a| {
+            a.map(|r| {
+                let by = r.served_by;
+                (r, by)
+            })
+        })
+    }
+
+    /// Moves leadership to voter `to`; returns once it leads.
+    pub async fn transfer_leader(
+        &self,
+        to: u64,
+    ) -> Result<Answer<pb::TransferLeaderReply>, ClientError> {
+        let answer = self
+            .admin(|mut kv| async move {
+                kv.transfer_leader(pb::TransferLeaderRequest { to })
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await?;
+        // The old leader no longer is: aim the next call at the new one.
+        if !answer.value.leader_addr.is_empty() {
+            let addr = normalize(&answer.value.leader_addr);
+            self.remember_endpoint(&addr);
+            *self.shared.leader.lock().expect("poisoned") = Some(addr);
+        }
+        Ok(answer.map(|r| {
+            let by = r.leader_id;
+            (r, by)
+        }))
+    }
+
+    /// An admin call at the leader: like a write, but one attempt may last
+    /// the whole deadline (a change waits for a commit, a transfer for an
+    /// election).
+    async fn admin<R, F, Fut>(&self, op: F) -> Result<Answer<R>, ClientError>
+    where
+        F: FnMut(KvClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<R, Status>>,
+    {
+        let attempt_timeout = self.shared.opts.deadline.max(self.shared.opts.rpc_timeout);
+        self.call_with(true, attempt_timeout, op).await
+    }
+
     /// Runs `op` against the leader (or any node when `follow_leader` is
     /// false), following redirects and retrying until the deadline.
-    async fn call<R, F, Fut>(
+    async fn call<R, F, Fut>(&self, follow_leader: bool, op: F) -> Result<Answer<R>, ClientError>
+    where
+        F: FnMut(KvClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<R, Status>>,
+    {
+        self.call_with(follow_leader, self.shared.opts.rpc_timeout, op)
+            .await
+    }
+
+    async fn call_with<R, F, Fut>(
         &self,
         follow_leader: bool,
+        attempt_timeout: Duration,
         mut op: F,
     ) -> Result<Answer<R>, ClientError>
     where
@@ -310,7 +443,7 @@ impl Client {
         let mut backoff = opts.backoff_min;
         let mut target = self.pick(follow_leader);
         loop {
-            let attempt = self.attempt(&target, &mut op).await;
+            let attempt = self.attempt(&target, attempt_timeout, &mut op).await;
             let (error, redirect, suspect, give_up) = match attempt {
                 Attempt::Done(value) => {
                     if follow_leader {
@@ -361,7 +494,7 @@ impl Client {
         }
     }
 
-    async fn attempt<R, F, Fut>(&self, target: &str, op: &mut F) -> Attempt<R>
+    async fn attempt<R, F, Fut>(&self, target: &str, timeout: Duration, op: &mut F) -> Attempt<R>
     where
         F: FnMut(KvClient<Channel>) -> Fut,
         Fut: Future<Output = Result<R, Status>>,
@@ -370,14 +503,14 @@ impl Client {
             Ok(kv) => kv,
             Err(e) => return Attempt::Fail(e),
         };
-        match tokio::time::timeout(self.shared.opts.rpc_timeout, op(kv)).await {
+        match tokio::time::timeout(timeout, op(kv)).await {
             Ok(Ok(value)) => Attempt::Done(value),
             Ok(Err(status)) => classify(&status),
             Err(_) => Attempt::Retry {
                 error: "attempt timed out".into(),
                 redirect: None,
                 suspect: true,
-                give_up: timeout_error(self.shared.opts.rpc_timeout),
+                give_up: timeout_error(timeout),
             },
         }
     }
@@ -471,8 +604,11 @@ fn classify<T>(status: &Status) -> Attempt<T> {
                 give_up: status_to_error(status),
             }
         }
+        // ABORTED: retry in a moment (a new leader not ready for a
+        // membership change, writes paused by a leadership transfer).
         Code::DeadlineExceeded
         | Code::ResourceExhausted
+        | Code::Aborted
         | Code::Cancelled
         | Code::Unknown
         | Code::Internal => Attempt::Retry {

@@ -22,7 +22,10 @@ pub struct ServerConfig {
     /// The address other nodes and clients use to reach this node (its entry
     /// in `--peers` when listed there, else `listen`).
     pub advertise: String,
-    /// The other nodes of the cluster and their addresses.
+    /// Addresses of other nodes: the bootstrap voters (`core.voters` is
+    /// this node plus these), or, for a node that joins a running cluster
+    /// (`core.voters` empty), any nodes it should know the address of.
+    /// Nodes added at run time carry their address in the configuration.
     pub peers: BTreeMap<NodeId, String>,
     /// Addresses to give clients in leader hints, when they differ from the
     /// peer addresses (separate client and peer networks). Missing ids fall
@@ -67,7 +70,8 @@ impl ServerConfig {
         voters.sort();
         let mut core_voters = self.core.voters.clone();
         core_voters.sort();
-        if voters != core_voters {
+        // A joining node (no bootstrap voters) may know other nodes' addresses.
+        if !core_voters.is_empty() && voters != core_voters {
             return Err(ConfigError::Peers(format!(
                 "voters {core_voters:?} do not match this node plus its peers {voters:?}"
             )));
@@ -87,9 +91,9 @@ impl ServerConfig {
             return Err(ConfigError::Peers("two nodes share an address".into()));
         }
         for id in self.client_addrs.keys() {
-            if !self.core.voters.contains(id) {
+            if *id != self.core.id && !self.peers.contains_key(id) {
                 return Err(ConfigError::Peers(format!(
-                    "client address given for node {id}, which is not a voter"
+                    "client address given for node {id}, which is not in --peers"
                 )));
             }
         }
@@ -219,6 +223,15 @@ mod tests {
         let mut c = config();
         c.core.lease_duration = c.core.election_timeout_min;
         assert!(matches!(c.validate(), Err(ConfigError::Core(_))));
+    }
+
+    #[test]
+    fn a_joining_node_needs_no_voters() {
+        let mut c = config();
+        c.core.voters.clear();
+        c.validate().unwrap();
+        c.peers.clear();
+        c.validate().unwrap();
     }
 
     #[test]

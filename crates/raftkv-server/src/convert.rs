@@ -7,9 +7,14 @@ use std::time::Duration;
 use raftkv_client::pb;
 use raftkv_client::pb::{command, entry, peer_message};
 use raftkv_core::{
-    AppendEntries, AppendEntriesResponse, ClientCommand, ClientId, Entry, EntryPayload, LogIndex,
-    Message, MessageBody, MonoTime, NodeId, Op, RequestVote, RequestVoteResponse, Term,
+    AppendEntries, AppendEntriesResponse, ClientCommand, ClientId, Entry, EntryPayload,
+    InstallSnapshot, InstallSnapshotResponse, LogIndex, Membership, Message, MessageBody, MonoTime,
+    NodeId, Op, OpResult, RequestVote, RequestVoteResponse, SessionRecord, SnapshotMeta, Term,
 };
+
+/// Members one configuration may hold, and the longest address accepted.
+pub const MAX_MEMBERS: usize = 1024;
+pub const MAX_ADDR_BYTES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConvertError {
@@ -23,6 +28,12 @@ pub enum ConvertError {
     ZeroIndex,
     #[error("node id 0 is invalid")]
     ZeroNode,
+    #[error("bad configuration: {0}")]
+    BadMembership(String),
+    #[error("unknown session result {0}")]
+    BadSessionResult(i32),
+    #[error("snapshot chunk has no meta")]
+    MissingMeta,
     #[error("{what} of {len} bytes exceeds the limit of {limit}")]
     TooLarge {
         what: &'static str,
@@ -62,6 +73,7 @@ pub fn message_to_pb(msg: &Message) -> pb::PeerMessage {
             pre_vote: v.pre_vote,
             last_log_index: v.last_log_index.0,
             last_log_term: v.last_log_term.0,
+            transfer: v.transfer,
         }),
         MessageBody::RequestVoteResponse(v) => {
             peer_message::Body::RequestVoteResponse(pb::RequestVoteResponse {
@@ -70,6 +82,33 @@ pub fn message_to_pb(msg: &Message) -> pb::PeerMessage {
                 lease_remaining_us: duration_to_us(v.lease_remaining),
             })
         }
+        MessageBody::InstallSnapshot(i) => {
+            peer_message::Body::InstallSnapshot(pb::InstallSnapshot {
+                meta: Some(meta_to_pb(&i.meta)),
+                seq: i.seq,
+                data: i
+                    .data
+                    .iter()
+                    .map(|(k, v)| pb::KvPair {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+                sessions: i.sessions.iter().map(session_to_pb).collect(),
+                done: i.done,
+                lease_duration_us: duration_to_us(i.lease_duration),
+                send_time_ns: i.send_time.as_nanos(),
+            })
+        }
+        MessageBody::InstallSnapshotResponse(r) => {
+            peer_message::Body::InstallSnapshotResponse(pb::InstallSnapshotResponse {
+                snapshot_index: r.snapshot_index.0,
+                next_seq: r.next_seq,
+                installed: r.installed,
+                send_time_ns: r.send_time.as_nanos(),
+            })
+        }
+        MessageBody::TimeoutNow => peer_message::Body::TimeoutNow(pb::TimeoutNow {}),
     };
     pb::PeerMessage {
         term: msg.term.0,
@@ -111,6 +150,7 @@ pub fn message_from_pb(
         }
         peer_message::Body::RequestVote(v) => MessageBody::RequestVote(RequestVote {
             pre_vote: v.pre_vote,
+            transfer: v.transfer,
             last_log_index: LogIndex(v.last_log_index),
             last_log_term: Term(v.last_log_term),
         }),
@@ -121,6 +161,38 @@ pub fn message_from_pb(
                 lease_remaining: Duration::from_micros(v.lease_remaining_us),
             })
         }
+        peer_message::Body::InstallSnapshot(i) => {
+            let meta = meta_from_pb(i.meta.ok_or(ConvertError::MissingMeta)?)?;
+            let mut data = Vec::with_capacity(i.data.len());
+            for pair in i.data {
+                check_key(&pair.key, limits)?;
+                check_value(&pair.value, limits)?;
+                data.push((pair.key, pair.value));
+            }
+            let sessions = i
+                .sessions
+                .into_iter()
+                .map(session_from_pb)
+                .collect::<Result<_, _>>()?;
+            MessageBody::InstallSnapshot(InstallSnapshot {
+                meta,
+                seq: i.seq,
+                data,
+                sessions,
+                done: i.done,
+                lease_duration: Duration::from_micros(i.lease_duration_us),
+                send_time: MonoTime::from_nanos(i.send_time_ns),
+            })
+        }
+        peer_message::Body::InstallSnapshotResponse(r) => {
+            MessageBody::InstallSnapshotResponse(InstallSnapshotResponse {
+                snapshot_index: LogIndex(r.snapshot_index),
+                next_seq: r.next_seq,
+                installed: r.installed,
+                send_time: MonoTime::from_nanos(r.send_time_ns),
+            })
+        }
+        peer_message::Body::TimeoutNow(_) => MessageBody::TimeoutNow,
     };
     Ok(Message {
         from,
@@ -147,6 +219,7 @@ fn entry_to_pb(e: &Entry) -> pb::Entry {
                 op: Some(op),
             })
         }
+        EntryPayload::Config(m) => entry::Payload::Config(membership_to_pb(m)),
     };
     pb::Entry {
         index: e.index.0,
@@ -182,11 +255,106 @@ fn entry_from_pb(e: pb::Entry, limits: WireLimits) -> Result<Entry, ConvertError
                 op,
             })
         }
+        entry::Payload::Config(m) => EntryPayload::Config(membership_from_pb(m)?),
     };
     Ok(Entry {
         index: LogIndex(e.index),
         term: Term(e.term),
         payload,
+    })
+}
+
+pub fn membership_to_pb(m: &Membership) -> pb::Membership {
+    pb::Membership {
+        voters: m.voters.iter().map(|n| n.0).collect(),
+        learners: m.learners.iter().map(|n| n.0).collect(),
+        addrs: m.addrs.iter().map(|(n, a)| (n.0, a.clone())).collect(),
+    }
+}
+
+/// A configuration off the wire: bounded in size, ids non-zero, voters and
+/// learners disjoint, every address a member's and shaped like host:port.
+pub fn membership_from_pb(m: pb::Membership) -> Result<Membership, ConvertError> {
+    let total = m.voters.len() + m.learners.len();
+    if total > MAX_MEMBERS || m.addrs.len() > MAX_MEMBERS {
+        return Err(ConvertError::BadMembership(format!(
+            "{total} members exceed the limit of {MAX_MEMBERS}"
+        )));
+    }
+    let membership = Membership {
+        voters: m.voters.into_iter().map(NodeId).collect(),
+        learners: m.learners.into_iter().map(NodeId).collect(),
+        addrs: m.addrs.into_iter().map(|(n, a)| (NodeId(n), a)).collect(),
+    };
+    membership.validate().map_err(ConvertError::BadMembership)?;
+    for (id, addr) in &membership.addrs {
+        check_addr(addr).map_err(|e| ConvertError::BadMembership(format!("node {id}: {e}")))?;
+    }
+    Ok(membership)
+}
+
+/// A peer address: `host:port`, printable, at most [`MAX_ADDR_BYTES`].
+pub fn check_addr(addr: &str) -> Result<(), String> {
+    if addr.len() > MAX_ADDR_BYTES {
+        return Err(format!(
+            "address of {} bytes exceeds {MAX_ADDR_BYTES}",
+            addr.len()
+        ));
+    }
+    let shaped = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+    if !shaped || addr.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{addr:?} is not host:port"));
+    }
+    Ok(())
+}
+
+fn meta_to_pb(meta: &SnapshotMeta) -> pb::SnapshotMeta {
+    pb::SnapshotMeta {
+        index: meta.index.0,
+        term: meta.term.0,
+        membership: Some(membership_to_pb(&meta.membership)),
+    }
+}
+
+fn meta_from_pb(meta: pb::SnapshotMeta) -> Result<SnapshotMeta, ConvertError> {
+    if meta.index == 0 {
+        return Err(ConvertError::ZeroIndex);
+    }
+    Ok(SnapshotMeta {
+        index: LogIndex(meta.index),
+        term: Term(meta.term),
+        membership: membership_from_pb(meta.membership.unwrap_or_default())?,
+    })
+}
+
+fn session_to_pb(s: &SessionRecord) -> pb::SessionRecord {
+    let result = match s.last_result {
+        OpResult::Set => pb::SessionResult::Set,
+        OpResult::Deleted { existed: true } => pb::SessionResult::DeletedExisted,
+        OpResult::Deleted { existed: false } => pb::SessionResult::DeletedMissing,
+    };
+    pb::SessionRecord {
+        client_id: s.client_id.0,
+        last_seq: s.last_seq,
+        last_result: result as i32,
+        last_index: s.last_index.0,
+    }
+}
+
+fn session_from_pb(s: pb::SessionRecord) -> Result<SessionRecord, ConvertError> {
+    let last_result = match pb::SessionResult::try_from(s.last_result) {
+        Ok(pb::SessionResult::Set) => OpResult::Set,
+        Ok(pb::SessionResult::DeletedExisted) => OpResult::Deleted { existed: true },
+        Ok(pb::SessionResult::DeletedMissing) => OpResult::Deleted { existed: false },
+        Err(_) => return Err(ConvertError::BadSessionResult(s.last_result)),
+    };
+    Ok(SessionRecord {
+        client_id: ClientId(s.client_id),
+        last_seq: s.last_seq,
+        last_result,
+        last_index: LogIndex(s.last_index),
     })
 }
 
@@ -225,6 +393,96 @@ mod tests {
         max_value_bytes: 64,
     };
 
+    fn membership() -> Membership {
+        Membership {
+            voters: [NodeId(1), NodeId(2), NodeId(4)].into(),
+            learners: [NodeId(5)].into(),
+            addrs: [
+                (NodeId(4), "10.0.0.4:7004".to_owned()),
+                (NodeId(5), "node-5:7005".to_owned()),
+            ]
+            .into(),
+        }
+    }
+
+    fn snapshot_chunk(meta: Option<pb::SnapshotMeta>, data: Vec<pb::KvPair>) -> pb::PeerMessage {
+        pb::PeerMessage {
+            term: 3,
+            body: Some(peer_message::Body::InstallSnapshot(pb::InstallSnapshot {
+                meta,
+                data,
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn hostile_snapshots_and_configurations_are_rejected() {
+        let good_meta = || pb::SnapshotMeta {
+            index: 5,
+            term: 1,
+            membership: Some(membership_to_pb(&membership())),
+        };
+        let ok = snapshot_chunk(Some(good_meta()), vec![]);
+        assert!(message_from_pb(NodeId(1), NodeId(2), ok, LIMITS).is_ok());
+        let no_meta = snapshot_chunk(None, vec![]);
+        assert_eq!(
+            message_from_pb(NodeId(1), NodeId(2), no_meta, LIMITS),
+            Err(ConvertError::MissingMeta)
+        );
+        let big_value = snapshot_chunk(
+            Some(good_meta()),
+            vec![pb::KvPair {
+                key: "k".into(),
+                value: "v".repeat(65),
+            }],
+        );
+        assert!(matches!(
+            message_from_pb(NodeId(1), NodeId(2), big_value, LIMITS),
+            Err(ConvertError::TooLarge { what: "value", .. })
+        ));
+        let mut both = membership_to_pb(&membership());
+        both.learners.push(1);
+        assert!(matches!(
+            membership_from_pb(both),
+            Err(ConvertError::BadMembership(_))
+        ));
+        let mut zero = membership_to_pb(&membership());
+        zero.voters.push(0);
+        assert!(membership_from_pb(zero).is_err());
+        let mut stray_addr = membership_to_pb(&membership());
+        stray_addr.addrs.insert(9, "h:1".into());
+        assert!(membership_from_pb(stray_addr).is_err());
+        let mut bad_addr = membership_to_pb(&membership());
+        bad_addr.addrs.insert(4, "no port".into());
+        assert!(membership_from_pb(bad_addr).is_err());
+        let huge = pb::Membership {
+            voters: (1..=MAX_MEMBERS as u64 + 1).collect(),
+            ..Default::default()
+        };
+        assert!(membership_from_pb(huge).is_err());
+        let bad_session = pb::PeerMessage {
+            term: 3,
+            body: Some(peer_message::Body::InstallSnapshot(pb::InstallSnapshot {
+                meta: Some(good_meta()),
+                sessions: vec![pb::SessionRecord {
+                    client_id: 1,
+                    last_result: 17,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        };
+        assert_eq!(
+            message_from_pb(NodeId(1), NodeId(2), bad_session, LIMITS),
+            Err(ConvertError::BadSessionResult(17))
+        );
+        assert!(check_addr("127.0.0.1:7001").is_ok());
+        assert!(check_addr("[::1]:7001").is_ok());
+        assert!(check_addr("host:0").is_err());
+        assert!(check_addr(&format!("{}:1", "h".repeat(300))).is_err());
+    }
+
     fn round_trip(msg: Message) {
         let pb = message_to_pb(&msg);
         let back = message_from_pb(msg.from, msg.to, pb, LIMITS).expect("valid message");
@@ -260,6 +518,11 @@ mod tests {
                     op: Op::Delete { key: "k".into() },
                 }),
             },
+            Entry {
+                index: LogIndex(7),
+                term: Term(2),
+                payload: EntryPayload::Config(membership()),
+            },
         ];
         let bodies = vec![
             MessageBody::AppendEntries(AppendEntries {
@@ -280,9 +543,43 @@ mod tests {
             }),
             MessageBody::RequestVote(RequestVote {
                 pre_vote: true,
+                transfer: true,
                 last_log_index: LogIndex(8),
                 last_log_term: Term(3),
             }),
+            MessageBody::InstallSnapshot(InstallSnapshot {
+                meta: SnapshotMeta {
+                    index: LogIndex(40),
+                    term: Term(3),
+                    membership: membership(),
+                },
+                seq: 2,
+                data: vec![("a".into(), "1".into()), ("b".into(), "x y\n".into())],
+                sessions: vec![
+                    SessionRecord {
+                        client_id: ClientId(7),
+                        last_seq: 3,
+                        last_result: OpResult::Set,
+                        last_index: LogIndex(39),
+                    },
+                    SessionRecord {
+                        client_id: ClientId(8),
+                        last_seq: 1,
+                        last_result: OpResult::Deleted { existed: false },
+                        last_index: LogIndex(12),
+                    },
+                ],
+                done: true,
+                lease_duration: Duration::from_millis(150),
+                send_time: MonoTime(99),
+            }),
+            MessageBody::InstallSnapshotResponse(InstallSnapshotResponse {
+                snapshot_index: LogIndex(40),
+                next_seq: 3,
+                installed: true,
+                send_time: MonoTime(99),
+            }),
+            MessageBody::TimeoutNow,
             MessageBody::RequestVoteResponse(RequestVoteResponse {
                 pre_vote: false,
                 granted: true,

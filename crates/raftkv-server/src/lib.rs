@@ -40,13 +40,14 @@ use crate::metrics::Metrics;
 use crate::runtime::{Clock, CoreParts, CoreTask};
 use crate::service::{KvService, PeerService, Shared};
 use crate::storage_thread::StorageThread;
-use crate::transport::{Transport, TransportOptions};
+use crate::transport::{AddressBook, Transport, TransportOptions};
 
 /// The file in a node's folder that ties it to one cluster and node id.
 pub const IDENTITY_FILE: &str = "identity.txt";
 
 /// Largest peer batch accepted (entries of up to `max_bytes_per_append` per
-/// message, a few messages per batch).
+/// message, a few messages per batch; or up to `max_batch_bytes` of snapshot
+/// chunks of `snapshot_chunk_bytes` each, with protobuf overhead).
 const MAX_PEER_BATCH_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -127,8 +128,9 @@ pub async fn run(
     );
 
     let metrics = Arc::new(Metrics::default());
+    let book = Arc::new(AddressBook::new(config.peers.clone()));
     let transport = Transport::start(
-        &config.peers,
+        book.clone(),
         transport_options(&config),
         metrics.clone(),
         dump.clone(),
@@ -157,6 +159,7 @@ pub async fn run(
         handle,
         metrics,
         started: Instant::now(),
+        book,
     });
     let kv = pb::kv_server::KvServer::new(KvService(shared.clone()));
     let peer = pb::peer_server::PeerServer::new(PeerService(shared))
@@ -201,6 +204,7 @@ fn transport_options(config: &ServerConfig) -> TransportOptions {
     TransportOptions {
         cluster_id: config.cluster_id.clone(),
         self_id: config.core.id,
+        advertise: config.advertise.clone(),
         queue_len: config.peer_queue_len,
         rpc_timeout: config.peer_rpc_timeout,
         connect_timeout: config.peer_rpc_timeout,

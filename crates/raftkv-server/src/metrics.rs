@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use raftkv_core::MessageBody;
 
 /// The kinds of `MessageBody::kind`, in a fixed order.
-pub const MESSAGE_KINDS: [&str; 7] = [
+pub const MESSAGE_KINDS: [&str; 10] = [
     "Heartbeat",
     "AppendEntries",
     "AppendEntriesResponse",
@@ -14,6 +14,9 @@ pub const MESSAGE_KINDS: [&str; 7] = [
     "RequestVote",
     "PreVoteResponse",
     "RequestVoteResponse",
+    "InstallSnapshot",
+    "InstallSnapshotResponse",
+    "TimeoutNow",
 ];
 
 fn kind_index(body: &MessageBody) -> usize {
@@ -52,6 +55,7 @@ macro_rules! counters {
 counters!(
     // Peer transport.
     peer_messages_dropped_queue_full,
+    peer_messages_dropped_no_address,
     peer_batches_failed,
     peer_messages_received,
     peer_messages_dropped_inbox_full,
@@ -65,6 +69,9 @@ counters!(
     reads_lease,
     reads_pending,
     reads_stale,
+    // Membership and snapshots.
+    conf_changes_proposed,
+    snapshots_saved,
     // Storage.
     persist_jobs,
     persist_syncs,

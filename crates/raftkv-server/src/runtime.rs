@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raftkv_core::{
-    ClientCommand, Event, HardState, LogIndex, Message, MessageBody, MonoTime, NodeId, OpResult,
-    ProposeError, RaftNode, ReadError, ReadId, ReadNow, Ready, Status, Term, WriteError,
+    ClientCommand, ConfChange, ConfChangeError, Event, HardState, LogIndex, Membership, Message,
+    MessageBody, MonoTime, NodeId, OpResult, ProposeError, RaftNode, ReadError, ReadId, ReadNow,
+    Ready, Role, SnapshotOrigin, Status, Term, TransferError, WriteError,
 };
 use raftkv_storage::DumpLog;
 use tokio::sync::{mpsc, oneshot};
@@ -64,14 +65,25 @@ pub enum Refusal {
     },
     /// Too many writes or reads pending.
     Busy(String),
-    /// Key or value too large.
+    /// Key or value too large; a membership change that is not allowed.
     Invalid(String),
     StaleSequence,
+    /// A membership change or transfer that cannot happen in the present
+    /// state (another change in progress, a learner behind, a transfer that
+    /// timed out). Retrying later may succeed; retrying at once will not.
+    Conflict(String),
+    /// Retry in a moment (a new leader not ready yet, a transfer under way).
+    RetryLater(String),
     /// The node is shutting down.
     Stopping,
 }
 
 pub type WriteAnswer = Result<(LogIndex, OpResult), Refusal>;
+/// A committed configuration and its index (0: the change was already in
+/// force).
+pub type ConfAnswer = Result<(LogIndex, Membership), Refusal>;
+/// The new leader.
+pub type TransferAnswer = Result<NodeId, Refusal>;
 pub type ReadAnswer = Result<Option<String>, Refusal>;
 
 #[derive(Clone, Debug)]
@@ -98,6 +110,21 @@ pub enum Request {
     Status {
         reply: oneshot::Sender<(Status, u64)>,
     },
+    ConfChange {
+        change: ConfChange,
+        reply: oneshot::Sender<ConfAnswer>,
+    },
+    Transfer {
+        to: NodeId,
+        reply: oneshot::Sender<TransferAnswer>,
+    },
+}
+
+/// A transfer call waiting for the target to lead.
+struct TransferWaiter {
+    to: NodeId,
+    deadline: MonoTime,
+    reply: oneshot::Sender<TransferAnswer>,
 }
 
 /// What the rest of the server holds to talk to the core task.
@@ -123,6 +150,11 @@ pub struct CoreTask {
     /// Proposals waiting for their entry to apply, by log index.
     write_waiters: HashMap<LogIndex, oneshot::Sender<WriteAnswer>>,
     read_waiters: HashMap<ReadId, oneshot::Sender<ReadAnswer>>,
+    /// Membership changes waiting to commit, by log index.
+    conf_waiters: HashMap<LogIndex, oneshot::Sender<ConfAnswer>>,
+    transfer_waiters: Vec<TransferWaiter>,
+    /// The configuration the transport was last told about.
+    membership: Membership,
     next_read_id: u64,
     /// When an AppendEntries last arrived (for stale-read staleness).
     last_leader_contact: Option<MonoTime>,
@@ -145,11 +177,15 @@ pub struct CoreParts {
 }
 
 impl CoreTask {
-    pub fn new(parts: CoreParts) -> (CoreTask, NodeHandle) {
+    pub fn new(mut parts: CoreParts) -> (CoreTask, NodeHandle) {
         let (req_tx, req_rx) = mpsc::channel(parts.queue_len);
         let (peer_tx, peer_rx) = mpsc::channel(parts.queue_len);
         let status = parts.node.status(parts.clock.now());
+        parts.transport.set_membership(&status.membership);
         let task = CoreTask {
+            membership: status.membership.clone(),
+            conf_waiters: HashMap::new(),
+            transfer_waiters: Vec::new(),
             id: status.id,
             term: status.term,
             node: parts.node,
@@ -195,6 +231,7 @@ impl CoreTask {
             }
             self.drain_inputs();
             self.advance();
+            self.check_transfers();
         }
         self.stop().await
     }
@@ -219,7 +256,10 @@ impl CoreTask {
 
     fn on_peer_message(&mut self, msg: Message) {
         let now = self.clock.now();
-        if matches!(msg.body, MessageBody::AppendEntries(_)) {
+        if matches!(
+            msg.body,
+            MessageBody::AppendEntries(_) | MessageBody::InstallSnapshot(_)
+        ) {
             self.last_leader_contact = Some(now);
         }
         self.node.step(now, msg);
@@ -269,6 +309,127 @@ impl CoreTask {
                 let keys = self.node.kv().len() as u64;
                 let _ = reply.send((self.node.status(now), keys));
             }
+            Request::ConfChange { change, reply } => self.on_conf_change(now, change, reply),
+            Request::Transfer { to, reply } => match self.node.transfer_leadership(now, to) {
+                Ok(()) => {
+                    let wait = self.node.config().election_timeout_max * 3;
+                    self.transfer_waiters.push(TransferWaiter {
+                        to,
+                        deadline: now + wait,
+                        reply,
+                    });
+                }
+                Err(TransferError::AlreadyLeader(id)) => {
+                    let _ = reply.send(Ok(id));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(transfer_refusal(e)));
+                }
+            },
+        }
+    }
+
+    fn on_conf_change(
+        &mut self,
+        now: MonoTime,
+        change: ConfChange,
+        reply: oneshot::Sender<ConfAnswer>,
+    ) {
+        if self.node.role() != Role::Leader {
+            let _ = reply.send(Err(Refusal::NotLeader {
+                leader: self.node.leader(),
+                outcome_unknown: false,
+            }));
+            return;
+        }
+        // A change already in force answers at once: a retried call (after
+        // an unknown outcome) must not fail for having succeeded.
+        let m = self.node.membership();
+        let in_force = match &change {
+            ConfChange::AddLearner { id, addr } => {
+                m.is_learner(*id) && (addr.is_empty() || m.addrs.get(id) == Some(addr))
+            }
+            ConfChange::Promote { id } => m.is_voter(*id),
+            ConfChange::Remove { id } => !m.is_member(*id),
+        };
+        if in_force {
+            let status = self.node.status(now);
+            let answer = if status.membership_index <= status.commit_index {
+                Ok((LogIndex(0), status.membership))
+            } else {
+                Err(Refusal::RetryLater(format!(
+                    "{change} is in force but its entry (index {}) has not committed yet",
+                    status.membership_index
+                )))
+            };
+            let _ = reply.send(answer);
+            return;
+        }
+        match self.node.propose_conf_change(now, change.clone()) {
+            Ok(index) => {
+                bump(&self.metrics.conf_changes_proposed);
+                self.dump.record(
+                    raftkv_storage::DumpLevel::Info,
+                    self.term,
+                    &format!("membership change proposed at index {index}: {change}"),
+                );
+                if let Some(old) = self.conf_waiters.insert(index, reply) {
+                    let _ = old.send(Err(Refusal::NotLeader {
+                        leader: None,
+                        outcome_unknown: true,
+                    }));
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(conf_refusal(e)));
+            }
+        }
+    }
+
+    /// Answers transfer calls whose outcome is known.
+    fn check_transfers(&mut self) {
+        if self.transfer_waiters.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let (role, leader, target) = (
+            self.node.role(),
+            self.node.leader(),
+            self.node.transfer_target(),
+        );
+        let waiters = std::mem::take(&mut self.transfer_waiters);
+        for w in waiters {
+            let outcome = if role != Role::Leader {
+                match leader {
+                    Some(l) if l == w.to => Some(Ok(l)),
+                    Some(l) => Some(Err(Refusal::Conflict(format!(
+                        "leadership went to node {l}, not node {}",
+                        w.to
+                    )))),
+                    None => None,
+                }
+            } else if target != Some(w.to) {
+                Some(Err(Refusal::Conflict(format!(
+                    "node {} did not take over in time; node {} still leads",
+                    w.to, self.id
+                ))))
+            } else {
+                None
+            };
+            let outcome = outcome.or_else(|| {
+                (now >= w.deadline).then(|| {
+                    Err(Refusal::Conflict(format!(
+                        "no outcome of the transfer to node {} yet",
+                        w.to
+                    )))
+                })
+            });
+            match outcome {
+                Some(answer) => {
+                    let _ = w.reply.send(answer);
+                }
+                None => self.transfer_waiters.push(w),
+            }
         }
     }
 
@@ -293,6 +454,10 @@ impl CoreTask {
             && self.node.has_ready()
         {
             let mut ready = self.node.ready();
+            if self.node.membership() != &self.membership {
+                self.membership = self.node.membership().clone();
+                self.transport.set_membership(&self.membership);
+            }
             for msg in ready.messages.drain(..) {
                 self.transport.send(msg);
             }
@@ -303,7 +468,9 @@ impl CoreTask {
             for event in ready.events.drain(..) {
                 self.record_event(&event);
             }
-            let needs_disk = ready.hard_state.is_some() || !ready.entries.is_empty();
+            let needs_disk = ready.hard_state.is_some()
+                || !ready.entries.is_empty()
+                || !ready.snapshots.is_empty();
             if !needs_disk && self.inflight_jobs == 0 {
                 self.finish(ready);
             } else {
@@ -343,6 +510,27 @@ impl CoreTask {
         }
         if let Some((index, term)) = mark {
             self.node.on_persisted(self.clock.now(), index, term);
+        }
+        for write in &ready.snapshots {
+            bump(&self.metrics.snapshots_saved);
+            if write.origin == SnapshotOrigin::Compaction {
+                self.node
+                    .on_snapshot_saved(self.clock.now(), write.snapshot.meta.index);
+            }
+        }
+        for result in ready.conf_change_results {
+            let Some(waiter) = self.conf_waiters.remove(&result.index) else {
+                continue;
+            };
+            let answer = match result.outcome {
+                Ok(m) => Ok((result.index, m)),
+                Err(WriteError::NotLeader { leader_hint }) => Err(Refusal::NotLeader {
+                    leader: leader_hint,
+                    outcome_unknown: true,
+                }),
+                Err(e) => Err(Refusal::Conflict(e.to_string())),
+            };
+            let _ = waiter.send(answer);
         }
         for result in ready.write_results {
             let Some(waiter) = self.write_waiters.remove(&result.index) else {
@@ -386,6 +574,12 @@ impl CoreTask {
         for (_, w) in self.read_waiters.drain() {
             let _ = w.send(Err(Refusal::Stopping));
         }
+        for (_, w) in self.conf_waiters.drain() {
+            let _ = w.send(Err(Refusal::Stopping));
+        }
+        for w in self.transfer_waiters.drain(..) {
+            let _ = w.reply.send(Err(Refusal::Stopping));
+        }
         let status = self.node.status(self.clock.now());
         let hs = HardState {
             term: status.term,
@@ -412,6 +606,34 @@ fn propose_refusal(e: ProposeError) -> Refusal {
         ProposeError::TooManyPending { .. } => Refusal::Busy(e.to_string()),
         ProposeError::KeyTooLarge { .. } | ProposeError::ValueTooLarge { .. } => {
             Refusal::Invalid(e.to_string())
+        }
+        ProposeError::TransferInProgress { .. } => Refusal::RetryLater(e.to_string()),
+    }
+}
+
+fn conf_refusal(e: ConfChangeError) -> Refusal {
+    match e {
+        ConfChangeError::NotLeader { leader_hint } => Refusal::NotLeader {
+            leader: leader_hint,
+            outcome_unknown: false,
+        },
+        ConfChangeError::LeaderNotReady => Refusal::RetryLater(e.to_string()),
+        ConfChangeError::InProgress(_)
+        | ConfChangeError::TransferInProgress
+        | ConfChangeError::LearnerBehind { .. } => Refusal::Conflict(e.to_string()),
+        ConfChangeError::Invalid { .. } => Refusal::Invalid(e.to_string()),
+    }
+}
+
+fn transfer_refusal(e: TransferError) -> Refusal {
+    match e {
+        TransferError::NotLeader { leader_hint } => Refusal::NotLeader {
+            leader: leader_hint,
+            outcome_unknown: false,
+        },
+        TransferError::NotAVoter(_) => Refusal::Invalid(e.to_string()),
+        TransferError::AlreadyLeader(_) | TransferError::InProgress(_) => {
+            Refusal::Conflict(e.to_string())
         }
     }
 }

@@ -6,15 +6,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raftkv_client::pb;
-use raftkv_core::{ClientCommand, ClientId, NodeId, Op, OpResult, Status as CoreStatus};
+use raftkv_core::{
+    ClientCommand, ClientId, ConfChange, Membership, NodeId, Op, OpResult, Role,
+    Status as CoreStatus,
+};
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
 use crate::config::ServerConfig;
-use crate::convert::{check_key, check_value, message_from_pb, WireLimits};
+use crate::convert::{
+    check_addr, check_key, check_value, membership_to_pb, message_from_pb, WireLimits,
+};
 use crate::limits::RateLimiter;
 use crate::metrics::{bump, Metrics};
-use crate::runtime::{NodeHandle, Refusal, Request as CoreRequest, StaleAnswer};
+use crate::runtime::{ConfAnswer, NodeHandle, Refusal, Request as CoreRequest, StaleAnswer};
+use crate::transport::AddressBook;
 
 /// Shared by both services.
 pub struct Shared {
@@ -23,9 +29,23 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub limiter: RateLimiter,
     pub started: Instant,
+    /// Peer addresses: --peers, the configuration in force, learned ones.
+    pub book: Arc<AddressBook>,
 }
 
 impl Shared {
+    /// The address clients should use for a node, this one included:
+    /// --client-addrs first, then the peer address.
+    pub fn addr_of(&self, id: NodeId) -> Option<String> {
+        if let Some(addr) = self.config.client_addrs.get(&id) {
+            return Some(addr.clone());
+        }
+        if id == self.config.core.id {
+            return Some(self.config.advertise.clone());
+        }
+        self.book.get(id)
+    }
+
     fn limits(&self) -> WireLimits {
         WireLimits {
             max_key_bytes: self.config.core.max_key_bytes,
@@ -35,7 +55,8 @@ impl Shared {
 
     fn not_leader(&self, what: &str, leader: Option<NodeId>) -> Status {
         let leader_id = leader.map_or(0, |l| l.0);
-        let addr = leader.and_then(|l| self.config.addr_of(l)).unwrap_or("");
+        let addr = leader.and_then(|l| self.addr_of(l)).unwrap_or_default();
+        let addr = addr.as_str();
         let message = match leader {
             Some(l) => format!(
                 "{what}: node {} is not the leader; the leader is node {l} at {addr}",
@@ -58,6 +79,8 @@ impl Shared {
             Refusal::Busy(m) => Status::resource_exhausted(m),
             Refusal::Invalid(m) => Status::invalid_argument(m),
             Refusal::StaleSequence => Status::failed_precondition("sequence number older than the session's last"),
+            Refusal::Conflict(m) => Status::failed_precondition(m),
+            Refusal::RetryLater(m) => Status::aborted(m),
             Refusal::Stopping => raftkv_client::not_leader_status("node is shutting down".into(), 0, ""),
         }
     }
@@ -86,18 +109,25 @@ impl Shared {
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> CoreRequest,
     ) -> Result<T, Status> {
+        self.ask_for(self.config.client_wait_timeout, make).await
+    }
+
+    async fn ask_for<T>(
+        &self,
+        wait: Duration,
+        make: impl FnOnce(oneshot::Sender<T>) -> CoreRequest,
+    ) -> Result<T, Status> {
         let (tx, rx) = oneshot::channel();
         self.handle
             .requests
             .send(make(tx))
             .await
             .map_err(|_| self.refusal(Refusal::Stopping))?;
-        match tokio::time::timeout(self.config.client_wait_timeout, rx).await {
+        match tokio::time::timeout(wait, rx).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err(self.refusal(Refusal::Stopping)),
             Err(_) => Err(Status::deadline_exceeded(format!(
-                "no outcome within {:?}; for a write the outcome is unknown (retry with the same seq)",
-                self.config.client_wait_timeout
+                "no outcome within {wait:?}; for a write the outcome is unknown (retry with the same seq)"
             ))),
         }
     }
@@ -226,9 +256,8 @@ impl pb::kv_server::Kv for KvService {
         let leader_id = status.leader.map_or(0, |l| l.0);
         let leader_addr = status
             .leader
-            .and_then(|l| self.0.config.addr_of(l))
-            .unwrap_or("")
-            .to_owned();
+            .and_then(|l| self.0.addr_of(l))
+            .unwrap_or_default();
         let reply = match outcome {
             Ok(data) => pb::ServeClientReply {
                 data,
@@ -252,6 +281,151 @@ impl pb::kv_server::Kv for KvService {
     ) -> Result<Response<pb::StatusReply>, Status> {
         let (status, keys) = self.0.ask(|reply| CoreRequest::Status { reply }).await?;
         Ok(Response::new(status_to_pb(&self.0, &status, keys)))
+    }
+
+    async fn member_list(
+        &self,
+        req: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListReply>, Status> {
+        let any_node = req.into_inner().any_node;
+        let (s, _) = self.0.ask(|reply| CoreRequest::Status { reply }).await?;
+        if !any_node && s.role != Role::Leader {
+            return Err(self.0.not_leader("member list", s.leader));
+        }
+        Ok(Response::new(member_list(&self.0, &s)))
+    }
+
+    async fn add_learner(
+        &self,
+        req: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let r = req.into_inner();
+        let id = self.0.member_id(r.id)?;
+        check_addr(&r.addr).map_err(|e| self.0.invalid(format!("address: {e}")))?;
+        let change = ConfChange::AddLearner { id, addr: r.addr };
+        self.0.conf_change(change).await.map(Response::new)
+    }
+
+    async fn promote(
+        &self,
+        req: Request<pb::PromoteRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let id = self.0.member_id(req.into_inner().id)?;
+        let change = ConfChange::Promote { id };
+        self.0.conf_change(change).await.map(Response::new)
+    }
+
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let id = self.0.member_id(req.into_inner().id)?;
+        let change = ConfChange::Remove { id };
+        self.0.conf_change(change).await.map(Response::new)
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderReply>, Status> {
+        let to = self.0.member_id(req.into_inner().to)?;
+        let answer = self
+            .0
+            .ask_for(self.0.admin_wait(), |reply| CoreRequest::Transfer {
+                to,
+                reply,
+            })
+            .await?;
+        let leader = answer.map_err(|r| self.0.refusal(r))?;
+        Ok(Response::new(pb::TransferLeaderReply {
+            leader_id: leader.0,
+            leader_addr: self.0.addr_of(leader).unwrap_or_default(),
+        }))
+    }
+}
+
+impl Shared {
+    fn member_id(&self, id: u64) -> Result<NodeId, Status> {
+        if id == 0 {
+            return Err(self.invalid("node ids start at 1".into()));
+        }
+        Ok(NodeId(id))
+    }
+
+    /// How long an admin call may wait: a change needs a commit, a transfer
+    /// an election.
+    fn admin_wait(&self) -> Duration {
+        self.config
+            .client_wait_timeout
+            .max(self.config.core.election_timeout_max * 4)
+    }
+
+    async fn conf_change(&self, change: ConfChange) -> Result<pb::MembershipReply, Status> {
+        let answer: ConfAnswer = self
+            .ask_for(self.admin_wait(), |reply| CoreRequest::ConfChange {
+                change,
+                reply,
+            })
+            .await?;
+        let (index, membership) = answer.map_err(|r| self.refusal(r))?;
+        Ok(pb::MembershipReply {
+            membership: Some(membership_to_pb(&self.with_addrs(&membership))),
+            index: index.0,
+            served_by: self.config.core.id.0,
+        })
+    }
+
+    /// The configuration with every member's address filled in from what
+    /// this node knows (bootstrap members carry none in the log).
+    fn with_addrs(&self, m: &Membership) -> Membership {
+        let mut m = m.clone();
+        for id in m.members().collect::<Vec<_>>() {
+            if let Some(addr) = self.addr_of(id) {
+                m.addrs.entry(id).or_insert(addr);
+            }
+        }
+        m
+    }
+}
+
+fn member_list(shared: &Shared, s: &CoreStatus) -> pb::MemberListReply {
+    let m = &s.membership;
+    let members = m
+        .members()
+        .map(|id| {
+            let peer = s.peers.iter().find(|p| p.id == id);
+            let is_self = id == s.id;
+            pb::MemberInfo {
+                id: id.0,
+                addr: m
+                    .addrs
+                    .get(&id)
+                    .cloned()
+                    .or_else(|| shared.addr_of(id))
+                    .unwrap_or_default(),
+                voter: m.is_voter(id),
+                match_index: if is_self {
+                    s.last_log_index.0
+                } else {
+                    peer.map_or(0, |p| p.match_index.0)
+                },
+                next_index: peer.map_or(0, |p| p.next_index.0),
+                snapshot_index: peer.and_then(|p| p.snapshot).map(|(i, _)| i.0),
+                snapshot_chunks_acked: peer.and_then(|p| p.snapshot).map_or(0, |(_, n)| n),
+                last_contact_ms: peer.and_then(|p| p.last_contact_ago).map(duration_ms),
+            }
+        })
+        .collect();
+    pb::MemberListReply {
+        voters: m.voters.iter().map(|n| n.0).collect(),
+        learners: m.learners.iter().map(|n| n.0).collect(),
+        members,
+        leader_id: s.leader.map_or(0, |l| l.0),
+        leader_addr: s.leader.and_then(|l| shared.addr_of(l)).unwrap_or_default(),
+        config_index: s.membership_index.0,
+        config_committed: s.membership_index <= s.commit_index,
+        served_by: s.id.0,
+        commit_index: s.commit_index.0,
     }
 }
 
@@ -294,10 +468,13 @@ fn status_to_pb(shared: &Shared, s: &CoreStatus, keys: u64) -> pb::StatusReply {
         .iter()
         .map(|p| pb::PeerInfo {
             id: p.id.0,
-            addr: config.addr_of(p.id).unwrap_or("").to_owned(),
+            addr: shared.addr_of(p.id).unwrap_or_default(),
             match_index: p.match_index.0,
             next_index: p.next_index.0,
             last_contact_ms: p.last_contact_ago.map(duration_ms),
+            learner: p.learner,
+            snapshot_index: p.snapshot.map(|(i, _)| i.0),
+            snapshot_chunks_acked: p.snapshot.map_or(0, |(_, n)| n),
         })
         .collect();
     let counters = shared
@@ -313,11 +490,7 @@ fn status_to_pb(shared: &Shared, s: &CoreStatus, keys: u64) -> pb::StatusReply {
         role: s.role.to_string(),
         term: s.term.0,
         leader_id: s.leader.map_or(0, |l| l.0),
-        leader_addr: s
-            .leader
-            .and_then(|l| config.addr_of(l))
-            .unwrap_or("")
-            .to_owned(),
+        leader_addr: s.leader.and_then(|l| shared.addr_of(l)).unwrap_or_default(),
         commit_index: s.commit_index.0,
         applied_index: s.applied_index.0,
         last_log_index: s.last_log_index.0,
@@ -332,6 +505,12 @@ fn status_to_pb(shared: &Shared, s: &CoreStatus, keys: u64) -> pb::StatusReply {
         counters,
         keys,
         uptime_ms: duration_ms(shared.started.elapsed()),
+        voters: s.membership.voters.iter().map(|n| n.0).collect(),
+        learners: s.membership.learners.iter().map(|n| n.0).collect(),
+        config_index: s.membership_index.0,
+        snapshot_index: s.snapshot_index.0,
+        first_log_index: s.first_log_index.0,
+        transfer_to: s.transfer_to.map_or(0, |n| n.0),
     }
 }
 
@@ -351,12 +530,23 @@ impl pb::peer_server::Peer for PeerService {
             )));
         }
         let (from, to) = (NodeId(batch.from), NodeId(batch.to));
-        if to != shared.config.core.id || !shared.config.peers.contains_key(&from) {
+        // Any node of the cluster may write: one added at run time is known
+        // to nobody at first. The core counts only members' votes and acks.
+        let me = shared.config.core.id;
+        if to != me || from == me || from.0 == 0 {
             bump(&shared.metrics.peer_batches_rejected_cluster);
             return Err(Status::invalid_argument(format!(
-                "batch from node {from} to node {to} reached node {} (not a peer or not addressed here)",
-                shared.config.core.id
+                "batch from node {from} to node {to} reached node {me} (bad sender or not addressed here)"
             )));
+        }
+        if !batch.from_addr.is_empty() {
+            match check_addr(&batch.from_addr) {
+                Ok(()) => shared.book.learn(from, &batch.from_addr),
+                Err(e) => {
+                    bump(&shared.metrics.peer_messages_malformed);
+                    tracing::warn!(%from, "ignored a bad sender address: {e}");
+                }
+            }
         }
         for msg in batch.messages {
             match message_from_pb(from, to, msg, shared.limits()) {

@@ -1,16 +1,19 @@
-//! Outgoing peer messages: one sender task per peer, each with one reused
-//! tonic channel, a bounded queue, a per-batch time-out and reconnect
-//! back-off. A full queue drops the message (counted): Raft retransmits, and
+//! Outgoing peer messages: per peer, one reused tonic channel and two sender
+//! tasks (lanes), each with a bounded queue, a per-batch time-out and
+//! reconnect back-off: the main lane for Raft messages, and one for
+//! `InstallSnapshot` chunks so heartbeats never queue behind them. Peers
+//! follow the configuration in force: see [`Transport::set_membership`] and
+//! [`AddressBook`]. A full queue drops the message (counted): Raft retransmits, and
 //! a stale message is worth less than a fresh one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use raftkv_client::pb;
 use raftkv_client::pb::peer_client::PeerClient;
-use raftkv_core::{Message, NodeId, Term};
+use raftkv_core::{Membership, Message, MessageBody, NodeId, Term};
 use raftkv_storage::{DumpLevel, DumpLog};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
@@ -18,13 +21,18 @@ use tonic::transport::{Channel, Endpoint};
 use crate::convert::message_to_pb;
 use crate::metrics::{bump, Metrics};
 
-/// Batch RPCs outstanding to one peer at once.
+/// Batch RPCs outstanding to one peer at once (main lane).
 const MAX_INFLIGHT_BATCHES: usize = 4;
+/// The least time-out of one snapshot batch (up to `max_batch_bytes` of
+/// chunks).
+const SNAPSHOT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct TransportOptions {
     pub cluster_id: String,
     pub self_id: NodeId,
+    /// This node's address as the others reach it (sent in every batch).
+    pub advertise: String,
     /// Messages waiting for one peer; beyond this they are dropped.
     pub queue_len: usize,
     /// One batch's time-out; a paused peer costs this much per attempt.
@@ -36,36 +44,116 @@ pub struct TransportOptions {
     pub max_batch_bytes: usize,
 }
 
-/// The handles of the per-peer sender tasks.
+/// Where each other node can be reached. Three sources, by priority: the
+/// configuration in force (`Membership::addrs`, for nodes added at run
+/// time), the `--peers` flags (bootstrap nodes), and addresses learned from
+/// incoming batches (`PeerBatch.from_addr`, so a joining node can answer a
+/// leader it has never heard of).
+#[derive(Debug, Default)]
+pub struct AddressBook {
+    inner: RwLock<Book>,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    membership: BTreeMap<NodeId, String>,
+    flags: BTreeMap<NodeId, String>,
+    learned: BTreeMap<NodeId, String>,
+}
+
+impl AddressBook {
+    pub fn new(flags: BTreeMap<NodeId, String>) -> AddressBook {
+        AddressBook {
+            inner: RwLock::new(Book {
+                flags,
+                ..Book::default()
+            }),
+        }
+    }
+
+    pub fn get(&self, id: NodeId) -> Option<String> {
+        let book = self.inner.read().expect("poisoned");
+        book.membership
+            .get(&id)
+            .or_else(|| book.flags.get(&id))
+            .or_else(|| book.learned.get(&id))
+            .cloned()
+    }
+
+    /// Every address known, by id.
+    pub fn all(&self) -> BTreeMap<NodeId, String> {
+        let book = self.inner.read().expect("poisoned");
+        let mut all = book.learned.clone();
+        all.extend(book.flags.clone());
+        all.extend(book.membership.clone());
+        all
+    }
+
+    pub fn set_membership(&self, addrs: &BTreeMap<NodeId, String>) {
+        self.inner.write().expect("poisoned").membership = addrs.clone();
+    }
+
+    /// Remembers the address a sender advertised, unless one is known.
+    pub fn learn(&self, id: NodeId, addr: &str) {
+        if self.get(id).is_some() {
+            return;
+        }
+        self.inner
+            .write()
+            .expect("poisoned")
+            .learned
+            .insert(id, addr.to_owned());
+    }
+}
+
+/// One peer's sender tasks: the main lane (AppendEntries, heartbeats, votes,
+/// responses) and a lane of its own for snapshot chunks, so that heartbeats
+/// never wait behind megabytes of snapshot.
+struct PeerLanes {
+    addr: String,
+    main: mpsc::Sender<Message>,
+    snapshot: mpsc::Sender<Message>,
+}
+
+/// The handles of the per-peer sender tasks. Senders start when the core
+/// first addresses a node whose address is known, and stop when the node
+/// leaves the configuration (or its address changes).
 pub struct Transport {
-    queues: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    peers: BTreeMap<NodeId, PeerLanes>,
+    book: Arc<AddressBook>,
+    opts: TransportOptions,
     metrics: Arc<Metrics>,
+    dump: Arc<DumpLog>,
     /// The node's current term, for the lines the senders write to dump.txt.
     term: Arc<AtomicU64>,
+    /// The members of the configuration last seen.
+    members: BTreeSet<NodeId>,
 }
 
 impl Transport {
-    /// Starts one sender task per peer. Must run inside a tokio runtime.
+    /// Starts one sender per node in `book` that is not this one. Must run
+    /// inside a tokio runtime.
     pub fn start(
-        peers: &BTreeMap<NodeId, String>,
+        book: Arc<AddressBook>,
         opts: TransportOptions,
         metrics: Arc<Metrics>,
         dump: Arc<DumpLog>,
     ) -> Transport {
-        let mut queues = BTreeMap::new();
-        let term = Arc::new(AtomicU64::new(0));
-        for (&id, addr) in peers {
-            let (tx, rx) = mpsc::channel(opts.queue_len);
-            let mut sender = PeerSender::new(id, addr, opts.clone(), metrics.clone());
-            sender.dump = Some((dump.clone(), term.clone()));
-            tokio::spawn(sender.run(rx));
-            queues.insert(id, tx);
-        }
-        Transport {
-            queues,
+        let mut transport = Transport {
+            peers: BTreeMap::new(),
+            book,
+            opts,
             metrics,
-            term,
+            dump,
+            term: Arc::new(AtomicU64::new(0)),
+            members: BTreeSet::new(),
+        };
+        for (id, _) in transport.book.all() {
+            if id != transport.opts.self_id {
+                transport.ensure(id);
+            }
         }
+        transport
     }
 
     /// The term written on dump.txt lines by the senders.
@@ -73,17 +161,107 @@ impl Transport {
         self.term.store(term.0, Ordering::Relaxed);
     }
 
+    /// The configuration changed: publish its addresses, stop the senders
+    /// of nodes that left it and restart those whose address changed.
+    pub fn set_membership(&mut self, membership: &Membership) {
+        self.book.set_membership(&membership.addrs);
+        let members: BTreeSet<NodeId> = membership.members().collect();
+        for gone in self.members.difference(&members) {
+            if self.peers.remove(gone).is_some() {
+                tracing::info!(peer = %gone, "left the configuration; sender stopped");
+            }
+        }
+        let moved: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(id, lanes)| self.book.get(**id).is_some_and(|a| a != lanes.addr))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in moved {
+            self.peers.remove(&id);
+        }
+        for &id in &members {
+            if id != self.opts.self_id {
+                self.ensure(id);
+            }
+        }
+        self.members = members;
+    }
+
+    /// The nodes with a running sender.
+    pub fn peer_ids(&self) -> Vec<NodeId> {
+        self.peers.keys().copied().collect()
+    }
+
+    fn ensure(&mut self, id: NodeId) -> bool {
+        if self.peers.contains_key(&id) {
+            return true;
+        }
+        let Some(addr) = self.book.get(id) else {
+            return false;
+        };
+        let client = peer_client(id, &addr, &self.opts);
+        let lane = |opts: TransportOptions, inflight: usize| {
+            let (tx, rx) = mpsc::channel(opts.queue_len);
+            let mut sender = PeerSender::new(id, &addr, client.clone(), opts, self.metrics.clone());
+            sender.max_inflight = inflight;
+            sender.dump = Some((self.dump.clone(), self.term.clone()));
+            tokio::spawn(sender.run(rx));
+            tx
+        };
+        let main = lane(self.opts.clone(), MAX_INFLIGHT_BATCHES);
+        // Chunks go one RPC at a time (so they arrive in order), batched up
+        // to `max_batch_bytes`, with a time-out long enough for megabytes.
+        let snapshot_opts = TransportOptions {
+            rpc_timeout: self.opts.rpc_timeout.max(SNAPSHOT_RPC_TIMEOUT),
+            queue_len: self.opts.queue_len.min(64),
+            ..self.opts.clone()
+        };
+        let snapshot = lane(snapshot_opts, 1);
+        tracing::debug!(peer = %id, %addr, "peer sender started");
+        self.peers.insert(
+            id,
+            PeerLanes {
+                addr,
+                main,
+                snapshot,
+            },
+        );
+        true
+    }
+
     /// Queues a message for its peer; never blocks.
-    pub fn send(&self, msg: Message) {
+    pub fn send(&mut self, msg: Message) {
         self.metrics.count_sent(&msg.body);
-        let Some(queue) = self.queues.get(&msg.to) else {
-            tracing::error!(to = %msg.to, "core addressed a message to an unknown peer");
+        if !self.ensure(msg.to) {
+            bump(&self.metrics.peer_messages_dropped_no_address);
+            tracing::debug!(to = %msg.to, "no address known for this node; message dropped");
             return;
+        }
+        let lanes = &self.peers[&msg.to];
+        let queue = match msg.body {
+            MessageBody::InstallSnapshot(_) => &lanes.snapshot,
+            _ => &lanes.main,
         };
         if queue.try_send(msg).is_err() {
             bump(&self.metrics.peer_messages_dropped_queue_full);
         }
     }
+}
+
+fn peer_client(to: NodeId, addr: &str, opts: &TransportOptions) -> Option<PeerClient<Channel>> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map(|e| {
+            let channel = e
+                .connect_timeout(opts.connect_timeout)
+                .tcp_nodelay(true)
+                .connect_lazy();
+            PeerClient::new(channel)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX)
+        })
+        .map_err(|e| tracing::error!(peer = %to, %addr, "bad peer address: {e}"))
+        .ok()
 }
 
 struct PeerSender {
@@ -95,22 +273,17 @@ struct PeerSender {
     dump: Option<(Arc<DumpLog>, Arc<AtomicU64>)>,
     /// Whether the last batch got through; a change is written to dump.txt.
     reachable: bool,
+    max_inflight: usize,
 }
 
 impl PeerSender {
-    fn new(to: NodeId, addr: &str, opts: TransportOptions, metrics: Arc<Metrics>) -> PeerSender {
-        let client = Endpoint::from_shared(format!("http://{addr}"))
-            .map(|e| {
-                let channel = e
-                    .connect_timeout(opts.connect_timeout)
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                PeerClient::new(channel)
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX)
-            })
-            .map_err(|e| tracing::error!(peer = %to, %addr, "bad peer address: {e}"))
-            .ok();
+    fn new(
+        to: NodeId,
+        addr: &str,
+        client: Option<PeerClient<Channel>>,
+        opts: TransportOptions,
+        metrics: Arc<Metrics>,
+    ) -> PeerSender {
         PeerSender {
             to,
             addr: addr.to_owned(),
@@ -119,6 +292,7 @@ impl PeerSender {
             metrics,
             dump: None,
             reachable: true,
+            max_inflight: MAX_INFLIGHT_BATCHES,
         }
     }
 
@@ -150,7 +324,7 @@ impl PeerSender {
                         }
                     }
                 }
-                next = rx.recv(), if inflight.len() < MAX_INFLIGHT_BATCHES => {
+                next = rx.recv(), if inflight.len() < self.max_inflight => {
                     let Some(first) = next else { break };
                     let batch = self.batch(first, &mut rx);
                     let count = batch.messages.len();
@@ -199,6 +373,7 @@ impl PeerSender {
             from: self.opts.self_id.0,
             to: self.to.0,
             messages,
+            from_addr: self.opts.advertise.clone(),
         }
     }
 }
@@ -221,8 +396,16 @@ async fn send(
 
 fn approx_bytes(msg: &Message) -> usize {
     match &msg.body {
-        raftkv_core::MessageBody::AppendEntries(a) => {
+        MessageBody::AppendEntries(a) => {
             64 + a.entries.iter().map(|e| e.size_bytes()).sum::<usize>()
+        }
+        MessageBody::InstallSnapshot(i) => {
+            128 + i.meta.membership.size_bytes()
+                + i.data
+                    .iter()
+                    .map(|(k, v)| 8 + k.len() + v.len())
+                    .sum::<usize>()
+                + 48 * i.sessions.len()
         }
         _ => 64,
     }

@@ -70,6 +70,41 @@ pub struct StatusArgs {
     pub conn: ConnArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct MemberArgs {
+    #[command(subcommand)]
+    pub command: MemberCommand,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum MemberCommand {
+    /// Voters, learners, addresses and (from the leader) each member's
+    /// progress.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add node ID, reachable at ADDR (host:port), as a learner (start it
+    /// with `raftkv server --join` first). Returns once committed.
+    Add { id: u64, addr: String },
+    /// Make learner ID a voter (refused until it has caught up).
+    Promote { id: u64 },
+    /// Remove voter or learner ID (the leader too: it steps down).
+    Remove { id: u64 },
+}
+
+#[derive(Args, Debug)]
+pub struct TransferArgs {
+    /// The voter that should lead.
+    #[arg(long)]
+    pub to: u64,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
 impl ConnArgs {
     pub fn endpoint_list(&self) -> anyhow::Result<Vec<String>> {
         let text = match &self.endpoints {
@@ -186,6 +221,117 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+pub fn member(args: MemberArgs) -> anyhow::Result<ExitCode> {
+    let client = args.conn.client()?;
+    let rt = runtime()?;
+    let reply = match args.command {
+        MemberCommand::List { json } => {
+            let list = rt.block_on(client.member_list())?.value;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&member_list_json(&list))?
+                );
+            } else {
+                print!("{}", member_table(&list));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        MemberCommand::Add { id, addr } => rt.block_on(client.add_learner(id, &addr))?,
+        MemberCommand::Promote { id } => rt.block_on(client.promote(id))?,
+        MemberCommand::Remove { id } => rt.block_on(client.remove(id))?,
+    };
+    let m = reply.value.membership.unwrap_or_default();
+    let when = if reply.value.index == 0 {
+        "already in force".to_owned()
+    } else {
+        format!("committed at index {}", reply.value.index)
+    };
+    eprintln!(
+        "OK, {when} (node {}): voters {:?} learners {:?}",
+        reply.served_by, m.voters, m.learners
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn transfer_leader(args: TransferArgs) -> anyhow::Result<ExitCode> {
+    let client = args.conn.client()?;
+    let reply = runtime()?.block_on(client.transfer_leader(args.to))?;
+    eprintln!(
+        "OK, node {} at {} leads",
+        reply.value.leader_id, reply.value.leader_addr
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn member_table(m: &pb::MemberListReply) -> String {
+    let mut out = format!(
+        "configuration at index {} ({}); leader {}\n",
+        m.config_index,
+        if m.config_committed {
+            "committed"
+        } else {
+            "not committed yet"
+        },
+        if m.leader_id == 0 {
+            "unknown".to_owned()
+        } else {
+            m.leader_id.to_string()
+        }
+    );
+    out += &format!(
+        "{:<4} {:<21} {:<8} {:>8} {:>8} {:>10} {}\n",
+        "ID", "ADDRESS", "ROLE", "MATCH", "BEHIND", "CONTACT_MS", "SNAPSHOT"
+    );
+    for p in &m.members {
+        let role = if p.id == m.leader_id {
+            "leader"
+        } else if p.voter {
+            "voter"
+        } else {
+            "learner"
+        };
+        let snapshot = match p.snapshot_index {
+            Some(i) => format!(
+                "sending index {i}, {} chunks acked",
+                p.snapshot_chunks_acked
+            ),
+            None => "-".to_owned(),
+        };
+        out += &format!(
+            "{:<4} {:<21} {:<8} {:>8} {:>8} {:>10} {}\n",
+            p.id,
+            p.addr,
+            role,
+            p.match_index,
+            m.commit_index.saturating_sub(p.match_index),
+            p.last_contact_ms.map_or("-".to_owned(), |c| c.to_string()),
+            snapshot
+        );
+    }
+    out
+}
+
+fn member_list_json(m: &pb::MemberListReply) -> serde_json::Value {
+    use serde_json::json;
+    let members: Vec<_> = m
+        .members
+        .iter()
+        .map(|p| {
+            json!({"id": p.id, "addr": p.addr, "voter": p.voter, "match_index": p.match_index,
+                   "next_index": p.next_index, "snapshot_index": p.snapshot_index,
+                   "snapshot_chunks_acked": p.snapshot_chunks_acked,
+                   "last_contact_ms": p.last_contact_ms})
+        })
+        .collect();
+    json!({
+        "voters": m.voters, "learners": m.learners, "leader_id": m.leader_id,
+        "leader_addr": m.leader_addr, "config_index": m.config_index,
+        "config_committed": m.config_committed, "commit_index": m.commit_index,
+        "served_by": m.served_by, "members": members,
+    })
+}
+
 type StatusRow = (String, Result<pb::StatusReply, ClientError>);
 
 async fn collect_status(client: &Client, endpoints: &[String]) -> Vec<StatusRow> {
@@ -213,8 +359,9 @@ pub fn status_table(rows: &[StatusRow]) -> String {
         "LEASE",
         "REMAINING_MS",
         "WAIT_MS",
-        "PEERS (last contact ms)"
+        "PEERS (id:match/last contact ms; L = learner, S = snapshot)"
     );
+    let mut configs = Vec::new();
     for (ep, row) in rows {
         match row {
             Ok(s) => {
@@ -222,11 +369,23 @@ pub fn status_table(rows: &[StatusRow]) -> String {
                 let peers: Vec<String> = s
                     .peers
                     .iter()
-                    .map(|p| match p.last_contact_ms {
-                        Some(c) => format!("{}:{c}", p.id),
-                        None => format!("{}:-", p.id),
+                    .map(|p| {
+                        let contact = p.last_contact_ms.map_or("-".to_owned(), |c| c.to_string());
+                        let learner = if p.learner { "L" } else { "" };
+                        let snap = p.snapshot_index.map_or(String::new(), |i| {
+                            format!("S{i}#{}", p.snapshot_chunks_acked)
+                        });
+                        if s.role == "leader" {
+                            format!("{}{learner}:{}/{contact}{snap}", p.id, p.match_index)
+                        } else {
+                            format!("{}{learner}", p.id)
+                        }
                     })
                     .collect();
+                configs.push(format!(
+                    "node {}: voters {:?} learners {:?} (config index {}), snapshot index {}, log from {}",
+                    s.id, s.voters, s.learners, s.config_index, s.snapshot_index, s.first_log_index
+                ));
                 let leader = if s.leader_id == 0 {
                     "-".to_owned()
                 } else {
@@ -250,6 +409,10 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             Err(e) => out += &format!("{:<4} {:<21} unreachable: {e}\n", "?", ep),
         }
     }
+    for line in configs {
+        out += &line;
+        out.push('\n');
+    }
     out
 }
 
@@ -264,7 +427,9 @@ fn status_json(endpoint: &str, row: &Result<pb::StatusReply, ClientError>) -> se
                 .iter()
                 .map(|p| {
                     json!({"id": p.id, "addr": p.addr, "match_index": p.match_index,
-                           "next_index": p.next_index, "last_contact_ms": p.last_contact_ms})
+                           "next_index": p.next_index, "last_contact_ms": p.last_contact_ms,
+                           "learner": p.learner, "snapshot_index": p.snapshot_index,
+                           "snapshot_chunks_acked": p.snapshot_chunks_acked})
                 })
                 .collect();
             let counters: serde_json::Map<String, serde_json::Value> = s
@@ -278,6 +443,9 @@ fn status_json(endpoint: &str, row: &Result<pb::StatusReply, ClientError>) -> se
                 "commit_index": s.commit_index, "applied_index": s.applied_index,
                 "last_log_index": s.last_log_index, "persisted_index": s.persisted_index,
                 "keys": s.keys, "uptime_ms": s.uptime_ms,
+                "voters": s.voters, "learners": s.learners, "config_index": s.config_index,
+                "snapshot_index": s.snapshot_index, "first_log_index": s.first_log_index,
+                "transfer_to": s.transfer_to,
                 "lease": {"holds": lease.holds, "remaining_us": lease.remaining_us,
                           "wait_remaining_us": lease.wait_remaining_us, "protecting_us": lease.protecting_us},
                 "peers": peers, "counters": counters,

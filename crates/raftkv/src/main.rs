@@ -37,6 +37,10 @@ enum Command {
     Status(client_cmd::StatusArgs),
     /// An interactive prompt: SET, GET, DELETE, STATUS, HELP.
     Client(client_cmd::ConnArgs),
+    /// Cluster membership: list, add a learner, promote, remove.
+    Member(client_cmd::MemberArgs),
+    /// Hand leadership to another voter (before maintenance of the leader).
+    TransferLeader(client_cmd::TransferArgs),
     /// Load generator (raftkv or etcd), geo-mode proxy and benchmark tools.
     Bench(raftkv_bench::BenchArgs),
 }
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
         Command::Delete(args) => client_cmd::delete(args),
         Command::Status(args) => client_cmd::status(args),
         Command::Client(args) => client_cmd::repl(args),
+        Command::Member(args) => client_cmd::member(args),
+        Command::TransferLeader(args) => client_cmd::transfer_leader(args),
         Command::Bench(args) => raftkv_bench::run(args),
     };
     match result {

@@ -94,6 +94,23 @@ pub struct ServerArgs {
     /// What goes into dump.txt: off, error, info, debug [default: info].
     #[arg(long)]
     pub dump_level: Option<String>,
+    /// Join a running cluster: start with no bootstrap voters and wait, as a
+    /// non-member, until the leader adds this node (`raftkv member add`).
+    /// --peers then only gives addresses of other nodes.
+    #[arg(long)]
+    #[serde(default)]
+    pub join: bool,
+    /// Take a snapshot and compact the log after this many applied entries
+    /// [default: 50000].
+    #[arg(long)]
+    pub snapshot_threshold: Option<u64>,
+    /// Log entries kept behind a snapshot, so a follower a little behind
+    /// catches up from the log, not a snapshot [default: 5000].
+    #[arg(long)]
+    pub snapshot_keep_entries: Option<u64>,
+    /// Key-value bytes per InstallSnapshot chunk [default: 1048576].
+    #[arg(long)]
+    pub snapshot_chunk_bytes: Option<usize>,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -139,6 +156,10 @@ impl ServerArgs {
             client_timeout_ms: self.client_timeout_ms,
             log_level: self.log_level.clone(),
             dump_level: self.dump_level.clone(),
+            join: self.join,
+            snapshot_threshold: self.snapshot_threshold,
+            snapshot_keep_entries: self.snapshot_keep_entries,
+            snapshot_chunk_bytes: self.snapshot_chunk_bytes,
         }
     }
 }
@@ -177,6 +198,10 @@ fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
         client_timeout_ms: flags.client_timeout_ms.or(file.client_timeout_ms),
         log_level: flags.log_level.or(file.log_level),
         dump_level: flags.dump_level.or(file.dump_level),
+        join: flags.join || file.join,
+        snapshot_threshold: flags.snapshot_threshold.or(file.snapshot_threshold),
+        snapshot_keep_entries: flags.snapshot_keep_entries.or(file.snapshot_keep_entries),
+        snapshot_chunk_bytes: flags.snapshot_chunk_bytes.or(file.snapshot_chunk_bytes),
     }
 }
 
@@ -214,11 +239,25 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         }
         None => listen.to_string(),
     };
-    if peers.is_empty() {
+    if peers.is_empty() && !args.join {
         tracing::warn!("no --peers given: running a single-node cluster");
     }
     let client_addrs = parse_peers(args.client_addrs.as_deref().unwrap_or(""))?;
-    let mut core = Config::new(id, peers.keys().copied().chain([id]).collect());
+    let voters = if args.join {
+        Vec::new()
+    } else {
+        peers.keys().copied().chain([id]).collect()
+    };
+    let mut core = Config::new(id, voters);
+    if let Some(v) = args.snapshot_threshold {
+        core.snapshot_threshold = v;
+    }
+    if let Some(v) = args.snapshot_keep_entries {
+        core.snapshot_keep_entries = v;
+    }
+    if let Some(v) = args.snapshot_chunk_bytes {
+        core.snapshot_chunk_bytes = v;
+    }
     let ms = Duration::from_millis;
     if let Some(v) = args.heartbeat_ms {
         core.heartbeat_interval = ms(v);
@@ -321,6 +360,23 @@ mod tests {
         assert_eq!(ordinal_id("raftkv-0").unwrap(), 1);
         assert_eq!(ordinal_id("raftkv-2.raftkv-peers.default.svc").unwrap(), 3);
         assert!(ordinal_id("raftkv").is_err());
+    }
+
+    #[test]
+    fn join_starts_without_voters_and_snapshot_flags_apply() {
+        let args = ServerArgs {
+            id: Some(4),
+            join: true,
+            peers: Some("1=127.0.0.1:7001".into()),
+            snapshot_threshold: Some(50),
+            snapshot_keep_entries: Some(0),
+            ..Default::default()
+        };
+        let config = build_config(&args).unwrap();
+        assert!(config.core.voters.is_empty());
+        assert_eq!(config.core.snapshot_threshold, 50);
+        assert_eq!(config.core.snapshot_keep_entries, 0);
+        config.validate().unwrap();
     }
 
     #[test]

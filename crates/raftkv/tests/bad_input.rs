@@ -179,27 +179,41 @@ fn hostile_peer_messages_are_dropped_and_counted() {
             from: 2,
             to: 1,
             messages: vec![],
+            from_addr: String::new(),
         };
         let err = peer
             .send(foreign)
             .await
             .expect_err("another cluster is refused");
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
-        let stranger = pb::PeerBatch {
+        // A node may not claim to be the receiver itself (any other id may
+        // write: nodes added at run time are new to everyone).
+        let impostor = pb::PeerBatch {
+            cluster_id: "bad-input".into(),
+            from: 1,
+            to: 1,
+            messages: vec![],
+            from_addr: String::new(),
+        };
+        assert_eq!(
+            peer.send(impostor)
+                .await
+                .expect_err("a batch from itself")
+                .code(),
+            tonic::Code::InvalidArgument
+        );
+        // A sender address that is not host:port is ignored and counted.
+        let bad_addr = pb::PeerBatch {
             cluster_id: "bad-input".into(),
             from: 9,
             to: 1,
             messages: vec![],
+            from_addr: "no port here\n".into(),
         };
-        assert_eq!(
-            peer.send(stranger)
-                .await
-                .expect_err("unknown sender")
-                .code(),
-            tonic::Code::InvalidArgument
-        );
+        peer.send(bad_addr).await.expect("the batch itself is fine");
         let status = client.status_at(&node.addr).await.expect("node up");
         assert_eq!(counter(&status, "peer_batches_rejected_cluster"), 2);
+        assert_eq!(counter(&status, "peer_messages_malformed"), 1);
         assert_eq!(
             client
                 .get("k")
