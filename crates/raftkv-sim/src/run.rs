@@ -28,6 +28,9 @@ pub struct RunOptions {
     /// Spare nodes, membership changes (add learner, promote, remove, wipe
     /// and re-add) and leadership transfers in the fault mix.
     pub membership_mix: bool,
+    /// After the liveness phase, every member (voter or learner) must catch
+    /// up with the leader's commit index within the liveness bound.
+    pub check_catch_up: bool,
     pub trace: bool,
     /// Simulated time with faults and workload.
     pub safety_duration: Duration,
@@ -43,6 +46,7 @@ impl RunOptions {
             clock_drift_beyond_bound: false,
             disable_rule: None,
             membership_mix: true,
+            check_catch_up: true,
             trace: false,
             safety_duration: Duration::from_secs(20),
             liveness_bound: Duration::from_secs(10),
@@ -247,6 +251,11 @@ fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String
         Ok(took_ns) => c.set_recovery_ns(took_ns),
         Err(f) => return (Some(f), false),
     }
+    if opts.check_catch_up {
+        if let Err(f) = catch_up_phase(c, opts) {
+            return (Some(f), false);
+        }
+    }
     c.run_for(Duration::from_millis(300));
     c.check_log_matching_now();
     c.check_state_machines();
@@ -338,6 +347,39 @@ fn liveness_phase(
         opts.liveness_bound,
         c.leader(),
         pending.join(", ")
+    ))
+}
+
+/// With every fault healed, every member of the leader's configuration
+/// catches up (by log or snapshot) with the leader's commit index.
+fn catch_up_phase(c: &mut Cluster, opts: &RunOptions) -> Result<(), String> {
+    let deadline = c.now_ns() + opts.liveness_bound.as_nanos() as u64;
+    let behind = |c: &Cluster| -> Option<Vec<NodeId>> {
+        let l = c.leader()?;
+        let r = c.raft(l)?;
+        let want = r.commit_index();
+        Some(
+            r.membership()
+                .members()
+                .filter(|&m| c.raft(m).is_none_or(|x| x.applied_index() < want))
+                .collect(),
+        )
+    };
+    while c.now_ns() < deadline && c.violation().is_none() {
+        if behind(c).is_some_and(|b| b.is_empty()) {
+            c.note("liveness: every member caught up");
+            return Ok(());
+        }
+        c.run_for(Duration::from_millis(20));
+    }
+    if let Some(v) = c.violation() {
+        return Err(v.to_string());
+    }
+    Err(format!(
+        "liveness: members {:?} did not catch up with leader {:?} within {:?} of healing",
+        behind(c),
+        c.leader(),
+        opts.liveness_bound
     ))
 }
 

@@ -33,6 +33,9 @@ struct Args {
     /// the fault mix.
     #[arg(long)]
     no_membership_mix: bool,
+    /// Skip the check that every member catches up after healing.
+    #[arg(long)]
+    no_catch_up_check: bool,
     /// Simulated seconds of the safety phase (faults and workload) per seed.
     #[arg(long, default_value_t = 20)]
     safety_s: u64,
@@ -50,6 +53,7 @@ fn main() -> Result<ExitCode> {
     opts.nodes = args.nodes.as_deref().map(|n| n.parse()).transpose()?;
     opts.safety_duration = std::time::Duration::from_secs(args.safety_s);
     opts.membership_mix = !args.no_membership_mix;
+    opts.check_catch_up = !args.no_catch_up_check;
     // Panics inside a run are caught and reported as that seed's failure.
     std::panic::set_hook(Box::new(|_| {}));
     match (args.seeds, args.seed) {
