@@ -39,9 +39,10 @@ pub fn run_all<F: StorageFactory>(factory: &mut F) {
     reopen_restores_synced(factory);
     crash_keeps_synced(factory);
     persist_ready_order(factory);
+    run_snapshot_checks(factory);
 }
 
-/// The snapshot checks.
+/// The snapshot checks (part of [`run_all`]).
 pub fn run_snapshot_checks<F: StorageFactory>(factory: &mut F) {
     compaction_then_reopen(factory);
     installed_keeps_matching_suffix(factory);

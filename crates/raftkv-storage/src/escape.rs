@@ -78,6 +78,10 @@ pub fn unescape(token: &str) -> Result<String, String> {
     if token.is_empty() {
         return Err("empty token (the empty string is written \\e)".into());
     }
+    if is_plain(token) {
+        // Fast path (most keys and values): printable ASCII without `\\`.
+        return Ok(token.to_owned());
+    }
     if !token.contains('\\') {
         if let Some(c) = token.chars().find(|&c| needs_escape(c)) {
             return Err(format!("unescaped character U+{:04X}", c as u32));

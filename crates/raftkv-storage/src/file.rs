@@ -13,10 +13,13 @@ use raftkv_core::{
 
 use crate::error::StorageError;
 use crate::lock::DirLock;
-use crate::storage::{check_append, recovered_hard_state, Storage};
+use crate::snapfile::{self, SNAPSHOT_FILE, SNAPSHOT_TMP_FILE};
+use crate::storage::{check_append, plan_snapshot, recovered_hard_state, SnapshotPlan, Storage};
 use crate::{dump, line, metadata};
 
 pub const LOG_FILE: &str = "logs.txt";
+/// The kept tail of `logs.txt` while a log cut writes it.
+pub const LOG_TMP_FILE: &str = "logs.txt.tmp";
 
 /// The name of a node's folder under the data directory.
 pub fn node_dir_name(node_id: NodeId) -> String {
@@ -44,7 +47,37 @@ pub struct OpenReport {
     /// Set when the log's last term was above `metadata.txt`'s term and the
     /// reported current term was raised to it (from this value).
     pub term_raised_from: Option<Term>,
+    /// The snapshot loaded from `snapshot.txt` (index 0: none).
+    pub snapshot_index: LogIndex,
+    pub snapshot_keys: u64,
+    pub snapshot_bytes: u64,
+    pub snapshot_load_time: Duration,
+    /// A crash came between writing `snapshot.txt` and cutting `logs.txt`;
+    /// the cut was finished by this open.
+    pub finished_cut: Option<FinishedCut>,
     pub open_time: Duration,
+}
+
+/// What an open did to finish a log cut a crash interrupted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedCut {
+    pub snapshot_index: LogIndex,
+    /// Entries of `logs.txt` dropped: those the snapshot covers, and the
+    /// ones after it when the log's entry at the snapshot index had another
+    /// term (an installed snapshot that replaced a conflicting log).
+    pub dropped: u64,
+    /// Entries kept after the snapshot.
+    pub kept: u64,
+}
+
+impl std::fmt::Display for FinishedCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "recovery: {LOG_FILE} still held entries covered by {SNAPSHOT_FILE} (index {}): a crash came before the log cut; finished it ({} entries dropped, {} kept)",
+            self.snapshot_index, self.dropped, self.kept
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,9 +104,12 @@ pub struct FileStorage {
     dir: PathBuf,
     log_path: PathBuf,
     log: File,
-    /// `offsets[i]` is the byte offset of the line of index `i + 1`.
+    /// The stored snapshot's meta (`snapshot.txt`); the data stays on disk.
+    snapshot: Option<SnapshotMeta>,
+    /// `offsets[i]` is the byte offset of the line of index
+    /// `snapshot index + 1 + i`; `logs.txt` starts right after the snapshot.
     offsets: Vec<u64>,
-    /// `terms[i]` is the term of index `i + 1`.
+    /// `terms[i]` is the term of index `snapshot index + 1 + i`.
     terms: Vec<Term>,
     /// Bytes of whole lines written; the file is exactly this long.
     log_bytes: u64,
@@ -91,7 +127,8 @@ impl std::fmt::Debug for FileStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileStorage")
             .field("dir", &self.dir)
-            .field("last_index", &self.offsets.len())
+            .field("snapshot_index", &self.snap_index())
+            .field("last_index", &self.last_index())
             .field("log_bytes", &self.log_bytes)
             .field("hard_state", &self.hard_state)
             .field("failed", &self.failed)
@@ -112,8 +149,26 @@ impl FileStorage {
         let dir = data_dir.join(node_dir_name(node_id));
         report.created = create_node_dir(data_dir, &dir)?;
         let lock = DirLock::acquire(&dir)?;
-        remove_if_exists(&dir.join(metadata::METADATA_TMP_FILE))?;
+        // Leftovers of a crash during an atomic replace: the real file is
+        // the old or the new version, whole.
+        for tmp in [metadata::METADATA_TMP_FILE, SNAPSHOT_TMP_FILE, LOG_TMP_FILE] {
+            remove_if_exists(&dir.join(tmp))?;
+        }
         let stored_hs = metadata::read(&dir)?;
+
+        let snap_started = Instant::now();
+        let snapshot = snapfile::read(&dir)?;
+        if let Some(snap) = &snapshot {
+            report.snapshot_index = snap.meta.index;
+            report.snapshot_keys = snap.data.len() as u64;
+            report.snapshot_bytes = fs::metadata(dir.join(SNAPSHOT_FILE))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            report.snapshot_load_time = snap_started.elapsed();
+        }
+        let (snap_index, snap_term) = snapshot
+            .as_ref()
+            .map_or((LogIndex(0), Term(0)), |s| (s.meta.index, s.meta.term));
 
         let log_path = dir.join(LOG_FILE);
         let log_existed = log_path.exists();
@@ -128,13 +183,11 @@ impl FileStorage {
             // The new name must be durable before any entry synced into it is.
             metadata::sync_dir(&dir)?;
         }
-        let scan = scan_log(&log, &log_path)?;
-        let last_index = LogIndex(scan.entries.len() as u64);
-        let last_term = scan.entries.last().map_or(Term(0), |e| e.term);
+        let mut scan = scan_log(&log, &log_path)?;
 
         let hard_state = match stored_hs {
             Some(hs) => hs,
-            None if scan.entries.is_empty() && scan.torn.is_none() => {
+            None if scan.entries.is_empty() && scan.torn.is_none() && snapshot.is_none() => {
                 metadata::write(&dir, &HardState::default())?;
                 HardState::default()
             }
@@ -142,12 +195,76 @@ impl FileStorage {
                 return Err(StorageError::Inconsistent {
                     file: dir.join(metadata::METADATA_FILE),
                     reason: format!(
-                        "missing, but {LOG_FILE} holds {} entries",
-                        scan.entries.len()
+                        "missing, but {LOG_FILE} holds {} entries{}",
+                        scan.entries.len(),
+                        if snapshot.is_some() {
+                            format!(" and {SNAPSHOT_FILE} exists")
+                        } else {
+                            String::new()
+                        }
                     ),
                 })
             }
         };
+        if let Some(torn) = &scan.torn {
+            cut_torn_tail(&log, &log_path, torn)?;
+            tracing::warn!(dir = %dir.display(), "{torn}");
+            // Best effort: the cut is also in the report, and a full disk
+            // must not keep the node from starting.
+            if let Err(e) = dump::append_now(&dir, node_id, hard_state.term, torn) {
+                tracing::warn!("could not record the cut in dump.txt: {e}");
+            }
+        }
+
+        // The log must start right after the snapshot. If it starts at or
+        // before it, a crash came between the snapshot's rename and the log
+        // cut: finish the cut (see docs/storage.md, "Compaction").
+        let mut cut_from: Option<usize> = None;
+        if let Some(first) = scan.entries.first().map(|e| e.index) {
+            if first > snap_index.next() {
+                return Err(StorageError::Inconsistent {
+                    file: log_path,
+                    reason: format!(
+                        "starts at index {first}, but {} ends at index {snap_index}: entries {}..={} are missing",
+                        if snapshot.is_some() { SNAPSHOT_FILE } else { "the log (no snapshot.txt)" },
+                        snap_index.next(),
+                        first.prev()
+                    ),
+                });
+            }
+            if first <= snap_index {
+                let at = (snap_index.0 - first.0) as usize;
+                let keep = scan.entries.get(at).is_some_and(|e| e.term == snap_term);
+                let p = if keep { at + 1 } else { scan.entries.len() };
+                let cut = FinishedCut {
+                    snapshot_index: snap_index,
+                    dropped: p as u64,
+                    kept: (scan.entries.len() - p) as u64,
+                };
+                tracing::warn!(dir = %dir.display(), "{cut}");
+                if let Err(e) = dump::append_now(&dir, node_id, hard_state.term, &cut) {
+                    tracing::warn!("could not record the cut in dump.txt: {e}");
+                }
+                report.finished_cut = Some(cut);
+                cut_from = Some(p);
+            }
+        }
+        if let Some(p) = cut_from {
+            scan.entries.drain(..p);
+        }
+        if let Some(e) = scan.entries.first() {
+            if e.term < snap_term {
+                return Err(StorageError::Inconsistent {
+                    file: log_path,
+                    reason: format!(
+                        "entry {} has term {}, below the term {snap_term} of {SNAPSHOT_FILE} (index {snap_index})",
+                        e.index, e.term
+                    ),
+                });
+            }
+        }
+        let last_index = scan.entries.last().map_or(snap_index, |e| e.index);
+        let last_term = scan.entries.last().map_or(snap_term, |e| e.term);
         if hard_state.commit > last_index {
             return Err(StorageError::Inconsistent {
                 file: log_path,
@@ -158,29 +275,20 @@ impl FileStorage {
                 ),
             });
         }
-        if let Some(torn) = &scan.torn {
-            cut_torn_tail(&log, &log_path, torn)?;
-            tracing::warn!(dir = %dir.display(), "{torn}");
-            // Best effort: the cut is also in the report, and a full disk
-            // must not keep the node from starting.
-            if let Err(e) = dump::append_now(&dir, node_id, hard_state.term, torn) {
-                tracing::warn!("could not record the cut in dump.txt: {e}");
-            }
-        }
         let restored_hs = recovered_hard_state(hard_state, last_term);
         if restored_hs.term != hard_state.term {
             report.term_raised_from = Some(hard_state.term);
         }
-        report.entries = last_index.0;
+        report.entries = scan.entries.len() as u64;
         report.log_bytes = scan.log_bytes;
         report.torn_tail = scan.torn;
-        report.open_time = started.elapsed();
-        let storage = FileStorage {
+        let mut storage = FileStorage {
             dir,
             log_path,
             log,
-            offsets: scan.offsets,
+            snapshot: snapshot.as_ref().map(|s| s.meta.clone()),
             terms: scan.entries.iter().map(|e| e.term).collect(),
+            offsets: scan.offsets,
             log_bytes: scan.log_bytes,
             unsynced: false,
             hard_state,
@@ -189,11 +297,17 @@ impl FileStorage {
             enospc_after_bytes: opts.inject_enospc_after_bytes,
             _lock: lock,
         };
+        if let Some(p) = cut_from {
+            // `offsets` and `terms` still describe the whole file.
+            storage.cut_log(p)?;
+            report.log_bytes = storage.log_bytes;
+        }
+        report.open_time = started.elapsed();
         Ok((
             storage,
             Restored {
                 hard_state: restored_hs,
-                snapshot: None,
+                snapshot,
                 entries: scan.entries,
             },
             report,
@@ -231,8 +345,77 @@ impl FileStorage {
         err
     }
 
+    fn snap_index(&self) -> LogIndex {
+        self.snapshot.as_ref().map_or(LogIndex(0), |m| m.index)
+    }
+
+    fn snap_term(&self) -> Term {
+        self.snapshot.as_ref().map_or(Term(0), |m| m.term)
+    }
+
+    /// Position of `index` in `offsets` / `terms`.
+    fn pos(&self, index: LogIndex) -> usize {
+        (index.0 - self.snap_index().0 - 1) as usize
+    }
+
+    /// Term of `index` if the log holds it.
+    fn term_of(&self, index: LogIndex) -> Option<Term> {
+        let p = index.0.checked_sub(self.snap_index().0 + 1)?;
+        self.terms.get(p as usize).copied()
+    }
+
+    /// Replaces `logs.txt` with its lines from position `p` on (all of them
+    /// gone when `p == len`): the kept tail is copied to `logs.txt.tmp`,
+    /// fsynced, renamed over `logs.txt`, and the folder fsynced. A crash at
+    /// any point leaves the old file or the new one, whole. The unsynced
+    /// appends in the tail become durable on the way.
+    fn cut_log(&mut self, p: usize) -> Result<(), StorageError> {
+        let from = self.offsets.get(p).copied().unwrap_or(self.log_bytes);
+        let tmp_path = self.dir.join(LOG_TMP_FILE);
+        let result = (|| {
+            let tmp = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp_path)
+                .map_err(|e| StorageError::io(&tmp_path, "create", e))?;
+            let mut chunk = vec![0u8; (1 << 20).min((self.log_bytes - from) as usize)];
+            let mut at = from;
+            while at < self.log_bytes {
+                let n = chunk.len().min((self.log_bytes - at) as usize);
+                self.log
+                    .read_exact_at(&mut chunk[..n], at)
+                    .map_err(|e| StorageError::io(&self.log_path, "read", e))?;
+                tmp.write_all_at(&chunk[..n], at - from)
+                    .map_err(|e| StorageError::io(&tmp_path, "write", e))?;
+                at += n as u64;
+            }
+            tmp.sync_all()
+                .map_err(|e| StorageError::io(&tmp_path, "fsync", e))?;
+            fs::rename(&tmp_path, &self.log_path)
+                .map_err(|e| StorageError::io(&self.log_path, "rename logs.txt.tmp over", e))?;
+            metadata::sync_dir(&self.dir)?;
+            Ok(tmp)
+        })();
+        match result {
+            Ok(tmp) => {
+                self.log = tmp;
+                self.offsets.drain(..p);
+                self.terms.drain(..p);
+                for o in &mut self.offsets {
+                    *o -= from;
+                }
+                self.log_bytes -= from;
+                self.unsynced = false;
+                Ok(())
+            }
+            Err(e) => Err(self.stop(e)),
+        }
+    }
+
     fn truncate_from(&mut self, from: LogIndex) -> Result<(), StorageError> {
-        let keep = from.0 as usize - 1;
+        let keep = self.pos(from);
         let offset = self.offsets[keep];
         if let Err(e) = self.log.set_len(offset) {
             return Err(self.stop(StorageError::io(&self.log_path, "truncate", e)));
@@ -266,8 +449,9 @@ impl FileStorage {
 impl Storage for FileStorage {
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         self.check_running()?;
-        check_append(entries, (LogIndex(0), Term(0)), self.last_index(), |i| {
-            self.terms[i.0 as usize - 1]
+        let snap = (self.snap_index(), self.snap_term());
+        check_append(entries, snap, self.last_index(), |i| {
+            self.terms[self.pos(i)]
         })?;
         let Some(first) = entries.first() else {
             return Ok(());
@@ -322,47 +506,70 @@ impl Storage for FileStorage {
 
     fn save_snapshot(&mut self, write: &SnapshotWrite) -> Result<(), StorageError> {
         self.check_running()?;
-        // snapshot.txt comes in the next commit; until then refuse rather
-        // than pretend (fail-stop).
-        Err(self.stop(StorageError::SnapshotRejected {
-            index: write.snapshot.meta.index,
-            reason: "this build of FileStorage cannot store snapshots yet".into(),
-        }))
+        let SnapshotPlan::Apply { keep_suffix } =
+            plan_snapshot(write, self.snap_index(), |i| self.term_of(i))?
+        else {
+            return Ok(());
+        };
+        let meta = &write.snapshot.meta;
+        // 1. snapshot.txt, atomically. From here a crash leaves the new
+        //    snapshot, and recovery finishes the cut of step 2.
+        let stats = match snapfile::write(&self.dir, &write.snapshot) {
+            Ok(stats) => stats,
+            Err(e) => return Err(self.stop(e)),
+        };
+        tracing::debug!(
+            index = %meta.index,
+            keys = stats.keys,
+            bytes = stats.bytes,
+            write_ms = stats.write_time.as_millis() as u64,
+            sync_ms = stats.sync_time.as_millis() as u64,
+            "snapshot.txt written"
+        );
+        // 2. cut logs.txt to the entries after the snapshot.
+        let p = if keep_suffix {
+            self.pos(meta.index.next())
+        } else {
+            self.offsets.len()
+        };
+        // (`p` counts from the old snapshot, as `offsets` still does.)
+        self.snapshot = Some(meta.clone());
+        self.cut_log(p)
     }
 
     fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
-        None
+        self.snapshot.as_ref()
     }
 
     fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(None)
+        snapfile::read(&self.dir)
     }
 
     fn last_index(&self) -> LogIndex {
-        LogIndex(self.offsets.len() as u64)
+        LogIndex(self.snap_index().0 + self.offsets.len() as u64)
     }
 
     fn last_term(&self) -> Term {
-        self.terms.last().copied().unwrap_or(Term(0))
+        self.terms.last().copied().unwrap_or(self.snap_term())
     }
 
     fn entries(&self, lo: LogIndex, hi: LogIndex) -> Result<Vec<Entry>, StorageError> {
-        let last = self.last_index();
-        if lo.0 == 0 || hi > last || lo > hi.next() {
+        let (first, last) = (self.first_index(), self.last_index());
+        if lo < first || hi > last || lo > hi.next() {
             return Err(StorageError::OutOfRange {
                 lo,
                 hi,
-                first: LogIndex(1),
+                first,
                 last,
             });
         }
         if lo > hi {
             return Ok(Vec::new());
         }
-        let start = self.offsets[lo.0 as usize - 1];
+        let start = self.offsets[self.pos(lo)];
         let end = self
             .offsets
-            .get(hi.0 as usize)
+            .get(self.pos(hi.next()))
             .copied()
             .unwrap_or(self.log_bytes);
         let mut bytes = vec![0u8; (end - start) as usize];
@@ -378,7 +585,7 @@ impl Storage for FileStorage {
             let index = LogIndex(lo.0 + i as u64);
             let corrupt = |reason: String| StorageError::Corrupt {
                 file: self.log_path.clone(),
-                line: index.0,
+                line: self.pos(index) as u64 + 1,
                 reason,
             };
             let entry = line::decode(text).map_err(corrupt)?;
@@ -446,7 +653,8 @@ struct Scan {
 }
 
 /// Reads and validates the whole log: every line's checksum, consecutive
-/// indexes from 1, non-decreasing terms. Only the final line may be bad (a
+/// indexes (from the first line's: after a compaction the log starts after
+/// the snapshot), non-decreasing terms. Only the final line may be bad (a
 /// torn append); anything else is an error naming the line.
 fn scan_log(log: &File, path: &Path) -> Result<Scan, StorageError> {
     let file_len = log
@@ -496,12 +704,16 @@ fn scan_log(log: &File, path: &Path) -> Result<Scan, StorageError> {
                 })
             }
         };
-        if entry.index.0 != line_no || entry.term < prev_term {
+        let expected = scan
+            .entries
+            .first()
+            .map_or(entry.index, |e| LogIndex(e.index.0 + line_no - 1));
+        if entry.index.0 == 0 || entry.index != expected || entry.term < prev_term {
             let reason = format!(
-                "entry index {} term {} does not follow index {} term {prev_term} (expected consecutive indexes from 1, non-decreasing terms)",
+                "entry index {} term {} does not follow index {} term {prev_term} (expected consecutive indexes, non-decreasing terms)",
                 entry.index,
                 entry.term,
-                line_no - 1
+                expected.prev()
             );
             return Err(StorageError::Corrupt {
                 file: path.to_owned(),

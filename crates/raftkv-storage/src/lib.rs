@@ -1,15 +1,17 @@
 //! # raftkv-storage
 //!
 //! Each node keeps its state in a folder a person can read:
-//! `<data_dir>/logs_node_<id>/` with `logs.txt` (the Raft log, one
-//! checksummed line per entry), `metadata.txt` (term, vote, commit; replaced
-//! atomically), `dump.txt` (the event trace) and `LOCK`. See docs/storage.md.
+//! `<data_dir>/logs_node_<id>/` with `logs.txt` (the Raft log after the
+//! snapshot, one checksummed line per entry), `snapshot.txt` (the latest
+//! snapshot, one checksummed line per item; replaced atomically),
+//! `metadata.txt` (term, vote, commit; replaced atomically), `dump.txt` (the
+//! event trace) and `LOCK`. See docs/storage.md.
 //!
 //! - [`Storage`]: the contract, implemented by [`FileStorage`] and by the
 //!   simulator's [`MemStorage`]; [`conformance`] is the one suite both pass.
 //! - [`persist_ready`]: writes a core `Ready` in a crash-safe order.
 //! - [`DumpLog`]: the buffered, rotated `dump.txt` writer.
-//! - [`escape`] and [`line`]: the text formats.
+//! - [`escape`], [`line`] and [`snapfile`]: the text formats.
 
 pub mod conformance;
 pub mod dump;
@@ -20,13 +22,18 @@ pub mod line;
 mod lock;
 mod mem;
 pub mod metadata;
+pub mod snapfile;
 mod storage;
 
 pub use dump::{event_level, DumpLevel, DumpLog, DumpOptions};
 pub use error::StorageError;
-pub use file::{node_dir_name, FileStorage, FileStorageOptions, OpenReport, TornTail, LOG_FILE};
+pub use file::{
+    node_dir_name, FileStorage, FileStorageOptions, FinishedCut, OpenReport, TornTail, LOG_FILE,
+    LOG_TMP_FILE,
+};
 pub use lock::LOCK_FILE;
 pub use mem::MemStorage;
+pub use snapfile::{SNAPSHOT_FILE, SNAPSHOT_TMP_FILE};
 pub use storage::{
     persist_ready, persist_ready_with, recovered_hard_state, saved_compactions, PersistOptions,
     Storage, DEFAULT_COMMIT_SAVE_INTERVAL,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use raftkv_core::{NodeId, Restored};
-use raftkv_storage::conformance::{run_all, run_snapshot_checks, StorageFactory};
+use raftkv_storage::conformance::{run_all, StorageFactory};
 use raftkv_storage::{FileStorage, FileStorageOptions, MemStorage};
 
 struct MemFactory;
@@ -67,11 +67,6 @@ impl StorageFactory for FileFactory {
 #[test]
 fn mem_storage_conforms() {
     run_all(&mut MemFactory);
-}
-
-#[test]
-fn mem_storage_snapshots() {
-    run_snapshot_checks(&mut MemFactory);
 }
 
 #[test]
