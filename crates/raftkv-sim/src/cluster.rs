@@ -1260,8 +1260,11 @@ impl Cluster {
     }
 
     pub(crate) fn record_served(&mut self, i: usize, what: ServedKind) {
-        if what == ServedKind::LeaseRead && self.cfg.check_lease_protection {
-            self.check_lease_protection(i);
+        if self.cfg.check_lease_protection {
+            if what == ServedKind::LeaseRead {
+                self.check_lease_protection(i);
+            }
+            self.check_no_older_lease(i);
         }
         let Some(raft) = self.nodes[i].raft.as_ref() else {
             return;

@@ -287,6 +287,31 @@ impl Cluster {
         }
     }
 
+    /// Live lease exclusion: as leader `i` answers a client, no leader of an
+    /// older term holds a lease (LEASES.md rule 5, checked at the instant
+    /// rather than only when the old leader next serves a lease read).
+    pub(crate) fn check_no_older_lease(&mut self, i: usize) {
+        let Some(raft) = self.nodes[i].raft.as_ref() else {
+            return;
+        };
+        let (id, term) = (raft.id(), raft.term());
+        for j in 0..self.nodes.len() {
+            let Some(r) = self.nodes[j].raft.as_ref() else {
+                continue;
+            };
+            if j == i || r.role() != Role::Leader || r.term() >= term {
+                continue;
+            }
+            let st = r.status(self.local_now_at(j));
+            if st.lease.holds {
+                return self.fail(format!(
+                    "lease exclusion: node {id} (leader of term {term}) answered a client while node {} (leader of term {}) still holds its lease ({:?} left)",
+                    st.id, st.term, st.lease.remaining
+                ));
+            }
+        }
+    }
+
     /// One change at a time, as leader `i` hands out `entries` to persist.
     pub(crate) fn check_config_append(&mut self, i: usize, entries: &[Entry]) {
         let Some(raft) = self.nodes[i].raft.as_ref() else {

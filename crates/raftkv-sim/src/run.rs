@@ -431,8 +431,10 @@ fn advance_lease_trap(c: &mut Cluster, t: LeaseTrap, rng: &mut SimRng) -> Option
                 restore_mix(c, mix);
                 return None;
             };
-            let mut followers: Vec<NodeId> =
-                c.node_ids().into_iter().filter(|&i| i != leader).collect();
+            // The voters of its configuration (spares and learners do not
+            // hold its lease).
+            let voters = c.membership(leader).map(|m| m.voters).unwrap_or_default();
+            let mut followers: Vec<NodeId> = voters.into_iter().filter(|&i| i != leader).collect();
             shuffle(&mut followers, rng);
             let k = rng.range(1, (followers.len() as u64 / 2).max(1)) as usize;
             let (cut, rest) = followers.split_at(k);
