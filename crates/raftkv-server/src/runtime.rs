@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use raftkv_core::{
     ClientCommand, ConfChange, ConfChangeError, Event, HardState, LogIndex, Membership, Message,
     MessageBody, MonoTime, NodeId, OpResult, ProposeError, RaftNode, ReadError, ReadId, ReadNow,
-    Ready, Role, SnapshotOrigin, Status, Term, TransferError, WriteError,
+    Ready, Role, Status, Term, TransferError, WriteError,
 };
 use raftkv_storage::DumpLog;
 use tokio::sync::{mpsc, oneshot};
@@ -503,20 +503,21 @@ impl CoreTask {
     }
 
     /// Steps 3-5 of the Ready contract, once the Ready is durable.
-    fn finish(&mut self, ready: Ready) {
+    fn finish(&mut self, mut ready: Ready) {
         let mark = ready.persist_mark();
-        for msg in ready.persisted_messages {
+        let compactions = raftkv_storage::saved_compactions(&ready);
+        for msg in ready.persisted_messages.drain(..) {
             self.transport.send(msg);
         }
         if let Some((index, term)) = mark {
             self.node.on_persisted(self.clock.now(), index, term);
         }
-        for write in &ready.snapshots {
+        for _ in &ready.snapshots {
             bump(&self.metrics.snapshots_saved);
-            if write.origin == SnapshotOrigin::Compaction {
-                self.node
-                    .on_snapshot_saved(self.clock.now(), write.snapshot.meta.index);
-            }
+        }
+        // The storage job saved them (persist_ready): report the compactions.
+        for index in compactions {
+            self.node.on_snapshot_saved(self.clock.now(), index);
         }
         for result in ready.conf_change_results {
             let Some(waiter) = self.conf_waiters.remove(&result.index) else {

@@ -19,10 +19,10 @@ pub struct ConnArgs {
     /// Nodes to talk to, host:port comma-separated. Default: the cluster that
     /// `raftkv local` started from this folder (./raftkv-data/endpoints.txt),
     /// else 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003.
-    #[arg(long, short = 'e')]
+    #[arg(long, short = 'e', global = true)]
     pub endpoints: Option<String>,
     /// Give up after this long (retries and redirects included).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, global = true)]
     pub timeout_ms: u64,
 }
 

@@ -29,6 +29,8 @@ pub struct Node {
     pub addr: String,
     pub child: Option<Child>,
     pub stopped: bool,
+    /// Started with `--join` (added at run time, not a bootstrap voter).
+    pub join: bool,
 }
 
 /// A cluster's timing flags, in milliseconds.
@@ -52,6 +54,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub cluster_id: String,
     pub timing: Timing,
+    /// More `raftkv server` flags for every node.
+    pub extra_args: Vec<String>,
 }
 
 impl Cluster {
@@ -60,6 +64,11 @@ impl Cluster {
     }
 
     pub fn start_with(n: usize, timing: Timing) -> Cluster {
+        Cluster::start_with_args(n, timing, &[])
+    }
+
+    /// `n` bootstrap nodes with `extra_args` added to every command line.
+    pub fn start_with_args(n: usize, timing: Timing, extra_args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("raftkv-test-")
             .tempdir()
@@ -76,6 +85,7 @@ impl Cluster {
                 addr: l.local_addr().unwrap().to_string(),
                 child: None,
                 stopped: false,
+                join: false,
             })
             .collect();
         drop(listeners);
@@ -84,6 +94,7 @@ impl Cluster {
             dir,
             cluster_id: "test".into(),
             timing,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         for id in 1..=n as u64 {
             cluster.spawn(id);
@@ -95,12 +106,40 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// `--peers` of a bootstrap node: the bootstrap nodes only.
     pub fn peers_arg(&self) -> String {
         self.nodes
             .iter()
+            .filter(|n| !n.join)
             .map(|n| format!("{}={}", n.id, n.addr))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Reserves the next node id and a free port for a node that will join
+    /// the running cluster (`raftkv server --join`); not started yet.
+    pub fn reserve_joining_node(&mut self) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let addr = loop {
+            let port = free_port();
+            let addr = format!("127.0.0.1:{port}");
+            if self.nodes.iter().all(|n| n.addr != addr) {
+                break addr;
+            }
+        };
+        self.nodes.push(Node {
+            id,
+            addr,
+            child: None,
+            stopped: false,
+            join: true,
+        });
+        id
+    }
+
+    /// The folder where node `id` keeps its files.
+    pub fn node_dir(&self, id: u64) -> PathBuf {
+        self.data_dir().join(format!("logs_node_{id}"))
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -122,15 +161,20 @@ impl Cluster {
     /// The command line of node `id`.
     pub fn server_command(&self, id: u64) -> Command {
         let mut cmd = Command::new(BIN);
+        // A joining node knows every address (--peers are only addresses
+        // for it); a bootstrap node lists the bootstrap voters.
+        let peers = if self.node(id).join {
+            self.nodes
+                .iter()
+                .map(|n| format!("{}={}", n.id, n.addr))
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            self.peers_arg()
+        };
         cmd.arg("server")
-            .args([
-                "--id",
-                &id.to_string(),
-                "--listen",
-                &self.addr(id),
-                "--peers",
-                &self.peers_arg(),
-            ])
+            .args(["--id", &id.to_string(), "--listen", &self.addr(id)])
+            .args(["--peers", &peers])
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--cluster-id", &self.cluster_id])
@@ -145,8 +189,12 @@ impl Cluster {
             ])
             .args(["--lease-ms", &self.timing.lease_ms.to_string()])
             .args(["--log-level", "warn"])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        if self.node(id).join {
+            cmd.arg("--join");
+        }
         cmd
     }
 
