@@ -31,6 +31,10 @@ pub struct RunOptions {
     /// After the liveness phase, every member (voter or learner) must catch
     /// up with the leader's commit index within the liveness bound.
     pub check_catch_up: bool,
+    /// The live lease invariants (lease protection, live lease exclusion;
+    /// see `invariants`). Off, a lease violation runs on until the
+    /// linearizability checker (or the end-of-run lease oracle) sees it.
+    pub lease_invariants: bool,
     pub trace: bool,
     /// Simulated time with faults and workload.
     pub safety_duration: Duration,
@@ -47,6 +51,7 @@ impl RunOptions {
             disable_rule: None,
             membership_mix: true,
             check_catch_up: true,
+            lease_invariants: true,
             trace: false,
             safety_duration: Duration::from_secs(20),
             liveness_bound: Duration::from_secs(10),
@@ -124,6 +129,7 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     let nodes = opts.nodes.unwrap_or_else(|| *rng.pick(&[3, 5, 7]));
     let mut cfg = ClusterConfig::new(nodes, rng.next_u64());
     cfg.trace = opts.trace;
+    cfg.check_lease_protection = opts.lease_invariants;
     randomize_timing(&mut cfg, rng);
     if opts.membership_mix {
         cfg.spares = 2;

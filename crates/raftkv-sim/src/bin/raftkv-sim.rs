@@ -36,6 +36,10 @@ struct Args {
     /// Skip the check that every member catches up after healing.
     #[arg(long)]
     no_catch_up_check: bool,
+    /// Turn off the live lease invariants (lease protection, live lease
+    /// exclusion), leaving lease bugs to the linearizability checker.
+    #[arg(long)]
+    no_lease_invariants: bool,
     /// Simulated seconds of the safety phase (faults and workload) per seed.
     #[arg(long, default_value_t = 20)]
     safety_s: u64,
@@ -54,6 +58,7 @@ fn main() -> Result<ExitCode> {
     opts.safety_duration = std::time::Duration::from_secs(args.safety_s);
     opts.membership_mix = !args.no_membership_mix;
     opts.check_catch_up = !args.no_catch_up_check;
+    opts.lease_invariants = !args.no_lease_invariants;
     // Panics inside a run are caught and reported as that seed's failure.
     std::panic::set_hook(Box::new(|_| {}));
     match (args.seeds, args.seed) {
