@@ -28,6 +28,23 @@ pub trait StorageFactory {
     /// file store keeps whatever reached the page cache when only the process
     /// dies, so for it the suite checks only that synced data survives.
     fn crash_loses_unsynced(&self) -> bool;
+    /// A crash in the middle of `save_snapshot(write)`: after the snapshot
+    /// is durable, before the log cut that goes with it. The default (for
+    /// stores where the two are one atomic step): save, then crash.
+    fn crash_during_snapshot(
+        &mut self,
+        mut store: Self::S,
+        write: &SnapshotWrite,
+    ) -> (Self::S, Restored) {
+        store.save_snapshot(write).expect("save_snapshot");
+        self.crash(store)
+    }
+    /// Damages one byte of the stored snapshot's line `line` (1-based) and
+    /// restarts: the error the restart gives, or `None` when the store has
+    /// no snapshot file to damage (the model).
+    fn damage_snapshot(&mut self, _store: Self::S, _line: u64) -> Option<StorageError> {
+        None
+    }
 }
 
 /// Runs every check.
@@ -52,6 +69,8 @@ pub fn run_snapshot_checks<F: StorageFactory>(factory: &mut F) {
     crash_after_compaction(factory);
     persist_ready_snapshots_before_entries(factory);
     config_entries_round_trip(factory);
+    crash_between_snapshot_and_log_cut(factory);
+    corrupt_snapshot_refused(factory);
 }
 
 /// A command entry whose content depends on (index, term), so a mixed-up
@@ -448,6 +467,82 @@ pub fn persist_ready_snapshots_before_entries<F: StorageFactory>(f: &mut F) {
         Some(LogIndex(45))
     );
     assert_eq!(r.entries, entries(46, 47, 3));
+}
+
+pub fn crash_between_snapshot_and_log_cut<F: StorageFactory>(f: &mut F) {
+    let mut s = f.create();
+    s.append(&entries(1, 40, 1)).unwrap();
+    s.append(&entries(41, 60, 2)).unwrap();
+    s.sync().unwrap();
+    s.save_hard_state(&HardState {
+        term: Term(2),
+        voted_for: None,
+        commit: LogIndex(55),
+    })
+    .unwrap();
+    let snap = compaction(50, 2);
+    let (mut s, r) = f.crash_during_snapshot(s, &snap);
+    assert_eq!(
+        restored_snapshot(&r),
+        Some(&snap.snapshot),
+        "crash before the log cut: the snapshot is durable"
+    );
+    assert_eq!(
+        r.entries,
+        entries(51, 60, 2),
+        "crash before the log cut: entries the snapshot covers must not come back"
+    );
+    assert_eq!(r.hard_state.commit, LogIndex(55));
+    assert_eq!(s.first_index(), LogIndex(51));
+    assert_eq!(all(&s), entries(51, 60, 2));
+    s.append(&entries(61, 62, 2)).unwrap();
+    s.sync().unwrap();
+    // An installed snapshot past the log's end: nothing of the log stays.
+    let snap = installed(70, 3, false);
+    let (mut s, r) = f.crash_during_snapshot(s, &snap);
+    assert_eq!(restored_snapshot(&r), Some(&snap.snapshot));
+    assert_eq!(r.entries, vec![]);
+    assert_eq!((s.last_index(), s.last_term()), (LogIndex(70), Term(3)));
+    s.append(&entries(71, 75, 3)).unwrap();
+    s.sync().unwrap();
+    // An installed snapshot whose term differs from the log's entry at its
+    // index: the log conflicts with it, the suffix must not come back.
+    let snap = installed(73, 4, false);
+    let (s, r) = f.crash_during_snapshot(s, &snap);
+    assert_eq!(restored_snapshot(&r), Some(&snap.snapshot));
+    assert_eq!(r.entries, vec![], "a conflicting suffix must go");
+    assert_eq!((s.last_index(), s.last_term()), (LogIndex(73), Term(4)));
+    // Same term at its index: the suffix may stay (it agrees with the
+    // snapshot, as after a compaction) or go.
+    let mut s = s;
+    s.append(&entries(74, 80, 4)).unwrap();
+    s.sync().unwrap();
+    let snap = installed(77, 4, false);
+    let (s, r) = f.crash_during_snapshot(s, &snap);
+    assert_eq!(restored_snapshot(&r), Some(&snap.snapshot));
+    assert!(
+        r.entries.is_empty() || r.entries == entries(78, 80, 4),
+        "after an install with a matching term: {} entries",
+        r.entries.len()
+    );
+    check_restored(&r, "crash during install");
+    assert_eq!(all(&s), r.entries);
+}
+
+pub fn corrupt_snapshot_refused<F: StorageFactory>(f: &mut F) {
+    let mut s = f.create();
+    s.append(&entries(1, 30, 1)).unwrap();
+    s.sync().unwrap();
+    s.save_snapshot(&compaction(20, 1)).unwrap();
+    // Line 12 is a key line (9 header lines, then the keys).
+    if let Some(err) = f.damage_snapshot(s, 12) {
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, StorageError::Corrupt { line: 12, file, .. } if file.ends_with("snapshot.txt")),
+            "a damaged snapshot must be refused naming snapshot.txt and line 12: {msg}"
+        );
+        assert!(msg.contains("snapshot.txt:12:"), "{msg}");
+    }
 }
 
 pub fn config_entries_round_trip<F: StorageFactory>(f: &mut F) {

@@ -249,6 +249,8 @@ impl FileStorage {
                 cut_from = Some(p);
             }
         }
+        // `offsets` and `terms` describe the whole file until `cut_log`.
+        let terms: Vec<Term> = scan.entries.iter().map(|e| e.term).collect();
         if let Some(p) = cut_from {
             scan.entries.drain(..p);
         }
@@ -287,7 +289,7 @@ impl FileStorage {
             log_path,
             log,
             snapshot: snapshot.as_ref().map(|s| s.meta.clone()),
-            terms: scan.entries.iter().map(|e| e.term).collect(),
+            terms,
             offsets: scan.offsets,
             log_bytes: scan.log_bytes,
             unsynced: false,
@@ -298,7 +300,6 @@ impl FileStorage {
             _lock: lock,
         };
         if let Some(p) = cut_from {
-            // `offsets` and `terms` still describe the whole file.
             storage.cut_log(p)?;
             report.log_bytes = storage.log_bytes;
         }

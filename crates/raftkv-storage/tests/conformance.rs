@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use raftkv_core::{NodeId, Restored};
+use raftkv_core::{NodeId, Restored, SnapshotWrite};
 use raftkv_storage::conformance::{run_all, StorageFactory};
-use raftkv_storage::{FileStorage, FileStorageOptions, MemStorage};
+use raftkv_storage::{
+    snapfile, FileStorage, FileStorageOptions, MemStorage, StorageError, SNAPSHOT_FILE,
+};
 
 struct MemFactory;
 
@@ -61,6 +63,30 @@ impl StorageFactory for FileFactory {
     }
     fn crash_loses_unsynced(&self) -> bool {
         false
+    }
+    fn crash_during_snapshot(
+        &mut self,
+        s: FileStorage,
+        write: &SnapshotWrite,
+    ) -> (FileStorage, Restored) {
+        // The snapshot's rename happened, the log cut did not.
+        snapfile::write(s.dir(), &write.snapshot).unwrap();
+        self.crash(s)
+    }
+    fn damage_snapshot(&mut self, s: FileStorage, line: u64) -> Option<StorageError> {
+        let data_dir = s.dir().parent().unwrap().to_owned();
+        let path = s.dir().join(SNAPSHOT_FILE);
+        drop(s);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let start = bytes
+            .split_inclusive(|&b| b == b'\n')
+            .take(line as usize - 1)
+            .map(|l| l.len())
+            .sum::<usize>();
+        bytes[start + 2] ^= 0x20;
+        std::fs::write(&path, bytes).unwrap();
+        let err = FileStorage::open(&data_dir, NodeId(1), FileStorageOptions::default()).err();
+        Some(err.expect("a damaged snapshot.txt was accepted"))
     }
 }
 
