@@ -18,7 +18,8 @@ use std::time::Duration;
 use raftkv_core::{
     ClientCommand, ClientId, ConfChange, ConfChangeError, ConfChangeResult, Config, Entry,
     EntryPayload, Event, HardState, LogIndex, Membership, Message, MessageBody, MonoTime, NodeId,
-    RaftNode, ReadId, Ready, Role, SnapshotOrigin, Status, Term, TransferError, UnsafeTestKnobs,
+    RaftNode, ReadId, Ready, Role, SnapshotOrigin, Status, StepDownReason, Term, TransferError,
+    UnsafeTestKnobs,
 };
 
 use raftkv_storage::{MemStorage, Storage};
@@ -298,6 +299,8 @@ pub struct MixCounts {
     pub transfers_done: u64,
     /// Nodes wiped and re-added as fresh ones.
     pub wipes: u64,
+    /// Leaders that stepped down because a committed change removed them.
+    pub leaders_removed: u64,
 }
 
 pub(crate) struct SimNode {
@@ -680,6 +683,10 @@ impl Cluster {
             match e {
                 Event::SnapshotTaken { .. } => self.counts.snapshots_taken += 1,
                 Event::SnapshotInstalled { .. } => self.counts.snapshots_installed += 1,
+                Event::SteppedDown {
+                    reason: StepDownReason::RemovedFromConfig,
+                    ..
+                } => self.counts.leaders_removed += 1,
                 Event::TransferStarted { to } => {
                     self.counts.transfers_started += 1;
                     let term = self.nodes[i].raft.as_ref().map(|r| r.term());

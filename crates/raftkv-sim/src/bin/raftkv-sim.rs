@@ -97,13 +97,15 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.transfers_started += k.transfers_started;
         total.transfers_done += k.transfers_done;
         total.wipes += k.wipes;
+        total.leaders_removed += k.leaders_removed;
         with_conf += u64::from(k.conf_committed > 0);
         with_install += u64::from(k.snapshots_installed > 0);
         with_transfer += u64::from(k.transfers_done > 0);
     }
     eprintln!(
-        "mix: {} membership changes committed (in {with_conf} of {n} runs), {} nodes wiped and re-added; {} snapshots taken, {} installed (in {with_install} runs); {} transfers started, {} won by their target (in {with_transfer} runs)",
+        "mix: {} membership changes committed (in {with_conf} of {n} runs), {} leaders removed, {} nodes wiped and re-added; {} snapshots taken, {} installed (in {with_install} runs); {} transfers started, {} won by their target (in {with_transfer} runs)",
         total.conf_committed,
+        total.leaders_removed,
         total.wipes,
         total.snapshots_taken,
         total.snapshots_installed,
@@ -140,10 +142,11 @@ fn replay(mut opts: RunOptions, seed: u64) -> ExitCode {
     }
     let k = r.counts;
     println!(
-        "seed {seed}: {} nodes, {} operations, {} membership changes committed, {} wipes, {} snapshots taken, {} installed, {} transfers ({} won), {}",
+        "seed {seed}: {} nodes, {} operations, {} membership changes committed, {} leaders removed, {} wipes, {} snapshots taken, {} installed, {} transfers ({} won), {}",
         r.nodes,
         r.operations,
         k.conf_committed,
+        k.leaders_removed,
         k.wipes,
         k.snapshots_taken,
         k.snapshots_installed,
