@@ -11,6 +11,7 @@ use tonic::{Code, Status};
 
 use crate::error::ClientError;
 use crate::pb;
+use crate::pb::admin_client::AdminClient;
 use crate::pb::kv_client::KvClient;
 
 #[derive(Clone, Debug)]
@@ -73,7 +74,7 @@ pub struct StaleInfo {
 
 struct Shared {
     endpoints: Mutex<Vec<String>>,
-    conns: Mutex<HashMap<String, KvClient<Channel>>>,
+    conns: Mutex<HashMap<String, Channel>>,
     leader: Mutex<Option<String>>,
     suspects: Mutex<HashMap<String, Instant>>,
     next: AtomicUsize,
@@ -313,8 +314,8 @@ impl Client {
     /// The configuration as one node sees it (no progress figures unless it
     /// leads), without retry or redirect.
     pub async fn member_list_at(&self, endpoint: &str) -> Result<pb::MemberListReply, ClientError> {
-        let mut kv = self.conn(&normalize(endpoint))?;
-        let fut = kv.member_list(pb::MemberListRequest { any_node: true });
+        let mut admin = AdminClient::new(self.channel(&normalize(endpoint))?);
+        let fut = admin.member_list(pb::MemberListRequest { any_node: true });
         match tokio::time::timeout(self.shared.opts.rpc_timeout, fut).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(status)) => Err(status_to_error(&status)),
@@ -408,24 +409,31 @@ impl Client {
     /// An admin call at the leader: like a write, but one attempt may last
     /// the whole deadline (a change waits for a commit, a transfer for an
     /// election).
-    async fn admin<R, F, Fut>(&self, op: F) -> Result<Answer<R>, ClientError>
+    async fn admin<R, F, Fut>(&self, mut op: F) -> Result<Answer<R>, ClientError>
     where
-        F: FnMut(KvClient<Channel>) -> Fut,
+        F: FnMut(AdminClient<Channel>) -> Fut,
         Fut: Future<Output = Result<R, Status>>,
     {
         let attempt_timeout = self.shared.opts.deadline.max(self.shared.opts.rpc_timeout);
-        self.call_with(true, attempt_timeout, op).await
+        self.call_with(true, attempt_timeout, |ch| op(AdminClient::new(ch)))
+            .await
     }
 
     /// Runs `op` against the leader (or any node when `follow_leader` is
     /// false), following redirects and retrying until the deadline.
-    async fn call<R, F, Fut>(&self, follow_leader: bool, op: F) -> Result<Answer<R>, ClientError>
+    async fn call<R, F, Fut>(
+        &self,
+        follow_leader: bool,
+        mut op: F,
+    ) -> Result<Answer<R>, ClientError>
     where
         F: FnMut(KvClient<Channel>) -> Fut,
         Fut: Future<Output = Result<R, Status>>,
     {
-        self.call_with(follow_leader, self.shared.opts.rpc_timeout, op)
-            .await
+        self.call_with(follow_leader, self.shared.opts.rpc_timeout, |ch| {
+            op(KvClient::new(ch))
+        })
+        .await
     }
 
     async fn call_with<R, F, Fut>(
@@ -435,7 +443,7 @@ impl Client {
         mut op: F,
     ) -> Result<Answer<R>, ClientError>
     where
-        F: FnMut(KvClient<Channel>) -> Fut,
+        F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<R, Status>>,
     {
         let opts = &self.shared.opts;
@@ -496,14 +504,14 @@ impl Client {
 
     async fn attempt<R, F, Fut>(&self, target: &str, timeout: Duration, op: &mut F) -> Attempt<R>
     where
-        F: FnMut(KvClient<Channel>) -> Fut,
+        F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<R, Status>>,
     {
-        let kv = match self.conn(target) {
-            Ok(kv) => kv,
+        let channel = match self.channel(target) {
+            Ok(channel) => channel,
             Err(e) => return Attempt::Fail(e),
         };
-        match tokio::time::timeout(timeout, op(kv)).await {
+        match tokio::time::timeout(timeout, op(channel)).await {
             Ok(Ok(value)) => Attempt::Done(value),
             Ok(Err(status)) => classify(&status),
             Err(_) => Attempt::Retry {
@@ -548,6 +556,11 @@ impl Client {
     }
 
     fn conn(&self, endpoint: &str) -> Result<KvClient<Channel>, ClientError> {
+        Ok(KvClient::new(self.channel(endpoint)?))
+    }
+
+    /// The one reused channel to `endpoint` (both services share it).
+    fn channel(&self, endpoint: &str) -> Result<Channel, ClientError> {
         let mut conns = self.shared.conns.lock().expect("poisoned");
         if let Some(c) = conns.get(endpoint) {
             return Ok(c.clone());
@@ -557,9 +570,8 @@ impl Client {
             .connect_timeout(self.shared.opts.connect_timeout)
             .tcp_nodelay(true)
             .connect_lazy();
-        let client = KvClient::new(channel);
-        conns.insert(endpoint.to_owned(), client.clone());
-        Ok(client)
+        conns.insert(endpoint.to_owned(), channel.clone());
+        Ok(channel)
     }
 }
 

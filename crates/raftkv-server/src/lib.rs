@@ -5,8 +5,9 @@
 //! - [`runtime`]: the core task (the only owner of the `RaftNode`), the
 //!   monotonic clock, client requests.
 //! - [`storage_thread`]: persistence through `raftkv-storage`, off the runtime.
-//! - [`transport`]: one sender task per peer over one reused channel.
-//! - [`service`]: the gRPC `Peer` and `Kv` services.
+//! - [`transport`]: per peer, one reused channel and two sender tasks (Raft
+//!   messages; snapshot chunks), following the configuration in force.
+//! - [`service`]: the gRPC `Peer`, `Kv` and `Admin` services.
 //! - [`convert`]: protobuf ↔ core types, with validation.
 //! - [`config`], [`limits`], [`metrics`].
 //!
@@ -38,7 +39,7 @@ pub use config::{parse_peers, ServerConfig};
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::runtime::{Clock, CoreParts, CoreTask};
-use crate::service::{KvService, PeerService, Shared};
+use crate::service::{AdminService, KvService, PeerService, Shared};
 use crate::storage_thread::StorageThread;
 use crate::transport::{AddressBook, Transport, TransportOptions};
 
@@ -162,6 +163,7 @@ pub async fn run(
         book,
     });
     let kv = pb::kv_server::KvServer::new(KvService(shared.clone()));
+    let admin = pb::admin_server::AdminServer::new(AdminService(shared.clone()));
     let peer = pb::peer_server::PeerServer::new(PeerService(shared))
         .max_decoding_message_size(MAX_PEER_BATCH_BYTES);
     // Nagle would hold small replies for the peer's delayed ACK (~40 ms).
@@ -170,6 +172,7 @@ pub async fn run(
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(kv)
+        .add_service(admin)
         .add_service(peer)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = server_stop.wait_for(|stop| *stop).await;

@@ -1,4 +1,5 @@
-//! The gRPC services: `Peer` (Raft messages in) and `Kv` (clients, admin).
+//! The gRPC services: `Peer` (Raft messages in), `Kv` (clients, status) and
+//! `Admin` (membership changes, leadership transfer).
 //! They check and convert requests at the edge, then talk to the core task
 //! through its [`NodeHandle`].
 
@@ -282,66 +283,6 @@ impl pb::kv_server::Kv for KvService {
         let (status, keys) = self.0.ask(|reply| CoreRequest::Status { reply }).await?;
         Ok(Response::new(status_to_pb(&self.0, &status, keys)))
     }
-
-    async fn member_list(
-        &self,
-        req: Request<pb::MemberListRequest>,
-    ) -> Result<Response<pb::MemberListReply>, Status> {
-        let any_node = req.into_inner().any_node;
-        let (s, _) = self.0.ask(|reply| CoreRequest::Status { reply }).await?;
-        if !any_node && s.role != Role::Leader {
-            return Err(self.0.not_leader("member list", s.leader));
-        }
-        Ok(Response::new(member_list(&self.0, &s)))
-    }
-
-    async fn add_learner(
-        &self,
-        req: Request<pb::AddLearnerRequest>,
-    ) -> Result<Response<pb::MembershipReply>, Status> {
-        let r = req.into_inner();
-        let id = self.0.member_id(r.id)?;
-        check_addr(&r.addr).map_err(|e| self.0.invalid(format!("address: {e}")))?;
-        let change = ConfChange::AddLearner { id, addr: r.addr };
-        self.0.conf_change(change).await.map(Response::new)
-    }
-
-    async fn promote(
-        &self,
-        req: Request<pb::PromoteRequest>,
-    ) -> Result<Response<pb::MembershipReply>, Status> {
-        let id = self.0.member_id(req.into_inner().id)?;
-        let change = ConfChange::Promote { id };
-        self.0.conf_change(change).await.map(Response::new)
-    }
-
-    async fn remove(
-        &self,
-        req: Request<pb::RemoveRequest>,
-    ) -> Result<Response<pb::MembershipReply>, Status> {
-        let id = self.0.member_id(req.into_inner().id)?;
-        let change = ConfChange::Remove { id };
-        self.0.conf_change(change).await.map(Response::new)
-    }
-
-    async fn transfer_leader(
-        &self,
-        req: Request<pb::TransferLeaderRequest>,
-    ) -> Result<Response<pb::TransferLeaderReply>, Status> {
-        let to = self.0.member_id(req.into_inner().to)?;
-        let answer = self
-            .0
-            .ask_for(self.0.admin_wait(), |reply| CoreRequest::Transfer {
-                to,
-                reply,
-            })
-            .await?;
-        let leader = answer.map_err(|r| self.0.refusal(r))?;
-        Ok(Response::new(pb::TransferLeaderReply {
-            leader_id: leader.0,
-            leader_addr: self.0.addr_of(leader).unwrap_or_default(),
-        }))
-    }
 }
 
 impl Shared {
@@ -511,6 +452,72 @@ fn status_to_pb(shared: &Shared, s: &CoreStatus, keys: u64) -> pb::StatusReply {
         snapshot_index: s.snapshot_index.0,
         first_log_index: s.first_log_index.0,
         transfer_to: s.transfer_to.map_or(0, |n| n.0),
+    }
+}
+
+/// The `Admin` service: membership changes and leadership transfer.
+pub struct AdminService(pub Arc<Shared>);
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn member_list(
+        &self,
+        req: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListReply>, Status> {
+        let any_node = req.into_inner().any_node;
+        let (s, _) = self.0.ask(|reply| CoreRequest::Status { reply }).await?;
+        if !any_node && s.role != Role::Leader {
+            return Err(self.0.not_leader("member list", s.leader));
+        }
+        Ok(Response::new(member_list(&self.0, &s)))
+    }
+
+    async fn add_learner(
+        &self,
+        req: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let r = req.into_inner();
+        let id = self.0.member_id(r.id)?;
+        check_addr(&r.addr).map_err(|e| self.0.invalid(format!("address: {e}")))?;
+        let change = ConfChange::AddLearner { id, addr: r.addr };
+        self.0.conf_change(change).await.map(Response::new)
+    }
+
+    async fn promote(
+        &self,
+        req: Request<pb::PromoteRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let id = self.0.member_id(req.into_inner().id)?;
+        let change = ConfChange::Promote { id };
+        self.0.conf_change(change).await.map(Response::new)
+    }
+
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let id = self.0.member_id(req.into_inner().id)?;
+        let change = ConfChange::Remove { id };
+        self.0.conf_change(change).await.map(Response::new)
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderReply>, Status> {
+        let to = self.0.member_id(req.into_inner().to)?;
+        let answer = self
+            .0
+            .ask_for(self.0.admin_wait(), |reply| CoreRequest::Transfer {
+                to,
+                reply,
+            })
+            .await?;
+        let leader = answer.map_err(|r| self.0.refusal(r))?;
+        Ok(Response::new(pb::TransferLeaderReply {
+            leader_id: leader.0,
+            leader_addr: self.0.addr_of(leader).unwrap_or_default(),
+        }))
     }
 }
 

@@ -175,6 +175,14 @@ fn replace_two_nodes_including_the_leader_under_load() {
         let out = cli(&["member", "list", "--endpoints", &endpoints_arg(&cluster)]);
         assert!(out.status.success());
         println!("{}", String::from_utf8_lossy(&out.stdout));
+        let out = cli(&["status", "--endpoints", &endpoints_arg(&cluster)]);
+        assert!(out.status.success());
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        println!("{table}");
+        assert!(
+            table.contains(&format!("node {n5}: voters [1, 2, 3, {n4}, {n5}] learners []")),
+            "status shows the configuration each node sees"
+        );
 
         // Remove a follower of the originals, then the leader.
         let leader = leader_among(&cluster, &[1, 2, 3, n4, n5]).await;
