@@ -59,7 +59,10 @@ pub fn escape(text: &str) -> String {
 /// common case is printable ASCII), chars only for non-ASCII text.
 fn is_plain(text: &str) -> bool {
     let bytes = text.as_bytes();
-    if bytes.iter().all(|&b| b > b' ' && b < 0x7f && b != b'\\') {
+    // No early exit: the fold compiles to a vector loop (keys and values are
+    // short, and this runs for every one of a snapshot's million lines).
+    let printable = |b: u8| (b.wrapping_sub(b'!') < 0x7f - b'!') & (b != b'\\');
+    if bytes.iter().fold(true, |ok, &b| ok & printable(b)) {
         return true;
     }
     !bytes.is_ascii() && !text.chars().any(needs_escape)

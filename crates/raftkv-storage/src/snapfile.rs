@@ -204,17 +204,22 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot, StorageError> {
         sessions.push(s);
     }
     let n_keys = lines.header("keys")?;
-    let mut pairs: Vec<(String, String)> = Vec::with_capacity(n_keys.min(1 << 24) as usize);
-    for _ in 0..n_keys {
+    // Inserted as they are read (measured: as fast as `from_iter` over a
+    // Vec of pairs, which is the same inserts, without the Vec). The order
+    // check keeps a copy of the previous key in one reused buffer.
+    let mut data = KvData::new();
+    let mut prev = String::new();
+    for i in 0..n_keys {
         let body = lines.next()?;
         let (k, v) = decode_pair(body).map_err(|e| lines.corrupt(e))?;
-        if pairs.last().is_some_and(|(p, _)| *p >= k) {
+        if i > 0 && k <= prev {
             return Err(lines.corrupt(format!(
-                "key {:?} out of order (keys must strictly increase)",
-                k
+                "key {k:?} out of order (keys must strictly increase)"
             )));
         }
-        pairs.push((k, v));
+        prev.clear();
+        prev.push_str(&k);
+        data.insert(k, v);
     }
     if lines.next()? != "end" {
         return Err(lines.corrupt(format!(
@@ -225,7 +230,6 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot, StorageError> {
         lines.line_no += 1;
         return Err(lines.corrupt("text after the `end` line".into()));
     }
-    let data: KvData = pairs.into_iter().collect();
     Ok(Snapshot {
         meta: SnapshotMeta {
             index,
