@@ -13,7 +13,7 @@
 //! state, in chunks of about `snapshot_chunk_bytes`, at most
 //! `max_inflight_snapshot_chunks` unacknowledged. The follower takes chunks
 //! strictly in order and says which one it wants next; a lost or reordered
-//! chunk makes the leader resend from the first one not acknowledged, and a
+//! chunk makes the leader resend from the chunk the follower asks for, and a
 //! stalled transfer resends after half an election timeout. Chunks are
 //! heartbeats too: the follower renews the lease it protects (rule 1) before
 //! it answers, and the leader counts the answer toward its lease (rule 4).
@@ -31,49 +31,70 @@ use crate::snapshot::{KvData, Snapshot, SnapshotMeta, SnapshotOrigin, SnapshotWr
 use crate::types::{LogIndex, MonoTime, NodeId, Term};
 
 /// The leader's side of one transfer.
+///
+/// Chunking is deterministic (same snapshot, same chunk size), and the leader
+/// remembers where every chunk it built starts, so it can resend from
+/// whichever chunk the follower asks for: a follower whose staging restarted
+/// (a late duplicate of chunk 0) or that is further along than the leader
+/// thought is met where it is, never ignored.
 #[derive(Debug, Clone)]
 pub(super) struct SnapshotSend {
     pub(super) snap: Snapshot,
+    /// `starts[i]`: the key chunk `i` starts after (`None`: the first key).
+    /// Holds one more entry than chunks built: where the next one starts.
+    starts: Vec<Option<String>>,
+    /// Chunks in the whole snapshot, once the last one is built.
+    total: Option<u64>,
     /// The next chunk to send.
     next_seq: u64,
     /// Chunks the follower has acknowledged (it wants `acked` next).
     pub(super) acked: u64,
-    /// The last key sent; the next chunk starts after it.
-    cursor: Option<String>,
-    /// Unacknowledged chunks: (seq, the key it started after, sent at).
-    inflight: VecDeque<(u64, Option<String>, MonoTime)>,
-    all_sent: bool,
+    /// Unacknowledged chunks: (seq, sent at).
+    inflight: VecDeque<(u64, MonoTime)>,
 }
 
 impl SnapshotSend {
     fn new(snap: Snapshot) -> SnapshotSend {
         SnapshotSend {
             snap,
+            starts: vec![None],
+            total: None,
             next_seq: 0,
             acked: 0,
-            cursor: None,
             inflight: VecDeque::new(),
-            all_sent: false,
         }
     }
 
-    /// Resend from the first chunk the follower has not acknowledged.
-    fn rewind(&mut self) {
-        match self.inflight.front() {
-            Some((seq, start_after, _)) if *seq == self.acked => {
-                self.cursor = start_after.clone();
-                self.next_seq = self.acked;
-            }
-            _ if self.acked == self.next_seq && !self.all_sent => return,
-            _ => {
-                // We no longer know where that chunk started: start over.
-                self.cursor = None;
-                self.next_seq = 0;
-                self.acked = 0;
-            }
-        }
+    fn all_sent(&self) -> bool {
+        self.total == Some(self.next_seq)
+    }
+
+    /// Send again from chunk `seq` (from the start when we never built the
+    /// chunk before it).
+    fn rewind_to(&mut self, seq: u64) {
+        let seq = if (seq as usize) < self.starts.len() {
+            seq
+        } else {
+            0
+        };
+        self.next_seq = seq;
+        self.acked = seq;
         self.inflight.clear();
-        self.all_sent = false;
+    }
+
+    /// The follower has chunks `0..next`.
+    fn on_reply(&mut self, next: u64) {
+        if next > self.acked && next <= self.next_seq {
+            self.acked = next;
+            while self.inflight.front().is_some_and(|(s, _)| *s < next) {
+                self.inflight.pop_front();
+            }
+        } else {
+            // Behind what we thought (its staging restarted, or a chunk was
+            // lost), a duplicate answer, or ahead of what we sent since we
+            // rewound: resume from what it asks for.
+            self.rewind_to(next);
+        }
     }
 }
 
@@ -190,8 +211,9 @@ impl RaftNode {
             let Some(ss) = ls.progress.get_mut(&peer).and_then(|p| p.snapshot.as_mut()) else {
                 return;
             };
-            while !ss.all_sent && ss.inflight.len() < window {
-                let start = match &ss.cursor {
+            while !ss.all_sent() && ss.inflight.len() < window {
+                let seq = ss.next_seq;
+                let start = match &ss.starts[seq as usize] {
                     Some(k) => Bound::Excluded(k.clone()),
                     None => Bound::Unbounded,
                 };
@@ -210,14 +232,18 @@ impl RaftNode {
                 if !done && iter.next().is_none() {
                     done = true;
                 }
-                let seq = ss.next_seq;
-                let start_after = ss.cursor.clone();
-                if let Some((k, _)) = data.last() {
-                    ss.cursor = Some(k.clone());
+                if ss.starts.len() == seq as usize + 1 {
+                    let end = data
+                        .last()
+                        .map(|(k, _)| k.clone())
+                        .or_else(|| ss.starts[seq as usize].clone());
+                    ss.starts.push(end);
                 }
-                ss.inflight.push_back((seq, start_after, now));
+                if done {
+                    ss.total = Some(seq + 1);
+                }
+                ss.inflight.push_back((seq, now));
                 ss.next_seq += 1;
-                ss.all_sent = done;
                 out.push(InstallSnapshot {
                     meta: ss.snap.meta.clone(),
                     seq,
@@ -249,9 +275,10 @@ impl RaftNode {
                 let late = ss
                     .inflight
                     .front()
-                    .is_some_and(|&(_, _, sent)| now.saturating_since(sent) >= timeout);
+                    .is_some_and(|&(_, sent)| now.saturating_since(sent) >= timeout);
                 if late {
-                    ss.rewind();
+                    let acked = ss.acked;
+                    ss.rewind_to(acked);
                     stalled.push(id);
                 }
             }
@@ -297,18 +324,7 @@ impl RaftNode {
             self.maybe_send_timeout_now(msg.from);
             return self.send_append(msg.from, false);
         }
-        if resp.next_seq > ss.acked && resp.next_seq <= ss.next_seq {
-            ss.acked = resp.next_seq;
-            while ss.inflight.front().is_some_and(|(s, _, _)| *s < ss.acked) {
-                ss.inflight.pop_front();
-            }
-        } else if resp.next_seq == ss.acked {
-            // The follower is missing the first chunk not acknowledged.
-            ss.rewind();
-        } else if resp.next_seq == 0 {
-            ss.acked = 0;
-            ss.rewind();
-        }
+        ss.on_reply(resp.next_seq);
         self.leader_progress_checks();
         self.send_snapshot_chunks(msg.from);
     }
