@@ -344,6 +344,7 @@ mod tests {
     fn example_file() {
         let snap = snapshot(42, 3, 3);
         let text = String::from_utf8(encode(&snap)).unwrap();
+        println!("{text}");
         let lines: Vec<&str> = text
             .lines()
             .map(|l| l.rsplit_once(" crc=").unwrap().0)
