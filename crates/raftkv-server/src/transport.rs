@@ -410,3 +410,89 @@ fn approx_bytes(msg: &Message) -> usize {
         _ => 64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(items: &[(u64, &str)]) -> BTreeMap<NodeId, String> {
+        items
+            .iter()
+            .map(|(id, a)| (NodeId(*id), a.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_configuration_wins_over_flags_and_flags_over_learned() {
+        let book = AddressBook::new(map(&[(2, "flag:2")]));
+        book.learn(NodeId(2), "learned:2");
+        book.learn(NodeId(3), "learned:3");
+        assert_eq!(book.get(NodeId(2)).as_deref(), Some("flag:2"));
+        assert_eq!(book.get(NodeId(3)).as_deref(), Some("learned:3"));
+        book.set_membership(&map(&[(3, "config:3"), (4, "config:4")]));
+        assert_eq!(book.get(NodeId(3)).as_deref(), Some("config:3"));
+        // Once known, an address is not overwritten by what a sender claims.
+        book.learn(NodeId(4), "evil:4");
+        assert_eq!(book.get(NodeId(4)).as_deref(), Some("config:4"));
+        assert_eq!(book.get(NodeId(9)), None);
+        assert_eq!(book.all().len(), 3);
+    }
+
+    fn options() -> TransportOptions {
+        TransportOptions {
+            cluster_id: "t".into(),
+            self_id: NodeId(1),
+            advertise: "127.0.0.1:1".into(),
+            queue_len: 8,
+            rpc_timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_millis(50),
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(40),
+            max_batch_messages: 64,
+            max_batch_bytes: 4 << 20,
+        }
+    }
+
+    #[tokio::test]
+    async fn senders_follow_the_configuration() {
+        let dir = std::env::temp_dir().join(format!("raftkv-transport-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dump =
+            Arc::new(DumpLog::open(&dir, raftkv_storage::DumpOptions::new(NodeId(1))).unwrap());
+        let book = Arc::new(AddressBook::new(map(&[
+            (2, "127.0.0.1:2"),
+            (3, "127.0.0.1:3"),
+        ])));
+        let metrics = Arc::new(Metrics::default());
+        let mut t = Transport::start(book.clone(), options(), metrics.clone(), dump);
+        assert_eq!(t.peer_ids(), vec![NodeId(2), NodeId(3)]);
+        // Node 4 joins with its address in the configuration; node 3 leaves.
+        let m = Membership {
+            voters: [NodeId(1), NodeId(2)].into(),
+            learners: [NodeId(4)].into(),
+            addrs: map(&[(4, "127.0.0.1:4")]),
+        };
+        t.set_membership(&Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]));
+        t.set_membership(&m);
+        assert_eq!(t.peer_ids(), vec![NodeId(2), NodeId(4)]);
+        // A message to a node nobody knows is dropped and counted; one to a
+        // node known only from its batches starts a sender.
+        let msg = |to: u64| Message {
+            from: NodeId(1),
+            to: NodeId(to),
+            term: Term(1),
+            body: MessageBody::TimeoutNow,
+        };
+        t.send(msg(7));
+        assert_eq!(
+            metrics
+                .peer_messages_dropped_no_address
+                .load(Ordering::Relaxed),
+            1
+        );
+        book.learn(NodeId(7), "127.0.0.1:7");
+        t.send(msg(7));
+        assert_eq!(t.peer_ids(), vec![NodeId(2), NodeId(4), NodeId(7)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
