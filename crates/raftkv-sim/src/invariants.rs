@@ -41,6 +41,9 @@
 //!   instant (LEASES.md rule 1: `lease_until` ahead of their own clock), or
 //!   are down (rule 3 makes them protect one when they restart). Otherwise a
 //!   new leader could be elected without waiting, inside the lease;
+//! - a node that is not a voter of its own configuration (a learner, a
+//!   spare, a removed node that knows it) never campaigns, and a leader
+//!   transferring leadership serves no lease read (LEASES.md rule 10);
 //! - one change at a time: a leader accepts a change only when the previous
 //!   one has committed, never holds two uncommitted configurations, and
 //!   every committed configuration differs from the one before in at most
@@ -80,6 +83,15 @@ impl Cluster {
             return;
         };
         let (id, term, role) = (raft.id(), raft.term(), raft.role());
+        let rogue = (matches!(role, Role::Candidate | Role::PreCandidate)
+            && !raft.membership().is_voter(id))
+        .then(|| raft.membership().to_string());
+        if let Some(m) = rogue {
+            self.fail(format!(
+                "vote counting: node {id}, not a voter of its configuration {m}, campaigns in term {term}"
+            ));
+            return;
+        }
         if !self.snapshot_checks.is_empty() {
             self.check_snapshots(false);
         }
@@ -261,6 +273,12 @@ impl Cluster {
             return;
         };
         let st = raft.status(local);
+        if let Some(t) = st.transfer_to {
+            return self.fail(format!(
+                "transfer: node {} (leader of term {}) served a lease read while transferring leadership to node {t}",
+                st.id, st.term
+            ));
+        }
         let mut configs = vec![st.membership.clone()];
         if st.membership_index > st.commit_index {
             if let Some(prev) = self.config_before(&st.membership, raft) {
