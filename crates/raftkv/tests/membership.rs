@@ -279,6 +279,27 @@ fn replace_two_nodes_including_the_leader_under_load() {
                 assert_eq!(got, Some(format!("v{i}")), "pre-{i} at node {node}");
             }
         }
+        // A node that joined restarts from its own files (its log holds the
+        // configuration; --join no longer matters) and catches up.
+        let joined = if new_leader == n4 { n5 } else { n4 };
+        cluster.stop(joined);
+        reader
+            .set("after-restart", "yes")
+            .await
+            .expect("write while it is down");
+        cluster.spawn(joined);
+        let commit = status(&reader, &cluster.addr(new_leader))
+            .await
+            .expect("leader status")
+            .commit_index;
+        wait_applied(&cluster, joined, commit, Duration::from_secs(10)).await;
+        let s = status(&reader, &cluster.addr(joined))
+            .await
+            .expect("restarted node");
+        assert_eq!(
+            s.voters, remaining,
+            "node {joined} restarted with the configuration"
+        );
         let _ = first_leader;
         println!("test took {:?}", started.elapsed());
     });
