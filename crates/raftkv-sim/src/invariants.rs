@@ -192,7 +192,7 @@ impl Cluster {
 
     /// Commit counting (see the module docs), at leader `i` whose commit
     /// index just moved to `commit`.
-    fn check_commit_quorum(&mut self, i: usize, commit: LogIndex) {
+    pub(crate) fn check_commit_quorum(&mut self, i: usize, commit: LogIndex) {
         let raft = self.nodes[i].raft.as_ref().expect("up");
         let Some(term) = raft.log().term(commit) else {
             return;
@@ -245,7 +245,7 @@ impl Cluster {
     }
 
     /// Vote counting (see the module docs), for the new leader `i`.
-    fn check_vote_count(&mut self, i: usize) {
+    pub(crate) fn check_vote_count(&mut self, i: usize) {
         let raft = self.nodes[i].raft.as_ref().expect("up");
         let (id, term) = (raft.id(), raft.term());
         let m = raft.membership();
@@ -603,5 +603,134 @@ impl ReferenceKv {
                 self.data.remove(key);
             }
         }
+    }
+}
+
+/// The checks can fail: each is fed a state that breaks it (the core never
+/// produces these, so they are made by hand).
+#[cfg(test)]
+mod teeth {
+    use std::time::Duration;
+
+    use raftkv_core::{
+        ConfChange, Entry, EntryPayload, LogIndex, Membership, NodeId, Role, Snapshot, SnapshotMeta,
+    };
+
+    use crate::cluster::{Cluster, ClusterConfig};
+
+    fn stable(spares: usize) -> (Cluster, usize) {
+        let mut cfg = ClusterConfig::new(3, 9);
+        cfg.spares = spares;
+        let mut c = Cluster::new(cfg);
+        let ok = c.run_until(Duration::from_secs(5), |c| {
+            c.leader()
+                .and_then(|l| c.raft(l))
+                .is_some_and(|r| r.log().term(r.log().commit()) == Some(r.term()))
+        });
+        assert!(ok);
+        c.run_for(Duration::from_millis(100));
+        let l = c.leader().unwrap();
+        assert!(c.violation().is_none());
+        (c, l.0 as usize - 1)
+    }
+
+    #[test]
+    fn votes_from_non_voters_do_not_elect() {
+        let (mut c, i) = stable(2);
+        let r = c.nodes[i].raft.as_ref().unwrap();
+        let key = (r.id(), r.term());
+        c.votes_seen
+            .insert(key, [NodeId(4), NodeId(5)].into_iter().collect());
+        c.check_vote_count(i);
+        assert!(c.violation().unwrap().starts_with("vote counting"));
+    }
+
+    #[test]
+    fn a_commit_held_by_the_leader_alone_fails() {
+        let (mut c, i) = stable(0);
+        let id = c.nodes[i].id;
+        let index = c.propose_at(
+            id,
+            raftkv_core::ClientCommand {
+                client_id: raftkv_core::ClientId(0),
+                seq: 0,
+                op: raftkv_core::Op::Set {
+                    key: "k".into(),
+                    value: "v".into(),
+                },
+            },
+        );
+        let index = index.unwrap();
+        assert_eq!(c.nodes[i].raft.as_ref().unwrap().role(), Role::Leader);
+        c.check_commit_quorum(i, index);
+        assert!(c.violation().unwrap().starts_with("commit counting"));
+    }
+
+    #[test]
+    fn two_uncommitted_configurations_fail() {
+        let (mut c, i) = stable(2);
+        let id = c.nodes[i].id;
+        let k = c
+            .propose_conf_change(
+                id,
+                ConfChange::AddLearner {
+                    id: NodeId(4),
+                    addr: String::new(),
+                },
+            )
+            .unwrap();
+        let r = c.nodes[i].raft.as_ref().unwrap();
+        assert!(r.log().commit() < k);
+        let second = Entry {
+            index: k.next(),
+            term: r.term(),
+            payload: EntryPayload::Config(Membership::with_voters([NodeId(1)])),
+        };
+        c.check_config_append(i, &[second]);
+        assert!(c.violation().unwrap().starts_with("one change at a time"));
+    }
+
+    #[test]
+    fn a_snapshot_missing_a_write_fails() {
+        let (mut c, i) = stable(0);
+        let id = c.nodes[i].id;
+        for v in ["a", "b"] {
+            c.propose_at(
+                id,
+                raftkv_core::ClientCommand {
+                    client_id: raftkv_core::ClientId(0),
+                    seq: 0,
+                    op: raftkv_core::Op::Set {
+                        key: v.into(),
+                        value: v.into(),
+                    },
+                },
+            )
+            .unwrap();
+        }
+        c.run_for(Duration::from_millis(200));
+        let r = c.nodes[i].raft.as_ref().unwrap();
+        let index = r.log().commit();
+        let (mut data, sessions) = r.kv().snapshot_parts();
+        let good = Snapshot {
+            meta: SnapshotMeta {
+                index,
+                term: r.log().term(index).unwrap(),
+                membership: r.membership().clone(),
+            },
+            data: data.clone(),
+            sessions: sessions.clone(),
+        };
+        data.remove("a");
+        let bad = Snapshot {
+            data,
+            ..good.clone()
+        };
+        c.snapshot_checks.push((id, good));
+        c.check_snapshots(true);
+        assert!(c.violation().is_none(), "{:?}", c.violation());
+        c.snapshot_checks.push((id, bad));
+        c.check_snapshots(true);
+        assert!(c.violation().unwrap().starts_with("snapshot"));
     }
 }
