@@ -613,7 +613,7 @@ mod teeth {
     use std::time::Duration;
 
     use raftkv_core::{
-        ConfChange, Entry, EntryPayload, LogIndex, Membership, NodeId, Role, Snapshot, SnapshotMeta,
+        ConfChange, Entry, EntryPayload, Membership, NodeId, Role, Snapshot, SnapshotMeta,
     };
 
     use crate::cluster::{Cluster, ClusterConfig};
