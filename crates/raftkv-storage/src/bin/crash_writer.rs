@@ -8,21 +8,35 @@
 //! ```
 //!
 //! so the test, which SIGKILLs it at a random moment, knows what must have
-//! survived. Usage: `raftkv-storage-crash-writer <data_dir> <node_id> <seed>`.
+//! survived. With a fourth argument `snapshots` it also takes compaction
+//! snapshots of synced entries now and then (`conformance::snapshot` of up to
+//! 2,000 keys, so a kill often lands while `snapshot.txt` is written or the
+//! log is cut), printing
+//!
+//! ```text
+//! SNAP <index> <term> <keys>         before save_snapshot
+//! SNAPPED <index>                    after it returned
+//! ```
+//!
+//! Usage: `raftkv-storage-crash-writer <data_dir> <node_id> <seed> [snapshots]`.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use raftkv_core::NodeId;
-use raftkv_storage::conformance::{entries, SplitMix64};
+use raftkv_core::{LogIndex, NodeId, SnapshotOrigin, SnapshotWrite};
+use raftkv_storage::conformance::{entries, snapshot, SplitMix64};
 use raftkv_storage::{FileStorage, FileStorageOptions, Storage};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let [_, data_dir, node_id, seed] = &args[..] else {
-        eprintln!("usage: raftkv-storage-crash-writer <data_dir> <node_id> <seed>");
-        return ExitCode::from(2);
+    let (data_dir, node_id, seed, snapshots) = match &args[..] {
+        [_, d, n, s] => (d, n, s, false),
+        [_, d, n, s, mode] if mode == "snapshots" => (d, n, s, true),
+        _ => {
+            eprintln!("usage: raftkv-storage-crash-writer <data_dir> <node_id> <seed> [snapshots]");
+            return ExitCode::from(2);
+        }
     };
     let (Ok(node_id), Ok(seed)) = (node_id.parse(), seed.parse()) else {
         eprintln!("node_id and seed must be numbers");
@@ -47,7 +61,7 @@ fn main() -> ExitCode {
         let last = store.last_index().0;
         let from = if last > 5 && rng.range(0, 8) == 0 {
             term += 1; // a new leader overwrites a suffix
-            last + 1 - rng.range(1, 6)
+            (last + 1 - rng.range(1, 6)).max(store.first_index().0)
         } else {
             last + 1
         };
@@ -61,5 +75,24 @@ fn main() -> ExitCode {
             return ExitCode::from(4);
         }
         writeln!(out, "SYNCED {from} {to} {term} {}", store.log_bytes()).unwrap();
+        let (first, last) = (store.first_index().0, store.last_index().0);
+        if snapshots && last >= first && rng.range(0, 6) == 0 {
+            let index = rng.range(first, last + 1);
+            let t = store
+                .entries(LogIndex(index), LogIndex(index))
+                .expect("read back")[0]
+                .term;
+            let keys = rng.range(0, 2_000);
+            writeln!(out, "SNAP {index} {t} {keys}").unwrap();
+            let write = SnapshotWrite {
+                snapshot: snapshot(index, t.0, keys),
+                origin: SnapshotOrigin::Compaction,
+            };
+            if let Err(e) = store.save_snapshot(&write) {
+                eprintln!("snapshot failed: {e}");
+                return ExitCode::from(4);
+            }
+            writeln!(out, "SNAPPED {index}").unwrap();
+        }
     }
 }
