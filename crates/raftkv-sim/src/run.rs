@@ -590,7 +590,7 @@ fn inject_fault(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) {
 
 /// Membership changes and leadership transfers, asked of whoever leads.
 struct MembershipMix {
-    /// Ids that have been members: re-adding one needs a wiped, fresh node.
+    /// Ids that have been members: re-added half the time wiped (fresh).
     ever_member: BTreeSet<NodeId>,
     /// Never remove voters below this.
     min_voters: usize,
@@ -622,7 +622,10 @@ impl MembershipMix {
         let r = match rng.below(100) {
             0..=29 if !outsiders.is_empty() => {
                 let id = *rng.pick(&outsiders);
-                if self.ever_member.contains(&id) {
+                // A node that was a member before comes back either wiped
+                // (a fresh node with the same id) or as it is (its old log
+                // and term: the leader overwrites what conflicts).
+                if self.ever_member.contains(&id) && rng.below(2) == 0 {
                     if !committed {
                         return; // its removal may not have committed yet
                     }
