@@ -190,6 +190,40 @@ fn one_change_at_a_time_and_no_promotion_of_a_laggard() {
 }
 
 #[test]
+fn a_learner_that_never_answered_is_not_promoted() {
+    // One voter, so a promotion of a dead learner would stall every commit.
+    let mut c = InstantCluster::new(1);
+    c.run(Duration::from_secs(2));
+    let l = c.leader().unwrap();
+    let now = c.now;
+    c.nodes[l]
+        .propose_conf_change(
+            now,
+            ConfChange::AddLearner {
+                id: NodeId(2),
+                addr: String::new(),
+            },
+        )
+        .unwrap();
+    c.run(Duration::from_millis(100));
+    let now = c.now;
+    let r = c.nodes[l].propose_conf_change(now, ConfChange::Promote { id: NodeId(2) });
+    assert!(
+        matches!(
+            r,
+            Err(ConfChangeError::LearnerBehind {
+                match_index: LogIndex(0),
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let index = c.nodes[l].propose(now, set(1, 1, "k", "v")).unwrap();
+    c.run(Duration::from_millis(100));
+    assert_eq!(c.nodes[l].commit_index(), index, "writes still commit");
+}
+
+#[test]
 fn lagging_follower_catches_up_from_a_chunked_snapshot() {
     let tweak = |cfg: &mut Config| {
         cfg.snapshot_threshold = 50;

@@ -186,13 +186,14 @@ impl RaftNode {
                 reason,
             })?;
         if let ConfChange::Promote { id } = change {
-            let match_index = ls
-                .progress
-                .get(&id)
-                .map(|p| p.match_index)
-                .unwrap_or_default();
+            // Caught up means it answered this leader (a learner never
+            // reached has match 0, which a short log would let pass) and is
+            // within one append batch of the commit index.
+            let p = ls.progress.get(&id);
+            let answered = p.is_some_and(|p| p.acked_send_time.is_some());
+            let match_index = p.map(|p| p.match_index).unwrap_or_default();
             let lag_allowed = self.cfg.max_entries_per_append as u64;
-            if match_index.0 + lag_allowed < self.log.commit().0 {
+            if !answered || match_index.0 + lag_allowed < self.log.commit().0 {
                 return Err(ConfChangeError::LearnerBehind {
                     id,
                     match_index,
