@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use raftkv_core::{
-    Entry, HardState, LogIndex, NodeId, Restored, Snapshot, SnapshotMeta, SnapshotWrite, Term,
+    Entry, HardState, LogIndex, NodeId, Restored, Snapshot, SnapshotMeta, SnapshotOrigin,
+    SnapshotWrite, Term,
 };
 
 use crate::error::StorageError;
@@ -100,6 +101,27 @@ impl std::fmt::Display for TornTail {
     }
 }
 
+/// A snapshot written and fsynced under a temporary name by
+/// [`FileStorage::prepare_snapshot`], waiting for
+/// [`FileStorage::commit_snapshot`].
+#[derive(Debug)]
+pub struct PreparedSnapshot {
+    meta: SnapshotMeta,
+    origin: SnapshotOrigin,
+    tmp_name: String,
+    stats: snapfile::WriteStats,
+}
+
+impl PreparedSnapshot {
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+    /// Bytes, keys, and the time writing and fsyncing took.
+    pub fn stats(&self) -> snapfile::WriteStats {
+        self.stats
+    }
+}
+
 pub struct FileStorage {
     dir: PathBuf,
     log_path: PathBuf,
@@ -153,6 +175,13 @@ impl FileStorage {
         // the old or the new version, whole.
         for tmp in [metadata::METADATA_TMP_FILE, SNAPSHOT_TMP_FILE, LOG_TMP_FILE] {
             remove_if_exists(&dir.join(tmp))?;
+        }
+        // Prepared snapshots (`snapshot.txt.<index>.tmp`) never committed.
+        for e in fs::read_dir(&dir).map_err(|e| StorageError::io(&dir, "list", e))? {
+            let e = e.map_err(|e| StorageError::io(&dir, "list", e))?;
+            if e.file_name().to_str().is_some_and(snapfile::is_tmp_name) {
+                remove_if_exists(&e.path())?;
+            }
         }
         let stored_hs = metadata::read(&dir)?;
 
@@ -327,6 +356,68 @@ impl FileStorage {
     /// Why the store stopped, if it did.
     pub fn failure(&self) -> Option<&str> {
         self.failed.as_deref()
+    }
+
+    /// Step one of [`Storage::save_snapshot`], which may run on another
+    /// thread while the store keeps appending (the core allows a
+    /// `Compaction` snapshot to be written in the background): writes the
+    /// snapshot to `snapshot.txt.<index>.tmp` in the node folder `dir`
+    /// ([`FileStorage::dir`]) and fsyncs it. Nothing the store reads changes.
+    pub fn prepare_snapshot(
+        dir: &Path,
+        write: &SnapshotWrite,
+    ) -> Result<PreparedSnapshot, StorageError> {
+        let tmp_name = snapfile::prepared_name(write.snapshot.meta.index);
+        let stats = snapfile::write_tmp(dir, &tmp_name, &write.snapshot)?;
+        Ok(PreparedSnapshot {
+            meta: write.snapshot.meta.clone(),
+            origin: write.origin,
+            tmp_name,
+            stats,
+        })
+    }
+
+    /// Step two, on the store: renames the prepared file over
+    /// `snapshot.txt` (fsyncing the folder) and cuts `logs.txt` as
+    /// [`Storage::save_snapshot`] does; durable when it returns. A prepared
+    /// snapshot that is no longer newer than the stored one (an installed
+    /// snapshot overtook it) is deleted and ignored.
+    pub fn commit_snapshot(&mut self, prepared: PreparedSnapshot) -> Result<(), StorageError> {
+        self.check_running()?;
+        let tmp = self.dir.join(&prepared.tmp_name);
+        let meta = &prepared.meta;
+        let plan = plan_snapshot(meta, prepared.origin, self.snap_index(), |i| {
+            self.term_of(i)
+        });
+        let keep_suffix = match plan {
+            Ok(SnapshotPlan::Apply { keep_suffix }) => keep_suffix,
+            other => {
+                remove_if_exists(&tmp)?;
+                return other.map(|_| ());
+            }
+        };
+        // 1. snapshot.txt, atomically. From here a crash leaves the new
+        //    snapshot, and recovery finishes the cut of step 2.
+        if let Err(e) = snapfile::install_tmp(&self.dir, &prepared.tmp_name) {
+            return Err(self.stop(e));
+        }
+        tracing::debug!(
+            index = %meta.index,
+            keys = prepared.stats.keys,
+            bytes = prepared.stats.bytes,
+            write_ms = prepared.stats.write_time.as_millis() as u64,
+            sync_ms = prepared.stats.sync_time.as_millis() as u64,
+            "snapshot.txt written"
+        );
+        // 2. cut logs.txt to the entries after the snapshot. (`p` counts
+        //    from the old snapshot, as `offsets` still does.)
+        let p = if keep_suffix {
+            self.pos(meta.index.next())
+        } else {
+            self.offsets.len()
+        };
+        self.snapshot = Some(prepared.meta);
+        self.cut_log(p)
     }
 
     fn check_running(&self) -> Result<(), StorageError> {
@@ -507,35 +598,18 @@ impl Storage for FileStorage {
 
     fn save_snapshot(&mut self, write: &SnapshotWrite) -> Result<(), StorageError> {
         self.check_running()?;
-        let SnapshotPlan::Apply { keep_suffix } =
-            plan_snapshot(write, self.snap_index(), |i| self.term_of(i))?
-        else {
-            return Ok(());
-        };
+        // Decide first: a snapshot that is ignored or refused writes nothing.
         let meta = &write.snapshot.meta;
-        // 1. snapshot.txt, atomically. From here a crash leaves the new
-        //    snapshot, and recovery finishes the cut of step 2.
-        let stats = match snapfile::write(&self.dir, &write.snapshot) {
-            Ok(stats) => stats,
+        if plan_snapshot(meta, write.origin, self.snap_index(), |i| self.term_of(i))?
+            == SnapshotPlan::Skip
+        {
+            return Ok(());
+        }
+        let prepared = match FileStorage::prepare_snapshot(&self.dir, write) {
+            Ok(p) => p,
             Err(e) => return Err(self.stop(e)),
         };
-        tracing::debug!(
-            index = %meta.index,
-            keys = stats.keys,
-            bytes = stats.bytes,
-            write_ms = stats.write_time.as_millis() as u64,
-            sync_ms = stats.sync_time.as_millis() as u64,
-            "snapshot.txt written"
-        );
-        // 2. cut logs.txt to the entries after the snapshot.
-        let p = if keep_suffix {
-            self.pos(meta.index.next())
-        } else {
-            self.offsets.len()
-        };
-        // (`p` counts from the old snapshot, as `offsets` still does.)
-        self.snapshot = Some(meta.clone());
-        self.cut_log(p)
+        self.commit_snapshot(prepared)
     }
 
     fn snapshot_meta(&self) -> Option<&SnapshotMeta> {

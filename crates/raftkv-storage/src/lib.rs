@@ -28,8 +28,8 @@ mod storage;
 pub use dump::{event_level, DumpLevel, DumpLog, DumpOptions};
 pub use error::StorageError;
 pub use file::{
-    node_dir_name, FileStorage, FileStorageOptions, FinishedCut, OpenReport, TornTail, LOG_FILE,
-    LOG_TMP_FILE,
+    node_dir_name, FileStorage, FileStorageOptions, FinishedCut, OpenReport, PreparedSnapshot,
+    TornTail, LOG_FILE, LOG_TMP_FILE,
 };
 pub use lock::LOCK_FILE;
 pub use mem::MemStorage;

@@ -140,7 +140,9 @@ impl Storage for MemStorage {
     fn save_snapshot(&mut self, write: &SnapshotWrite) -> Result<(), StorageError> {
         let stored = self.snap_index();
         let SnapshotPlan::Apply { keep_suffix } =
-            plan_snapshot(write, stored, |i| term_in(&self.log, stored, i))?
+            plan_snapshot(&write.snapshot.meta, write.origin, stored, |i| {
+                term_in(&self.log, stored, i)
+            })?
         else {
             return Ok(());
         };

@@ -119,8 +119,30 @@ pub fn encode(snap: &Snapshot) -> Vec<u8> {
 /// returns.
 pub fn write(dir: &Path, snap: &Snapshot) -> Result<WriteStats, StorageError> {
     let started = Instant::now();
-    let tmp = dir.join(SNAPSHOT_TMP_FILE);
-    let path = dir.join(SNAPSHOT_FILE);
+    let mut stats = write_tmp(dir, SNAPSHOT_TMP_FILE, snap)?;
+    install_tmp(dir, SNAPSHOT_TMP_FILE)?;
+    stats.sync_time = started.elapsed() - stats.write_time;
+    Ok(stats)
+}
+
+/// The temporary name a prepared snapshot of `index` is written under
+/// (`snapshot.txt.<index>.tmp`); any `snapshot.txt.*.tmp` left at open is a
+/// crash's leftover and is removed.
+pub fn prepared_name(index: LogIndex) -> String {
+    format!("{SNAPSHOT_FILE}.{index}.tmp")
+}
+
+/// True for the names [`write`] and [`prepared_name`] use.
+pub fn is_tmp_name(name: &str) -> bool {
+    name.starts_with("snapshot.txt.") && name.ends_with(".tmp")
+}
+
+/// Writes `snap` to `dir/<tmp_name>` (buffered) and fsyncs it. Step one of
+/// an atomic replace; [`install_tmp`] is step two. `sync_time` covers the
+/// fsync.
+pub fn write_tmp(dir: &Path, tmp_name: &str, snap: &Snapshot) -> Result<WriteStats, StorageError> {
+    let started = Instant::now();
+    let tmp = dir.join(tmp_name);
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -139,16 +161,21 @@ pub fn write(dir: &Path, snap: &Snapshot) -> Result<WriteStats, StorageError> {
         .len();
     file.sync_all()
         .map_err(|e| StorageError::io(&tmp, "fsync", e))?;
-    drop(file);
-    fs::rename(&tmp, &path)
-        .map_err(|e| StorageError::io(&path, "rename snapshot.txt.tmp over", e))?;
-    sync_dir(dir)?;
     Ok(WriteStats {
         bytes,
         keys: snap.data.len() as u64,
         write_time,
         sync_time: started.elapsed() - write_time,
     })
+}
+
+/// Renames `dir/<tmp_name>` (written and fsynced by [`write_tmp`]) over
+/// `snapshot.txt` and fsyncs the folder.
+pub fn install_tmp(dir: &Path, tmp_name: &str) -> Result<(), StorageError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    fs::rename(dir.join(tmp_name), &path)
+        .map_err(|e| StorageError::io(&path, "rename the new snapshot over", e))?;
+    sync_dir(dir)
 }
 
 /// Reads `dir/snapshot.txt`; `Ok(None)` when it does not exist.

@@ -139,11 +139,11 @@ pub(crate) enum SnapshotPlan {
 /// snapshot's index, `term_at(i)` the term of log entry `i` if the log
 /// holds it.
 pub(crate) fn plan_snapshot(
-    write: &SnapshotWrite,
+    meta: &SnapshotMeta,
+    origin: SnapshotOrigin,
     stored: LogIndex,
     term_at: impl Fn(LogIndex) -> Option<Term>,
 ) -> Result<SnapshotPlan, StorageError> {
-    let meta = &write.snapshot.meta;
     if meta.index <= stored {
         tracing::debug!(
             index = %meta.index,
@@ -153,7 +153,7 @@ pub(crate) fn plan_snapshot(
         return Ok(SnapshotPlan::Skip);
     }
     let matches = term_at(meta.index) == Some(meta.term);
-    let keep_suffix = match write.origin {
+    let keep_suffix = match origin {
         SnapshotOrigin::Compaction if !matches => {
             return Err(StorageError::SnapshotRejected {
                 index: meta.index,

@@ -234,3 +234,55 @@ fn restored_state_starts_a_node() {
     // the snapshot is applied until the leader says more).
     assert_eq!(node.applied_index(), LogIndex(45));
 }
+
+/// The background path: prepare on another thread while the store keeps
+/// appending and syncing, then commit on the store.
+#[test]
+fn prepared_snapshot_written_in_the_background() {
+    let data = tempfile::tempdir().unwrap();
+    let mut s = store_with(data.path(), 100);
+    let dir = s.dir().to_owned();
+    let write = compaction(80, 1);
+    let writer = {
+        let (dir, write) = (dir.clone(), write.clone());
+        std::thread::spawn(move || FileStorage::prepare_snapshot(&dir, &write))
+    };
+    s.append(&entries(101, 150, 1)).unwrap();
+    s.sync().unwrap();
+    let prepared = writer.join().unwrap().unwrap();
+    assert_eq!(prepared.meta().index, LogIndex(80));
+    assert!(prepared.stats().bytes > 0);
+    assert!(dir.join("snapshot.txt.80.tmp").exists());
+    assert_eq!(s.snapshot_meta(), None, "nothing changes before the commit");
+    s.commit_snapshot(prepared).unwrap();
+    assert!(!dir.join("snapshot.txt.80.tmp").exists());
+    assert_eq!(s.first_index(), LogIndex(81));
+    assert_eq!(
+        s.entries(LogIndex(81), LogIndex(150)).unwrap(),
+        entries(81, 150, 1)
+    );
+    drop(s);
+    let (_, r, _) = open(data.path()).unwrap();
+    assert_eq!(r.snapshot.as_ref(), Some(&write.snapshot));
+    assert_eq!(r.entries, entries(81, 150, 1));
+}
+
+#[test]
+fn a_prepared_snapshot_overtaken_is_dropped_and_leftovers_removed() {
+    let data = tempfile::tempdir().unwrap();
+    let mut s = store_with(data.path(), 100);
+    let dir = s.dir().to_owned();
+    let old = FileStorage::prepare_snapshot(&dir, &compaction(50, 1)).unwrap();
+    // An installed snapshot overtakes it.
+    s.save_snapshot(&installed(120, 2, false)).unwrap();
+    s.commit_snapshot(old).unwrap();
+    assert_eq!(s.snapshot_meta().unwrap().index, LogIndex(120));
+    assert!(!dir.join("snapshot.txt.50.tmp").exists());
+    // A prepared snapshot never committed (a crash) is removed at open.
+    let _never = FileStorage::prepare_snapshot(&dir, &compaction(95, 2)).unwrap();
+    assert!(dir.join("snapshot.txt.95.tmp").exists());
+    drop(s);
+    let (_, r, _) = open(data.path()).unwrap();
+    assert_eq!(r.snapshot.unwrap().meta.index, LogIndex(120));
+    assert!(!dir.join("snapshot.txt.95.tmp").exists());
+}
