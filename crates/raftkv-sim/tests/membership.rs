@@ -361,19 +361,13 @@ fn transfer_succeeds_and_the_new_leader_waits_out_the_old_lease() {
     assert_linearizable(&mut c);
 }
 
-/// CORE BUG (livelock): a snapshot transfer never completes once a late
-/// chunk 0 reaches the follower after later chunks. The follower restarts
-/// its incoming snapshot on any chunk with `seq == 0` and then asks for
-/// chunk 1, while the leader has already seen chunks up to 3 acknowledged:
-/// `handle_install_snapshot_response` ignores a `next_seq` below `acked`
-/// unless it is 0 (or equal to `acked`), and the stall timer's `rewind`
-/// resends from `acked`. The follower answers every resend with "want 1"
-/// for as long as the leader leads. Seed 404, a reliable network (delays
-/// 0.5-2 ms reorder the two chunks in flight): trace lines
-/// `0.806..1.57 s` show `next_seq=1` answers forever.
-/// Run with `cargo test -p raftkv-sim --test membership -- --ignored`.
+/// A snapshot transfer completes even when a late chunk 0 reaches the
+/// follower after later chunks (the follower starts over and asks for
+/// chunk 1 while the leader has seen more acknowledged). The simulator found
+/// this livelock in the core (fixed in c2113ec: the sender resumes from
+/// whichever chunk the follower asks for). Seed 404 reorders the first two
+/// chunks on a reliable network.
 #[test]
-#[ignore = "core bug: InstallSnapshot livelock after a reordered chunk 0 (see the doc comment)"]
 fn snapshot_transfer_completes_despite_a_late_first_chunk() {
     let mut c = mcluster(3, 0, 404);
     let l = wait_stable_leader(&mut c, ms(5000));

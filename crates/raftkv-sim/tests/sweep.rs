@@ -15,17 +15,8 @@ fn seeds_from_env(default: u64) -> u64 {
 
 #[test]
 fn short_sweep_with_drift_within_bound_passes() {
-    let mut opts = RunOptions::new(0);
-    // Seed 6 hits the core's InstallSnapshot livelock (see
-    // `members_catch_up_after_healing` below and tests/membership.rs).
-    opts.check_catch_up = false;
-    short_sweep(&opts);
-}
-
-/// The same sweep, also requiring every member to catch up after healing.
-#[test]
-#[ignore = "core bug: InstallSnapshot livelock (seeds 6, 203, 215; see tests/membership.rs)"]
-fn members_catch_up_after_healing() {
+    // With the catch-up phase: every member catches up after healing (it
+    // found the core's InstallSnapshot livelock, seeds 6, 203, 215).
     short_sweep(&RunOptions::new(0));
 }
 
