@@ -11,7 +11,7 @@
 //!   simulator's [`MemStorage`]; [`conformance`] is the one suite both pass.
 //! - [`persist_ready`]: writes a core `Ready` in a crash-safe order.
 //! - [`DumpLog`]: the buffered, rotated `dump.txt` writer.
-//! - [`escape`], [`line`] and [`snapfile`]: the text formats.
+//! - [`escape`], [`line`](mod@line) and [`snapfile`]: the text formats.
 
 pub mod conformance;
 pub mod dump;

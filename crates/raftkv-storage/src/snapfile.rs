@@ -46,7 +46,7 @@ pub const SNAPSHOT_TMP_FILE: &str = "snapshot.txt.tmp";
 /// The format version written on the first line.
 pub const FORMAT_VERSION: u64 = 1;
 
-/// How long a [`write`] took, and how big the file is.
+/// How long a [`write()`] took, and how big the file is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteStats {
     pub bytes: u64,
@@ -108,7 +108,7 @@ pub fn encode_to(snap: &Snapshot, out: &mut impl Write) -> std::io::Result<()> {
     put(&mut line, out)
 }
 
-/// The whole file's text (for tests and tools; [`write`] streams).
+/// The whole file's text (for tests and tools; [`write()`] streams).
 pub fn encode(snap: &Snapshot) -> Vec<u8> {
     let mut out = Vec::new();
     encode_to(snap, &mut out).expect("writing to a Vec cannot fail");
@@ -132,7 +132,7 @@ pub fn prepared_name(index: LogIndex) -> String {
     format!("{SNAPSHOT_FILE}.{index}.tmp")
 }
 
-/// True for the names [`write`] and [`prepared_name`] use.
+/// True for the names [`write()`] and [`prepared_name`] use.
 pub fn is_tmp_name(name: &str) -> bool {
     name.starts_with("snapshot.txt.") && name.ends_with(".tmp")
 }
