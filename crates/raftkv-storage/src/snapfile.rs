@@ -216,6 +216,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Snapshot, StorageError> {
         .strip_prefix("config ")
         .ok_or_else(|| "expected `config voters=… learners=… …`".to_owned())
         .and_then(|rest| decode_membership(rest.split(' ')))
+        .and_then(|m| m.validate().map(|()| m))
         .map_err(|e| lines.corrupt(e))?;
     let n_sessions = lines.header("sessions")?;
     let mut sessions: Vec<SessionRecord> = Vec::with_capacity(n_sessions.min(1 << 20) as usize);
@@ -420,6 +421,15 @@ mod tests {
         longer.extend_from_slice(b"x\n");
         let (line, reason) = check_refused(&longer, "text after end");
         assert_eq!(line, 15, "{reason}");
+    }
+
+    #[test]
+    fn an_invalid_configuration_is_refused() {
+        let mut snap = snapshot(9, 2, 1);
+        snap.meta.membership.learners.insert(raftkv_core::NodeId(2));
+        let (line, reason) = check_refused(&encode(&snap), "voter and learner");
+        assert_eq!(line, 4);
+        assert!(reason.contains("both a voter and a learner"), "{reason}");
     }
 
     #[test]
