@@ -43,11 +43,15 @@ pub struct Config {
     pub max_sessions: usize,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
-    /// Take a snapshot (and compact the log) once this many entries have
-    /// applied since the last one.
+    /// Take a durable snapshot (and cut the log file) once this many entries
+    /// have applied since the last one, and at least a quarter as many as
+    /// there are keys (so a large state is not rewritten too often; a
+    /// restart then replays at most that many entries).
     pub snapshot_threshold: u64,
-    /// Entries kept in memory behind a snapshot, so that a follower a little
-    /// behind catches up from the log rather than a snapshot.
+    /// Applied entries kept in memory, so that a follower a little behind
+    /// catches up from the log rather than a snapshot. Older ones are
+    /// dropped from memory at once (they stay in the log file until the next
+    /// snapshot): the in-memory log never grows with the history.
     pub snapshot_keep_entries: u64,
     /// Bytes of key-value data per `InstallSnapshot` chunk, and chunks in
     /// flight to one follower (flow control: heartbeats and lease renewal go

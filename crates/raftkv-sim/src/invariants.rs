@@ -78,7 +78,10 @@ impl Cluster {
     }
 
     pub(crate) fn check_node(&mut self, i: usize) {
-        self.record_commits(i, LogIndex::ZERO);
+        // The core drops applied, durable entries from memory as it goes
+        // (`snapshot_keep_entries`): storage still holds those.
+        let durable = raftkv_storage::Storage::last_index(&self.nodes[i].storage);
+        self.record_commits(i, durable);
         let Some(raft) = self.nodes[i].raft.as_ref() else {
             return;
         };

@@ -97,7 +97,7 @@ pub struct RaftNode {
     /// leader, which is durable before this node acknowledges it).
     snapshot_meta: SnapshotMeta,
     /// A compaction snapshot handed out and not yet reported saved.
-    snapshot_unsaved: Option<LogIndex>,
+    snapshot_unsaved: Option<SnapshotMeta>,
     /// A snapshot arriving from the leader, chunk by chunk.
     incoming_snapshot: Option<IncomingSnapshot>,
     rng: Rng,

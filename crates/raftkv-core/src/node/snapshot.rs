@@ -2,12 +2,17 @@
 //! that needs compacted entries (`InstallSnapshot`), and installing them.
 //!
 //! Taking a snapshot is an O(1) clone of the state machine (see
-//! `crate::snapshot`). A node snapshots once `snapshot_threshold` entries
-//! have applied since its last snapshot, at its applied index, and only when
+//! `crate::snapshot`). A node takes a durable snapshot once
+//! `snapshot_threshold` entries (and at least a quarter as many as there are
+//! keys) have applied since its last one, at its applied index, and only when
 //! every entry up to there is durable locally (so the driver can drop them
-//! from the log file as soon as the snapshot is saved). In memory it keeps
-//! `snapshot_keep_entries` entries behind the snapshot, so a follower a
-//! little behind catches up from the log.
+//! from the log file as soon as the snapshot is saved).
+//!
+//! The in-memory log is compacted separately and continuously: it keeps
+//! `snapshot_keep_entries` applied entries, so a follower a little behind
+//! catches up from the log, and drops older durable ones at once. A follower further behind gets a fresh snapshot of the leader's
+//! state, which costs nothing to take; the durable snapshot only bounds the
+//! log file and the restart.
 //!
 //! A transfer to a follower sends a fresh snapshot of the leader's applied
 //! state, in chunks of about `snapshot_chunk_bytes`, at most
@@ -130,48 +135,51 @@ impl RaftNode {
     /// After entries apply or become durable: take a compaction snapshot
     /// when enough has applied since the last one.
     pub(super) fn maybe_take_snapshot(&mut self) {
+        self.compact_memory();
         let applied = self.kv.applied();
         let since = applied.0.saturating_sub(self.snapshot_meta.index.0);
-        if since < self.cfg.snapshot_threshold
-            || self.snapshot_unsaved.is_some()
-            || applied > self.log.persisted()
-        {
+        let due = self.cfg.snapshot_threshold.max(self.kv.len() as u64 / 4);
+        if since < due || self.snapshot_unsaved.is_some() || applied > self.log.persisted() {
             return;
         }
         let snapshot = self.snapshot_of_applied();
         let (index, term) = (snapshot.meta.index, snapshot.meta.term);
-        self.snapshot_unsaved = Some(index);
+        self.snapshot_unsaved = Some(snapshot.meta.clone());
         self.snapshots_out.push(SnapshotWrite {
             snapshot,
             origin: SnapshotOrigin::Compaction,
         });
         self.events.push(Event::SnapshotTaken { index, term });
-        let keep_from = LogIndex(index.0.saturating_sub(self.cfg.snapshot_keep_entries));
-        if keep_from > self.log.offset() {
-            self.log.compact_to(keep_from);
-            self.note_compacted(keep_from);
+    }
+
+    /// Drop applied entries from memory beyond `snapshot_keep_entries`
+    /// (only durable ones: storage can serve them), in steps so the log is not
+    /// shifted on every apply.
+    fn compact_memory(&mut self) {
+        let keep = self.cfg.snapshot_keep_entries;
+        let target = LogIndex(self.kv.applied().0.saturating_sub(keep)).min(self.log.persisted());
+        if target.0 > self.log.offset().0 + keep / 2 {
+            self.log.compact_to(target);
+            self.note_compacted(target);
         }
     }
 
     /// The driver saved the compaction snapshot at `index`.
     pub fn on_snapshot_saved(&mut self, now: MonoTime, index: LogIndex) {
         self.advance_time(now);
-        if self.snapshot_unsaved == Some(index) {
-            self.snapshot_unsaved = None;
-        }
-        if index > self.snapshot_meta.index {
-            self.snapshot_meta = SnapshotMeta {
-                index,
-                term: self.log.term(index).unwrap_or(self.snapshot_meta.term),
-                membership: self.membership_at(index),
-            };
+        let Some(meta) = self.snapshot_unsaved.take_if(|m| m.index == index) else {
+            return;
+        };
+        if meta.index > self.snapshot_meta.index {
+            self.snapshot_meta = meta;
         }
     }
 
     /// The latest snapshot this node has (or is saving), for status.
     pub fn snapshot_index(&self) -> LogIndex {
         self.snapshot_unsaved
-            .unwrap_or_default()
+            .as_ref()
+            .map_or(LogIndex::ZERO, |m| m.index)
             .max(self.snapshot_meta.index)
     }
 
