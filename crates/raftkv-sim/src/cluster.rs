@@ -273,6 +273,13 @@ pub(crate) enum Ev {
         client: usize,
     },
     LogCheck,
+    /// A compaction snapshot written in the background: saved, then
+    /// reported with `on_snapshot_saved`. Lost if the node crashes first.
+    SnapshotSave {
+        node: usize,
+        incarnation: u64,
+        write: raftkv_core::SnapshotWrite,
+    },
 }
 
 /// One `Ready`'s durable work, waiting for its fsync.
@@ -281,9 +288,9 @@ struct PendingSync {
     hard_state: Option<HardState>,
     persisted_messages: Vec<Message>,
     mark: Option<(LogIndex, Term)>,
-    /// A compaction snapshot saved with this `Ready`: the core hears of it
-    /// (`on_snapshot_saved`) when the fsync completes.
-    compaction: Option<LogIndex>,
+    /// A compaction snapshot of this `Ready`: written in the background
+    /// once the fsync completes (see `Ev::SnapshotSave`).
+    compaction: Option<raftkv_core::SnapshotWrite>,
 }
 
 /// What the membership and snapshot machinery did during a run.
@@ -502,7 +509,9 @@ impl Cluster {
     fn handle(&mut self, ev: Ev) {
         let target = match &ev {
             Ev::Deliver(m) => self.position(m.to),
-            Ev::SyncDone { node, .. } | Ev::ClientReq { node, .. } => Some(*node),
+            Ev::SyncDone { node, .. }
+            | Ev::ClientReq { node, .. }
+            | Ev::SnapshotSave { node, .. } => Some(*node),
             _ => None,
         };
         if let Some(i) = target {
@@ -529,6 +538,11 @@ impl Cluster {
             Ev::ClientTimeout { client, attempt } => self.on_client_timeout(client, attempt),
             Ev::ClientRetry { client, attempt } => self.on_client_retry(client, attempt),
             Ev::ClientThink { client } => self.on_client_think(client),
+            Ev::SnapshotSave {
+                node,
+                incarnation,
+                write,
+            } => self.on_snapshot_save(node, incarnation, write),
             Ev::LogCheck => {
                 self.check_log_matching();
                 self.schedule_in(self.cfg.log_check_interval, Ev::LogCheck);
@@ -612,17 +626,19 @@ impl Cluster {
             };
             self.record_commits(i, upto);
         }
-        for w in &rd.snapshots {
-            if let Err(e) = self.nodes[i].storage.save_snapshot(w) {
+        for w in rd.snapshots {
+            self.snapshot_checks.push((id, w.snapshot.clone()));
+            if w.origin == SnapshotOrigin::Compaction {
+                // Deferred: the log still holds everything it covers.
+                compaction = Some(w);
+                continue;
+            }
+            if let Err(e) = self.nodes[i].storage.save_snapshot(&w) {
                 self.fail(format!(
                     "storage: node {id} handed out a snapshot storage rejects: {e}"
                 ));
                 return;
             }
-            if w.origin == SnapshotOrigin::Compaction {
-                compaction = Some(w.snapshot.meta.index);
-            }
-            self.snapshot_checks.push((id, w.snapshot.clone()));
         }
         self.check_config_append(i, &rd.entries);
         if !rd.entries.is_empty() {
@@ -633,7 +649,7 @@ impl Cluster {
                 return;
             }
         }
-        let io = rd.must_sync || !rd.entries.is_empty() || !rd.snapshots.is_empty();
+        let io = rd.must_sync || !rd.entries.is_empty() || compaction.is_some();
         let pending = PendingSync {
             io,
             hard_state: rd.hard_state,
@@ -758,13 +774,44 @@ impl Cluster {
                 .expect("up")
                 .on_persisted(local, index, term);
         }
-        if let Some(index) = s.compaction {
-            n.raft.as_mut().expect("up").on_snapshot_saved(local, index);
+        if let Some(write) = s.compaction {
+            let incarnation = n.incarnation;
+            let delay = self.rng.range(0, 20_000_000);
+            self.schedule(
+                self.now_ns + delay,
+                Ev::SnapshotSave {
+                    node: i,
+                    incarnation,
+                    write,
+                },
+            );
         }
         for m in s.persisted_messages {
             self.check_durable_promise(i, &m);
             self.send(m);
         }
+    }
+
+    fn on_snapshot_save(&mut self, i: usize, incarnation: u64, write: raftkv_core::SnapshotWrite) {
+        if self.nodes[i].incarnation != incarnation || self.nodes[i].raft.is_none() {
+            return; // the crash lost it; the log still holds its entries
+        }
+        let id = self.nodes[i].id;
+        let index = write.snapshot.meta.index;
+        if let Err(e) = self.nodes[i].storage.save_snapshot(&write) {
+            self.fail(format!(
+                "storage: node {id}'s compaction snapshot at {index} is refused: {e}"
+            ));
+            return;
+        }
+        self.tr(|| format!("n{id} compaction snapshot at {index} saved"));
+        let local = self.local_now_at(i);
+        self.nodes[i]
+            .raft
+            .as_mut()
+            .expect("up")
+            .on_snapshot_saved(local, index);
+        self.pump(i);
     }
 
     /// A granted vote or a successful append acknowledgement promises
