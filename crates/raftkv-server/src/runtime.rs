@@ -483,13 +483,21 @@ impl CoreTask {
     }
 
     fn on_done(&mut self, done: Done) {
-        assert!(
-            self.inflight_jobs > 0,
-            "storage completion without a job in flight"
-        );
-        self.inflight_jobs -= 1;
+        if done.compaction_saved.is_none() {
+            assert!(
+                self.inflight_jobs > 0,
+                "storage completion without a job in flight"
+            );
+            self.inflight_jobs -= 1;
+        }
         match done.result {
-            Ok(()) => self.finish(done.ready),
+            Ok(()) => match done.compaction_saved {
+                Some(index) => {
+                    bump(&self.metrics.snapshots_saved);
+                    self.node.on_snapshot_saved(self.clock.now(), index);
+                }
+                None => self.finish(done.ready),
+            },
             Err(e) => {
                 tracing::error!(node = %self.id, "storage failed, stopping: {e}");
                 self.dump.record(
@@ -515,7 +523,8 @@ impl CoreTask {
         for _ in &ready.snapshots {
             bump(&self.metrics.snapshots_saved);
         }
-        // The storage job saved them (persist_ready): report the compactions.
+        // Compactions are saved in the background and reported on their own
+        // (`Done::compaction_saved`); any left in a Ready were saved inline.
         for index in compactions {
             self.node.on_snapshot_saved(self.clock.now(), index);
         }

@@ -2,13 +2,21 @@
 //! It takes Readies in order, persists them with `raftkv_storage` (fsync
 //! included) and hands each back to the core task, so the tokio runtime never
 //! blocks on the disk.
+//!
+//! Compaction snapshots are written in the background: a helper thread
+//! writes and fsyncs `snapshot.txt.<index>.tmp` (`FileStorage::prepare_snapshot`,
+//! up to a second for a million keys) while this thread keeps appending and
+//! syncing the log; then this thread renames it into place and cuts the log
+//! (`commit_snapshot`), in order with everything else, and reports it.
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use raftkv_core::{HardState, Ready};
-use raftkv_storage::{persist_ready_with, FileStorage, PersistOptions};
+use raftkv_core::{HardState, LogIndex, Ready, SnapshotOrigin};
+use raftkv_storage::{
+    persist_ready_with, FileStorage, PersistOptions, PreparedSnapshot, StorageError,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{bump, Metrics};
@@ -18,11 +26,16 @@ pub enum Job {
     /// Save this hard state with its commit index, then stop (releasing the
     /// node folder's lock).
     Close(HardState, oneshot::Sender<Result<(), String>>),
+    /// A compaction snapshot prepared in the background, to put in place.
+    CommitSnapshot(LogIndex, Result<PreparedSnapshot, StorageError>),
 }
 
 pub struct Done {
     pub ready: Ready,
     pub result: Result<(), String>,
+    /// Set for a compaction snapshot saved in the background (not the
+    /// completion of a submitted job): report it with `on_snapshot_saved`.
+    pub compaction_saved: Option<LogIndex>,
 }
 
 pub struct StorageThread {
@@ -41,7 +54,10 @@ impl StorageThread {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("raftkv-storage".into())
-            .spawn(move || run(storage, job_rx, done_tx, metrics))?;
+            .spawn({
+                let job_tx = job_tx.clone();
+                move || run(storage, job_rx, job_tx, done_tx, metrics)
+            })?;
         Ok((
             StorageThread {
                 jobs: Some(job_tx),
@@ -77,13 +93,41 @@ impl StorageThread {
 fn run(
     mut storage: FileStorage,
     jobs: std_mpsc::Receiver<Job>,
+    jobs_tx: std_mpsc::Sender<Job>,
     done: mpsc::UnboundedSender<Done>,
     metrics: Arc<Metrics>,
 ) {
     let mut failed = false;
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Persist(ready) => {
+            Job::Persist(mut ready) => {
+                // Compaction snapshots go to a helper thread; the core allows
+                // it (the log still holds their entries) and takes no new one
+                // before this one is reported.
+                let (background, rest) = std::mem::take(&mut ready.snapshots)
+                    .into_iter()
+                    .partition(|w| w.origin == SnapshotOrigin::Compaction);
+                ready.snapshots = rest;
+                for write in background {
+                    let dir = storage.dir().to_path_buf();
+                    let tx = jobs_tx.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("raftkv-snapshot".into())
+                        .spawn(move || {
+                            let index = write.snapshot.meta.index;
+                            let prepared = FileStorage::prepare_snapshot(&dir, &write);
+                            drop(write);
+                            let _ = tx.send(Job::CommitSnapshot(index, prepared));
+                        });
+                    if let Err(e) = spawned {
+                        failed = true;
+                        let _ = done.send(Done {
+                            ready: Ready::default(),
+                            result: Err(format!("cannot start the snapshot writer: {e}")),
+                            compaction_saved: None,
+                        });
+                    }
+                }
                 bump(&metrics.persist_jobs);
                 if ready.must_sync || !ready.entries.is_empty() {
                     bump(&metrics.persist_syncs);
@@ -95,7 +139,29 @@ fn run(
                         .map_err(|e| e.to_string())
                 };
                 failed |= result.is_err();
-                if done.send(Done { ready, result }).is_err() {
+                let reply = Done {
+                    ready,
+                    result,
+                    compaction_saved: None,
+                };
+                if done.send(reply).is_err() {
+                    return;
+                }
+            }
+            Job::CommitSnapshot(index, prepared) => {
+                if failed {
+                    continue;
+                }
+                let result = prepared
+                    .and_then(|p| storage.commit_snapshot(p))
+                    .map_err(|e| e.to_string());
+                failed |= result.is_err();
+                let reply = Done {
+                    ready: Ready::default(),
+                    result,
+                    compaction_saved: Some(index),
+                };
+                if done.send(reply).is_err() {
                     return;
                 }
             }
