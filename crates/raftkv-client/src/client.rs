@@ -303,12 +303,7 @@ impl Client {
                 .map(|r| r.into_inner())
         })
         .await
-        .map(|a| {
-            a.map(|r| {
-                let by = r.served_by;
-                (r, by)
-            })
-        })
+        .map(with_server)
     }
 
     /// The configuration as one node sees it (no progress figures unless it
@@ -340,12 +335,7 @@ impl Client {
             async move { kv.add_learner(req).await.map(|r| r.into_inner()) }
         })
         .await
-        .map(|a| {
-            a.map(|r| {
-                let by = r.served_by;
-                (r, by)
-            })
-        })
+        .map(with_server)
     }
 
     /// Makes learner `id` a voter once it has caught up (the leader refuses
@@ -357,12 +347,7 @@ impl Client {
                 .map(|r| r.into_inner())
         })
         .await
-        .map(|a| {
-            a.map(|r| {
-                let by = r.served_by;
-                (r, by)
-            })
-        })
+        .map(with_server)
     }
 
     /// Removes voter or learner `id` (the leader itself too: it steps down
@@ -374,12 +359,7 @@ impl Client {
                 .map(|r| r.into_inner())
         })
         .await
-        .map(|a| {
-            a.map(|r| {
-                let by = r.served_by;
-                (r, by)
-            })
-        })
+        .map(with_server)
     }
 
     /// Moves leadership to voter `to`; returns once it leads.
@@ -576,6 +556,30 @@ impl Client {
 }
 
 /// The answer types carry `served_by`; this lets `call` fill it in.
+/// Admin replies name the node that served them.
+trait ServedBy {
+    fn served_by(&self) -> u64;
+}
+
+impl ServedBy for pb::MembershipReply {
+    fn served_by(&self) -> u64 {
+        self.served_by
+    }
+}
+
+impl ServedBy for pb::MemberListReply {
+    fn served_by(&self) -> u64 {
+        self.served_by
+    }
+}
+
+fn with_server<R: ServedBy>(a: Answer<R>) -> Answer<R> {
+    a.map(|r| {
+        let by = r.served_by();
+        (r, by)
+    })
+}
+
 impl<R> Answer<R> {
     fn map<T>(self, f: impl FnOnce(R) -> (T, u64)) -> Answer<T> {
         let (value, served_by) = f(self.value);

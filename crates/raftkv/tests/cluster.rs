@@ -5,31 +5,12 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use raftkv_checker::{check, Budget, Input, Operation, Output, Verdict};
 use raftkv_client::Consistency;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Runs one test body alone on its own runtime.
-fn run_serial(body: impl std::future::Future<Output = ()>) {
-    let _serial = serial();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(body);
-}
 
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 

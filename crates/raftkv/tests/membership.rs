@@ -5,31 +5,12 @@
 mod common;
 
 use std::process::Output as ProcessOutput;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
 use raftkv_checker::{check, Budget, Verdict};
 use raftkv_client::{Client, ClientError, ClientOptions, Consistency};
 use raftkv_workload::{append_final_reads, summarize, Workload, WorkloadOptions};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn run_serial(body: impl std::future::Future<Output = ()>) {
-    let _serial = serial();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(body);
-}
 
 const LEADER_WAIT: Duration = Duration::from_secs(15);
 

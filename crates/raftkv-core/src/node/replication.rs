@@ -63,6 +63,14 @@ impl Progress {
         self.inflight.clear();
         self.inflight_bytes = 0;
     }
+
+    /// Stream from `next_index` with an empty window (after a probe matched,
+    /// or around a snapshot transfer).
+    pub(super) fn start_streaming(&mut self) {
+        self.probing = false;
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+    }
 }
 
 impl RaftNode {
@@ -364,9 +372,7 @@ impl RaftNode {
         }
         p.next_index = p.next_index.max(p.match_index.next());
         if p.probing {
-            p.probing = false;
-            p.inflight.clear();
-            p.inflight_bytes = 0;
+            p.start_streaming();
         }
         while p
             .inflight

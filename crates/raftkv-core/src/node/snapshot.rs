@@ -205,9 +205,7 @@ impl RaftNode {
                 .get_mut(&peer)
                 .unwrap();
             p.snapshot = Some(SnapshotSend::new(snap));
-            p.probing = false;
-            p.inflight.clear();
-            p.inflight_bytes = 0;
+            p.start_streaming();
         }
         let (window, chunk_bytes) = (
             self.cfg.max_inflight_snapshot_chunks,
@@ -324,9 +322,7 @@ impl RaftNode {
             p.snapshot = None;
             p.match_index = p.match_index.max(index);
             p.next_index = p.match_index.next();
-            p.probing = false;
-            p.inflight.clear();
-            p.inflight_bytes = 0;
+            p.start_streaming();
             self.maybe_commit();
             self.leader_progress_checks();
             self.maybe_send_timeout_now(msg.from);

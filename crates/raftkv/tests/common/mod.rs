@@ -7,11 +7,32 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use raftkv_client::{pb, Client, ClientOptions};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_raftkv");
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs one test body alone (clusters of one test binary never overlap) on
+/// its own runtime.
+pub fn run_serial(body: impl std::future::Future<Output = ()>) {
+    let _serial = serial();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(body);
+}
 
 /// Short timings so every test runs in seconds.
 pub const HEARTBEAT_MS: u64 = 20;
