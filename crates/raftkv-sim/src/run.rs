@@ -663,13 +663,25 @@ impl MembershipMix {
                     return;
                 }
                 let target = *rng.pick(&others);
-                let _ = c.transfer_leadership(leader, target);
+                if c.transfer_leadership(leader, target).is_ok() && rng.below(4) == 0 {
+                    // The leader cut off mid-transfer (TimeoutNow may or
+                    // may not have left); clients still reach it.
+                    c.note("fault: leader cut off during its transfer");
+                    c.isolate(leader);
+                }
                 return;
             }
         };
         // Refusals (a change in progress, a learner behind, a new leader
-        // not ready) are part of the mix; they are in the trace.
-        let _ = r;
+        // not ready) are part of the mix; they are in the trace. A quarter
+        // of accepted changes are followed at once by cutting the leader off
+        // (clients still reach it): the change is in its log only, and the
+        // rest must not elect, under either configuration, a leader that
+        // serves inside its lease (LEASES.md rule 10).
+        if r.is_ok() && rng.below(4) == 0 {
+            c.note("fault: leader cut off with its change uncommitted");
+            c.isolate(leader);
+        }
     }
 }
 
