@@ -4,10 +4,14 @@
 //! `raftkv-core` node, each with the in-memory storage model of
 //! `raftkv-storage` and its own drifting clock, over a network that loses,
 //! delays, duplicates and reorders messages and can be partitioned in any
-//! shape; nodes crash (losing unsynced writes), restart and pause. Simulated
-//! clients drive a SET/GET/DELETE workload; the Raft safety invariants are
-//! asserted as the run goes, and the client history is checked for
-//! linearizability at the end. See `docs/simulator.md`.
+//! shape; nodes crash (losing unsynced writes), restart and pause. Spare
+//! nodes join as learners, learners are promoted, voters (the leader too) and
+//! learners are removed, removed nodes come back (wiped or not), leadership
+//! is transferred, and small snapshots make logs compact and followers catch
+//! up by chunked InstallSnapshot. Simulated clients drive a SET/GET/DELETE
+//! workload; the Raft safety invariants (with the membership and lease
+//! rules) are asserted as the run goes, and the client history is checked
+//! for linearizability at the end. See `docs/simulator.md`.
 //!
 //! - [`Cluster`]: the hand-drivable cluster (tests use it directly).
 //! - [`run_seed`]: one randomised run from one `u64` seed (the CLI's unit).
