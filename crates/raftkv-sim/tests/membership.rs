@@ -234,13 +234,21 @@ fn adding_a_node_during_a_partition() {
     assert_linearizable(&mut c);
 }
 
-#[test]
-fn snapshot_install_survives_a_crash_half_way() {
+/// A 3-node cluster (seed 404) whose leader `l` has compacted past a
+/// follower `f` that was cut off while 40 keys were written; `f` is still
+/// cut off.
+fn follower_behind_compaction() -> (Cluster, NodeId, NodeId) {
     let mut c = mcluster(3, 0, 404);
     let l = wait_stable_leader(&mut c, ms(5000));
     let f = c.node_ids().into_iter().find(|&i| i != l).unwrap();
     c.isolate(f);
     write_keys(&mut c, "e", 40);
+    (c, l, f)
+}
+
+#[test]
+fn snapshot_install_survives_a_crash_half_way() {
+    let (mut c, l, f) = follower_behind_compaction();
     assert!(c.raft(l).unwrap().log().offset() > c.raft(f).unwrap().log().last_index());
     c.heal();
     // Several chunks (one key each): crash the follower once it has
@@ -369,11 +377,7 @@ fn transfer_succeeds_and_the_new_leader_waits_out_the_old_lease() {
 /// chunks on a reliable network.
 #[test]
 fn snapshot_transfer_completes_despite_a_late_first_chunk() {
-    let mut c = mcluster(3, 0, 404);
-    let l = wait_stable_leader(&mut c, ms(5000));
-    let f = c.node_ids().into_iter().find(|&i| i != l).unwrap();
-    c.isolate(f);
-    write_keys(&mut c, "e", 40);
+    let (mut c, _, f) = follower_behind_compaction();
     c.heal();
     let installed = c.run_until(ms(5000), |c| {
         c.raft(f).is_some_and(|r| r.snapshot_index().0 > 0)

@@ -68,8 +68,8 @@ fn terms_of(entries: &[Entry]) -> Model {
     entries.iter().map(|e| e.term.0).collect()
 }
 
-#[test]
-fn kill_9_at_random_moments_loses_nothing_synced() {
+/// `CRASH_SEED` when set, else a fresh seed; printed so a failure reruns.
+fn crash_seed() -> u64 {
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -80,6 +80,12 @@ fn kill_9_at_random_moments_loses_nothing_synced() {
                 .as_nanos() as u64
         });
     println!("crash test seed: {seed} (rerun with CRASH_SEED={seed})");
+    seed
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing_synced() {
+    let seed = crash_seed();
     let mut rng = SplitMix64(seed);
     let data = tempfile::tempdir().unwrap();
     let node = NodeId(1);
@@ -179,16 +185,7 @@ fn kill_9_at_random_moments_loses_nothing_synced() {
 /// prefix of the pending write), consecutive from the snapshot.
 #[test]
 fn kill_9_during_snapshots_loses_nothing_synced() {
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("crash test seed: {seed} (rerun with CRASH_SEED={seed})");
+    let seed = crash_seed();
     let mut rng = SplitMix64(seed);
     let data = tempfile::tempdir().unwrap();
     let node = NodeId(1);
