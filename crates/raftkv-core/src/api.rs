@@ -358,6 +358,8 @@ impl fmt::Display for Event {
 /// [`Status::rejected_messages`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RejectReason {
+    /// A sender id of 0 or this node's own. (Any other id may be a member
+    /// this node has not heard of yet, so it is not refused here.)
     UnknownSender,
     /// A term or log index so large no honest cluster reaches it (≥ 2⁶²);
     /// accepting it would risk overflow.
