@@ -64,6 +64,19 @@ fn apply(model: &mut Model, from: u64, to: u64, term: u64) {
     model.resize(to as usize, term);
 }
 
+/// What recovery gave back is the synced log, or the synced log with a
+/// prefix of the pending write `(from, to, term)` on top.
+fn recovered_ok(got: &Model, synced: &Model, pending: Option<(u64, u64, u64)>) -> bool {
+    match pending {
+        None => got == synced,
+        Some((from, to, term)) => {
+            let mut written = synced.clone();
+            apply(&mut written, from, to, term);
+            got == synced || (written.starts_with(got) && got.len() as u64 >= from - 1)
+        }
+    }
+}
+
 fn terms_of(entries: &[Entry]) -> Model {
     entries.iter().map(|e| e.term.0).collect()
 }
@@ -146,15 +159,7 @@ fn kill_9_at_random_moments_loses_nothing_synced() {
             );
         }
         let got = terms_of(&restored.entries);
-        let ok = match pending {
-            None => got == synced,
-            Some((from, to, term)) => {
-                let mut written = synced.clone();
-                apply(&mut written, from, to, term);
-                // Either the pending write did not land, or a prefix of it did.
-                got == synced || (written.starts_with(&got) && got.len() as u64 >= from - 1)
-            }
-        };
+        let ok = recovered_ok(&got, &synced, pending);
         assert!(
             ok,
             "seed {seed} iteration {iteration}: recovered {} entries, synced {}, pending {pending:?}",
@@ -269,14 +274,7 @@ fn kill_9_during_snapshots_loses_nothing_synced() {
             );
         }
         got.extend(terms_of(&restored.entries));
-        let ok = match pending {
-            None => got == synced,
-            Some((from, to, term)) => {
-                let mut written = synced.clone();
-                apply(&mut written, from, to, term);
-                got == synced || (written.starts_with(&got) && got.len() as u64 >= from - 1)
-            }
-        };
+        let ok = recovered_ok(&got, &synced, pending);
         assert!(
             ok,
             "{what}: recovered up to {}, synced up to {}, pending {pending:?}",

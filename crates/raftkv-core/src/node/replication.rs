@@ -109,6 +109,16 @@ impl RaftNode {
         }
     }
 
+    /// The leader's progress for `peer`, which must be a member.
+    pub(super) fn progress_mut(&mut self, peer: NodeId) -> &mut Progress {
+        self.leader_state
+            .as_mut()
+            .expect("leader")
+            .progress
+            .get_mut(&peer)
+            .expect("progress for every member")
+    }
+
     /// Send whatever each follower needs: new entries where the window
     /// allows, and when `heartbeat` is set, at least a heartbeat to everyone.
     pub(super) fn broadcast_append(&mut self, heartbeat: bool) {
@@ -182,13 +192,7 @@ impl RaftNode {
             );
             let last_sent = entries.last().expect("next <= last").index;
             let bytes: usize = entries.iter().map(|e| e.size_bytes()).sum();
-            let p = self
-                .leader_state
-                .as_mut()
-                .unwrap()
-                .progress
-                .get_mut(&peer)
-                .unwrap();
+            let p = self.progress_mut(peer);
             p.next_index = last_sent.next();
             p.inflight.push_back((last_sent, bytes, now));
             p.inflight_bytes += bytes;

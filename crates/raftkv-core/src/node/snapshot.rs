@@ -197,13 +197,7 @@ impl RaftNode {
                 to: peer,
                 index: snap.meta.index,
             });
-            let p = self
-                .leader_state
-                .as_mut()
-                .unwrap()
-                .progress
-                .get_mut(&peer)
-                .unwrap();
+            let p = self.progress_mut(peer);
             p.snapshot = Some(SnapshotSend::new(snap));
             p.start_streaming();
         }
