@@ -147,6 +147,19 @@ pub enum ReadNow {
     Pending,
 }
 
+/// When a leader may serve lease reads without stepping the core: what a
+/// driver publishes so that other threads answer `GET`s from memory (see
+/// [`crate::RaftNode::lease_read_view`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseReadView {
+    pub term: Term,
+    /// The state machine's applied index, equal to the commit index.
+    pub applied: LogIndex,
+    /// Lease reads of this state are linearizable at any local time before
+    /// this, as long as no input has been stepped since.
+    pub until: MonoTime,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadResult {
     pub id: ReadId,

@@ -48,6 +48,11 @@ impl KvStore {
         self.data.get(key)
     }
 
+    /// The map itself (clone it for an O(1) copy).
+    pub fn data(&self) -> &KvData {
+        &self.data
+    }
+
     pub fn len(&self) -> usize {
         self.data.len()
     }

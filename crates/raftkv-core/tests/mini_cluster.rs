@@ -118,3 +118,46 @@ fn with_lease_reads_off_every_read_takes_a_read_index_round() {
         }]
     );
 }
+
+#[test]
+fn lease_read_view_tells_until_when_the_core_would_serve() {
+    let mut c = InstantCluster::new(3);
+    c.run(Duration::from_secs(3));
+    let l = c.leader().unwrap();
+    let now = c.now;
+    c.nodes[l].propose(now, set(1, 1, "k", "v1")).unwrap();
+    c.drain();
+    c.run(Duration::from_millis(20));
+    for (i, n) in c.nodes.iter().enumerate() {
+        assert_eq!(n.lease_read_view().is_some(), i == l, "only the leader");
+    }
+    let view = c.nodes[l].lease_read_view().unwrap();
+    assert_eq!(view.term, c.nodes[l].term());
+    assert_eq!(view.applied, c.nodes[l].commit_index());
+    assert!(view.until > c.now);
+    assert_eq!(
+        c.nodes[l].kv_data().get("k").map(String::as_str),
+        Some("v1")
+    );
+    // Nothing stepped since: the core serves at any time before `until`...
+    c.down = vec![true; 3];
+    let just_before = MonoTime::from_nanos(view.until.as_nanos() - 1);
+    let r = c.nodes[l].read(just_before, ReadId(1), "k".into()).unwrap();
+    assert_eq!(r, ReadNow::Served(Some("v1".into())));
+    // ...and not from `until` on.
+    let r = c.nodes[l].read(view.until, ReadId(2), "k".into()).unwrap();
+    assert_eq!(r, ReadNow::Pending);
+    assert_eq!(c.nodes[l].lease_read_view(), None);
+}
+
+#[test]
+fn lease_read_view_is_withdrawn_when_a_transfer_starts() {
+    let mut c = InstantCluster::new(3);
+    c.run(Duration::from_secs(3));
+    let l = c.leader().unwrap();
+    assert!(c.nodes[l].lease_read_view().is_some());
+    let target = c.nodes[(l + 1) % 3].id();
+    let now = c.now;
+    c.nodes[l].transfer_leadership(now, target).unwrap();
+    assert_eq!(c.nodes[l].lease_read_view(), None);
+}

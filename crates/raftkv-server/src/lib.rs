@@ -4,6 +4,8 @@
 //!
 //! - [`runtime`]: the core task (the only owner of the `RaftNode`), the
 //!   monotonic clock, client requests.
+//! - [`lease_reads`]: lease reads answered in the gRPC handlers, from a view
+//!   the core task publishes.
 //! - [`storage_thread`]: persistence through `raftkv-storage`, off the runtime.
 //! - [`transport`]: per peer, one reused channel and two sender tasks (Raft
 //!   messages; snapshot chunks), following the configuration in force.
@@ -15,6 +17,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod lease_reads;
 pub mod limits;
 pub mod metrics;
 pub mod runtime;
@@ -36,6 +39,7 @@ use tokio::net::TcpListener;
 
 pub use config::{parse_peers, ServerConfig};
 
+use crate::lease_reads::LeaseReads;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::runtime::{Clock, CoreParts, CoreTask};
@@ -138,7 +142,9 @@ pub async fn run(
     );
     let (storage, done_rx) = StorageThread::start(storage, metrics.clone())?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let lease_reads = Arc::new(LeaseReads::new(clock));
     let parts = CoreParts {
+        lease_reads: lease_reads.clone(),
         node,
         clock,
         transport,
@@ -161,6 +167,7 @@ pub async fn run(
         metrics,
         started: Instant::now(),
         book,
+        lease_reads,
     });
     let kv = pb::kv_server::KvServer::new(KvService(shared.clone()));
     let admin = pb::admin_server::AdminServer::new(AdminService(shared.clone()));

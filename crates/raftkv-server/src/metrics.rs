@@ -67,6 +67,8 @@ counters!(
     client_invalid,
     writes_proposed,
     reads_lease,
+    // Of those, served by the gRPC handler from the published view.
+    reads_lease_in_handler,
     reads_pending,
     reads_stale,
     // Membership and snapshots.

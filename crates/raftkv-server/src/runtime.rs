@@ -26,6 +26,7 @@ use raftkv_core::{
 use raftkv_storage::DumpLog;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::lease_reads::{LeaseReads, Publisher};
 use crate::metrics::{bump, Metrics};
 use crate::storage_thread::{Done, Job, StorageThread};
 use crate::transport::Transport;
@@ -47,6 +48,14 @@ impl Clock {
     pub fn start() -> Clock {
         Clock {
             start: Instant::now(),
+        }
+    }
+    /// A clock whose zero lies `ago` in the past (for tests).
+    pub fn started_ago(ago: Duration) -> Clock {
+        Clock {
+            start: Instant::now()
+                .checked_sub(ago)
+                .expect("the machine has been up that long"),
         }
     }
     pub fn now(&self) -> MonoTime {
@@ -161,6 +170,8 @@ pub struct CoreTask {
     term: Term,
     metrics: Arc<Metrics>,
     failed: Option<String>,
+    /// The lease-read view for the gRPC handlers.
+    publisher: Publisher,
 }
 
 pub struct CoreParts {
@@ -174,6 +185,7 @@ pub struct CoreParts {
     pub metrics: Arc<Metrics>,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub queue_len: usize,
+    pub lease_reads: Arc<LeaseReads>,
 }
 
 impl CoreTask {
@@ -205,6 +217,7 @@ impl CoreTask {
             last_leader_contact: None,
             metrics: parts.metrics,
             failed: None,
+            publisher: Publisher::new(parts.lease_reads),
         };
         (
             task,
@@ -232,7 +245,10 @@ impl CoreTask {
             self.drain_inputs();
             self.advance();
             self.check_transfers();
+            // Also after steps that left no Ready (or none taken yet).
+            self.publisher.publish(&self.node);
         }
+        self.publisher.withdraw();
         self.stop().await
     }
 
@@ -454,6 +470,9 @@ impl CoreTask {
             && self.node.has_ready()
         {
             let mut ready = self.node.ready();
+            // Before anything this Ready holds leaves: its messages now,
+            // its client answers after the fsync.
+            self.publisher.publish(&self.node);
             if self.node.membership() != &self.membership {
                 self.membership = self.node.membership().clone();
                 self.transport.set_membership(&self.membership);

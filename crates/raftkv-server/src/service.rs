@@ -18,6 +18,7 @@ use crate::config::ServerConfig;
 use crate::convert::{
     check_addr, check_key, check_value, membership_to_pb, message_from_pb, WireLimits,
 };
+use crate::lease_reads::LeaseReads;
 use crate::limits::RateLimiter;
 use crate::metrics::{bump, Metrics};
 use crate::runtime::{ConfAnswer, NodeHandle, Refusal, Request as CoreRequest, StaleAnswer};
@@ -32,6 +33,8 @@ pub struct Shared {
     pub started: Instant,
     /// Peer addresses: --peers, the configuration in force, learned ones.
     pub book: Arc<AddressBook>,
+    /// Lease reads served here, without the core task.
+    pub lease_reads: Arc<LeaseReads>,
 }
 
 impl Shared {
@@ -163,6 +166,11 @@ impl Shared {
 
     async fn read(&self, key: String) -> Result<Option<String>, Status> {
         check_key(&key, self.limits()).map_err(|e| self.invalid(e.to_string()))?;
+        if let Some(value) = self.lease_reads.try_read(&key) {
+            bump(&self.metrics.reads_lease);
+            bump(&self.metrics.reads_lease_in_handler);
+            return Ok(value);
+        }
         let answer = self.ask(|reply| CoreRequest::Read { key, reply }).await?;
         answer.map_err(|r| self.refusal(r))
     }

@@ -133,6 +133,9 @@ pub struct ClusterConfig {
     /// lease (see `invariants`). Negative-control tests that want the
     /// linearizability checker itself to see the stale read turn it off.
     pub check_lease_protection: bool,
+    /// Negative control: a published lease-read view is never withdrawn
+    /// and is served past its end.
+    pub unsafe_stale_view: bool,
 }
 
 impl ClusterConfig {
@@ -167,6 +170,7 @@ impl ClusterConfig {
             trace: false,
             log_check_interval: Duration::from_millis(250),
             check_lease_protection: true,
+            unsafe_stale_view: false,
         }
     }
 
@@ -308,6 +312,8 @@ pub struct MixCounts {
     pub wipes: u64,
     /// Leaders that stepped down because a committed change removed them.
     pub leaders_removed: u64,
+    /// Lease reads served from the published view, off the core.
+    pub lease_reads_from_view: u64,
 }
 
 pub(crate) struct SimNode {
@@ -328,6 +334,9 @@ pub(crate) struct SimNode {
     pub(crate) waiting_reads: BTreeMap<ReadId, (usize, u64)>,
     /// Commit index already checked against the committed record.
     pub(crate) commit_seen: LogIndex,
+    /// The lease-read view as the server publishes it for its gRPC
+    /// handlers: after every `Ready` is taken and after every step.
+    pub(crate) published: Option<(raftkv_core::LeaseReadView, raftkv_core::KvData)>,
 }
 
 /// The simulated cluster. See the module docs.
@@ -440,6 +449,7 @@ impl Cluster {
                 waiting_writes: BTreeMap::new(),
                 waiting_reads: BTreeMap::new(),
                 commit_seen: LogIndex::ZERO,
+                published: None,
             });
             let phase = rng.below(c.cfg.tick_interval.as_nanos() as u64);
             c.schedule(phase, Ev::Tick(i));
@@ -589,9 +599,25 @@ impl Cluster {
                 break;
             }
             let rd = raft.ready();
+            self.publish_lease_view(i);
             self.handle_ready(i, rd);
         }
+        self.publish_lease_view(i);
         self.check_node(i);
+    }
+
+    /// What the server's core task does for its gRPC handlers (see
+    /// `raftkv-server`'s `lease_reads`): publish the lease-read view and the
+    /// applied map before anything the step produced leaves the node.
+    fn publish_lease_view(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let fresh = n
+            .raft
+            .as_ref()
+            .and_then(|r| r.lease_read_view().map(|v| (v, r.kv_data())));
+        if fresh.is_some() || !self.cfg.unsafe_stale_view {
+            n.published = fresh;
+        }
     }
 
     fn handle_ready(&mut self, i: usize, rd: Ready) {
@@ -1015,6 +1041,7 @@ impl Cluster {
         n.sync_busy_until_ns = 0;
         n.waiting_writes.clear();
         n.waiting_reads.clear();
+        n.published = None;
         self.tr(|| format!("fault: crash n{id}"));
     }
 

@@ -25,6 +25,9 @@ pub struct RunOptions {
     pub clock_drift_beyond_bound: bool,
     /// Negative control: switch off LEASES.md rule 3 or 5 in every node.
     pub disable_rule: Option<u8>,
+    /// Negative control: the published lease-read view is never withdrawn
+    /// nor checked against its end.
+    pub stale_view: bool,
     /// Spare nodes, membership changes (add learner, promote, remove, wipe
     /// and re-add) and leadership transfers in the fault mix.
     pub membership_mix: bool,
@@ -49,6 +52,7 @@ impl RunOptions {
             nodes: None,
             clock_drift_beyond_bound: false,
             disable_rule: None,
+            stale_view: false,
             membership_mix: true,
             check_catch_up: true,
             lease_invariants: true,
@@ -130,6 +134,7 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     let mut cfg = ClusterConfig::new(nodes, rng.next_u64());
     cfg.trace = opts.trace;
     cfg.check_lease_protection = opts.lease_invariants;
+    cfg.unsafe_stale_view = opts.stale_view;
     randomize_timing(&mut cfg, rng);
     if opts.membership_mix {
         cfg.spares = 2;

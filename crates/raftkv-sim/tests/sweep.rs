@@ -153,3 +153,14 @@ fn rule_5_disabled_is_caught_by_the_sweep() {
         &["linearizability", "lease exclusion", "lease protection"],
     );
 }
+
+/// Reads served off the core, as the server's gRPC handlers serve them,
+/// from a published view that is never withdrawn nor checked against its
+/// end: the linearizability checker alone must see the stale reads.
+#[test]
+fn a_stale_published_view_is_caught_by_the_checker() {
+    let mut opts = RunOptions::new(0);
+    opts.stale_view = true;
+    opts.lease_invariants = false;
+    first_failure_replays(&opts, seeds_from_env(100), &["linearizability"]);
+}

@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use super::{PendingRead, RaftNode};
-use crate::api::{Event, LeaseStatus, ReadError, ReadId, ReadNow, ReadResult, Role};
+use crate::api::{Event, LeaseReadView, LeaseStatus, ReadError, ReadId, ReadNow, ReadResult, Role};
+use crate::snapshot::KvData;
 use crate::types::MonoTime;
 
 impl RaftNode {
@@ -111,6 +112,40 @@ impl RaftNode {
             requested_at: self.now,
         });
         Ok(ReadNow::Pending)
+    }
+
+    /// Rule 7 for a driver that answers lease reads on other threads, with
+    /// no step of the core: `Some` when a lease read at this node's `now`
+    /// would be served, with the time until which it still would be.
+    ///
+    /// Every condition of [`Self::lease_read_ok`] but the lease end is
+    /// monotone in time (the wait, once over, stays over; the no-op stays
+    /// committed), and the leader's own entry in `T_q` only grows with
+    /// `now`, so while nothing is stepped a read at any local time in
+    /// `[now, until)` is one the core would serve. A driver must publish a
+    /// new view (or withdraw it) after every step and before it sends that
+    /// step's messages or answers its clients; then a read served from the
+    /// view it loaded is linearized at the load.
+    pub fn lease_read_view(&self) -> Option<LeaseReadView> {
+        if !self.lease_read_ok() {
+            return None;
+        }
+        assert_eq!(
+            self.kv.applied(),
+            self.log.commit(),
+            "lease read view of a lagging state machine"
+        );
+        Some(LeaseReadView {
+            term: self.term,
+            applied: self.kv.applied(),
+            until: self.lease_end().expect("the lease holds"),
+        })
+    }
+
+    /// The applied key-value map, an O(1) clone, for a [`LeaseReadView`].
+    /// Holding it makes the next writes copy the paths they touch.
+    pub fn kv_data(&self) -> KvData {
+        self.kv.data().clone()
     }
 
     /// Serve every pending read whose conditions now hold.

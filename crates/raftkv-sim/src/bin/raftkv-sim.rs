@@ -23,6 +23,11 @@ struct Args {
     /// (new leader's wait) in every node.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5"]))]
     disable_rule: Option<String>,
+    /// Negative control: a published lease-read view is never withdrawn
+    /// and reads from it ignore its end (the node serves its last view
+    /// for as long as it is up).
+    #[arg(long)]
+    unsafe_stale_view: bool,
     /// Cluster size (default: chosen by the seed among 3, 5 and 7).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5", "7"]))]
     nodes: Option<String>,
@@ -54,6 +59,7 @@ fn main() -> Result<ExitCode> {
         .as_deref()
         .map(|r| r.parse())
         .transpose()?;
+    opts.stale_view = args.unsafe_stale_view;
     opts.nodes = args.nodes.as_deref().map(|n| n.parse()).transpose()?;
     opts.safety_duration = std::time::Duration::from_secs(args.safety_s);
     opts.membership_mix = !args.no_membership_mix;
@@ -98,12 +104,13 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.transfers_done += k.transfers_done;
         total.wipes += k.wipes;
         total.leaders_removed += k.leaders_removed;
+        total.lease_reads_from_view += k.lease_reads_from_view;
         with_conf += u64::from(k.conf_committed > 0);
         with_install += u64::from(k.snapshots_installed > 0);
         with_transfer += u64::from(k.transfers_done > 0);
     }
     eprintln!(
-        "mix: {} membership changes committed (in {with_conf} of {n} runs), {} leaders removed, {} nodes wiped and re-added; {} snapshots taken, {} installed (in {with_install} runs); {} transfers started, {} won by their target (in {with_transfer} runs)",
+        "mix: {} membership changes committed (in {with_conf} of {n} runs), {} leaders removed, {} nodes wiped and re-added; {} snapshots taken, {} installed (in {with_install} runs); {} transfers started, {} won by their target (in {with_transfer} runs); {} lease reads served from the published view",
         total.conf_committed,
         total.leaders_removed,
         total.wipes,
@@ -111,6 +118,7 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.snapshots_installed,
         total.transfers_started,
         total.transfers_done,
+        total.lease_reads_from_view,
     );
     if let Some(worst) = reports
         .iter()

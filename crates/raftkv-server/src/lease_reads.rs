@@ -1,0 +1,207 @@
+//! Lease reads answered by the gRPC handlers themselves, with no hop to the
+//! core task.
+//!
+//! The core task publishes a [`LeaseReadView`] and the applied key-value map
+//! (an O(1) clone of the persistent map) after every turn, and before it
+//! sends that turn's messages or answers its clients. A handler loads the
+//! publication, reads the clock, and serves the key if the clock is still
+//! before the view's `until`; otherwise it asks the core task as before.
+//!
+//! Why that is linearizable: the core serves a lease read at any time
+//! before `until` as long as nothing is stepped (see
+//! `RaftNode::lease_read_view`); whatever is stepped later reaches other
+//! nodes or clients only after the publication that reflects it. So a read
+//! from the loaded publication is the read the core would have served at
+//! the moment of the load: every write acknowledged before it is in the
+//! map, and no other leader can have served or acknowledged anything since
+//! the lease began.
+//!
+//! The map is published only while reads come: a published map is shared
+//! with the core's, so the next writes copy the B-tree paths they touch.
+//! Under a load of writes alone the core publishes nothing and pays nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use raftkv_core::{KvData, LeaseReadView, RaftNode};
+
+use crate::runtime::Clock;
+
+struct Published {
+    view: LeaseReadView,
+    kv: KvData,
+}
+
+/// Shared by the core task (which publishes) and the handlers (which read).
+pub struct LeaseReads {
+    current: ArcSwapOption<Published>,
+    /// A handler wanted to read since the last publication of the map.
+    wanted: AtomicBool,
+    clock: Clock,
+}
+
+impl LeaseReads {
+    pub fn new(clock: Clock) -> LeaseReads {
+        LeaseReads {
+            current: ArcSwapOption::empty(),
+            wanted: AtomicBool::new(false),
+            clock,
+        }
+    }
+
+    /// `Some(value)` when served here under the lease; `None` when the
+    /// read must go to the core task.
+    pub fn try_read(&self, key: &str) -> Option<Option<String>> {
+        if !self.wanted.load(Ordering::Relaxed) {
+            self.wanted.store(true, Ordering::Relaxed);
+        }
+        let guard = self.current.load();
+        let published = guard.as_ref()?;
+        if self.clock.now() >= published.view.until {
+            return None;
+        }
+        Some(published.kv.get(key).cloned())
+    }
+}
+
+/// The core task's side: publishes after each turn, skipping what did not
+/// change.
+pub struct Publisher {
+    shared: Arc<LeaseReads>,
+    last: Option<LeaseReadView>,
+}
+
+impl Publisher {
+    pub fn new(shared: Arc<LeaseReads>) -> Publisher {
+        Publisher { shared, last: None }
+    }
+
+    /// Call after stepping `node`, before sending what the step produced.
+    pub fn publish(&mut self, node: &RaftNode) {
+        let view = node.lease_read_view();
+        if view == self.last {
+            return;
+        }
+        let same_state = match (view, self.last) {
+            (Some(v), Some(last)) => v.applied == last.applied && v.term == last.term,
+            _ => false,
+        };
+        let next = match view {
+            Some(view) if same_state => {
+                // Only the lease end moved: keep the map already out.
+                let kv = self
+                    .shared
+                    .current
+                    .load()
+                    .as_ref()
+                    .expect("a view is out")
+                    .kv
+                    .clone();
+                Some(Arc::new(Published { view, kv }))
+            }
+            Some(view) if self.shared.wanted.swap(false, Ordering::Relaxed) => {
+                Some(Arc::new(Published {
+                    view,
+                    kv: node.kv_data(),
+                }))
+            }
+            _ => None,
+        };
+        self.last = next.as_ref().map(|p| p.view);
+        self.shared.current.store(next);
+    }
+
+    /// Withdraw the view (the node is stopping).
+    pub fn withdraw(&mut self) {
+        self.last = None;
+        self.shared.current.store(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftkv_core::testkit::InstantCluster;
+    use raftkv_core::{ClientCommand, ClientId, Op};
+    use std::time::Duration;
+
+    fn set(seq: u64, k: &str, v: &str) -> ClientCommand {
+        ClientCommand {
+            client_id: ClientId(1),
+            seq,
+            op: Op::Set {
+                key: k.into(),
+                value: v.into(),
+            },
+        }
+    }
+
+    /// The instant cluster's clock starts at zero, as does a fresh
+    /// [`Clock`]; the cluster runs 3 s ahead of it, so its views hold for
+    /// a few real seconds.
+    fn cluster_with_leader() -> (InstantCluster, usize) {
+        let mut c = InstantCluster::new(3);
+        c.run(Duration::from_secs(3));
+        let l = c.leader().expect("a leader");
+        (c, l)
+    }
+
+    #[test]
+    fn serves_only_a_published_map_while_the_lease_holds() {
+        let (mut c, l) = cluster_with_leader();
+        let shared = Arc::new(LeaseReads::new(Clock::start()));
+        let mut publisher = Publisher::new(shared.clone());
+        publisher.publish(&c.nodes[l]);
+        assert_eq!(shared.try_read("k"), None, "no map out before a read asked");
+        publisher.publish(&c.nodes[l]);
+        assert_eq!(
+            shared.try_read("k"),
+            Some(None),
+            "the map is out once asked"
+        );
+
+        let now = c.now;
+        c.nodes[l].propose(now, set(1, "k", "v1")).unwrap();
+        c.drain();
+        // A write applied: a new map goes out, since reads came.
+        publisher.publish(&c.nodes[l]);
+        assert_eq!(shared.try_read("k"), Some(Some("v1".into())));
+
+        // With no read since, the next write withdraws the map rather than
+        // share it.
+        publisher.publish(&c.nodes[l]);
+        shared.wanted.store(false, Ordering::Relaxed);
+        let now = c.now;
+        c.nodes[l].propose(now, set(2, "k", "v2")).unwrap();
+        c.drain();
+        publisher.publish(&c.nodes[l]);
+        assert!(shared.current.load().is_none());
+
+        publisher.withdraw();
+        assert_eq!(shared.try_read("k"), None);
+    }
+
+    #[test]
+    fn a_view_past_its_lease_end_is_not_served() {
+        let (c, l) = cluster_with_leader();
+        let clock = Clock::started_ago(Duration::from_secs(60));
+        let shared = Arc::new(LeaseReads::new(clock));
+        let mut publisher = Publisher::new(shared.clone());
+        shared.try_read("k");
+        publisher.publish(&c.nodes[l]);
+        assert!(shared.current.load().is_some());
+        assert_eq!(shared.try_read("k"), None);
+    }
+
+    #[test]
+    fn a_follower_publishes_nothing() {
+        let (c, l) = cluster_with_leader();
+        let f = (l + 1) % 3;
+        let shared = Arc::new(LeaseReads::new(Clock::start()));
+        let mut publisher = Publisher::new(shared.clone());
+        shared.try_read("k");
+        publisher.publish(&c.nodes[f]);
+        assert_eq!(shared.try_read("k"), None);
+    }
+}
