@@ -264,7 +264,7 @@ impl Cluster {
                 // Every other read is served as the server's gRPC handlers
                 // serve it: from the view published after the last step,
                 // while the local clock is before its end.
-                if read_id.0 % 2 == 0 {
+                if read_id.0.is_multiple_of(2) {
                     if let Some((view, kv)) = &self.nodes[i].published {
                         if local < view.until || self.cfg.unsafe_stale_view {
                             let v = kv.get(&key).cloned();
