@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Two builds of raftkv side by side, same load generator, alternating
 # (A B A B): a 3-node cluster of each in turn runs 1-client and 64-client
-# linearizable (lease) gets and 64-client puts. Use it to tell a change of
-# ours from the machine's mood, e.g. against the build of an older commit:
+# linearizable (lease) gets, and 1-client and 64-client puts. Use it to tell
+# a change of ours from the machine's mood, e.g. against the build of an
+# older commit:
 #
 #   git worktree add /tmp/old <commit>
 #   (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build --release --bin raftkv)
@@ -31,7 +32,7 @@ for round in $(seq "$ROUNDS"); do
         start_raftkv_cluster "$WORK/r$round-$which" "$P1" "$P2" "$P3"
         "${BENCH[@]}" wait-leader --endpoints "$RK_ENDPOINTS" >/dev/null
         pids="$(join_by , "${RK_PIDS[@]}")"
-        for spec in "get 1" "get 64" "put 64"; do
+        for spec in "get 1" "get 64" "put 1" "put 64"; do
             read -r workload clients <<<"$spec"
             conns=$((clients < 8 ? clients : 8))
             extra=()

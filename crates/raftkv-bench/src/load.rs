@@ -640,6 +640,7 @@ async fn server_counters(a: &LoadArgs) -> BTreeMap<String, u64> {
 
 const SERVER_COUNTERS: &[&str] = &[
     "reads_lease",
+    "reads_lease_in_handler",
     "reads_pending",
     "reads_stale",
     "writes_proposed",

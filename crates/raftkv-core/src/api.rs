@@ -28,6 +28,12 @@ use crate::types::{
 /// 4. call [`crate::RaftNode::on_persisted`] with [`Ready::persist_mark`];
 /// 5. hand `write_results`, `read_results` and `conf_change_results` to the
 ///    waiting clients.
+///
+/// A `Ready` with nothing to persist (`must_sync` false, so any
+/// `hard_state` only moves the commit index; no `entries`, no `snapshots`)
+/// and no `persisted_messages` may go through steps 3–5 at once, ahead of
+/// earlier Readies still syncing: its results rest on commits, and the core
+/// counts a copy of an entry, its own included, only once it is durable.
 #[derive(Debug, Default)]
 pub struct Ready {
     pub hard_state: Option<HardState>,

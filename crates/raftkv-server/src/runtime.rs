@@ -7,8 +7,11 @@
 //! (entries, hard state, `persisted_messages`, client results) goes to the
 //! storage thread, which persists and hands it back; only then are the
 //! persisted messages sent, `on_persisted` called and clients answered.
-//! Storage jobs are processed in order, so answers keep the order of the
-//! Readies. Client proposals that arrive while a job is being fsynced pile up
+//! Storage jobs are processed in order (those queued together share one
+//! fsync). A Ready with nothing to persist and no `persisted_messages` (say,
+//! the answers of writes that just committed) skips the queue and is
+//! finished at once: its answers rest on commits, which count only durable
+//! copies. Client proposals that arrive while a job is being fsynced pile up
 //! in the core and leave in the next Ready: that is the batching.
 //!
 //! Lease reads never reach the storage thread: `RaftNode::read` answers them
@@ -172,6 +175,8 @@ pub struct CoreTask {
     failed: Option<String>,
     /// The lease-read view for the gRPC handlers.
     publisher: Publisher,
+    /// A commit index not yet handed to storage (see `advance`).
+    unsaved_commit: Option<HardState>,
 }
 
 pub struct CoreParts {
@@ -218,6 +223,7 @@ impl CoreTask {
             metrics: parts.metrics,
             failed: None,
             publisher: Publisher::new(parts.lease_reads),
+            unsaved_commit: None,
         };
         (
             task,
@@ -487,12 +493,26 @@ impl CoreTask {
             for event in ready.events.drain(..) {
                 self.record_event(&event);
             }
-            let needs_disk = ready.hard_state.is_some()
+            // Client answers depend on commits, and the core counts a copy
+            // (its own included) only once durable: a Ready with nothing to
+            // persist and no message promising durability need not queue
+            // behind this node's pending fsyncs. Its hard state can only be
+            // a new commit index, which is saved lazily anyway: it rides
+            // with the next Ready that goes to disk.
+            let needs_disk = ready.must_sync
                 || !ready.entries.is_empty()
-                || !ready.snapshots.is_empty();
-            if !needs_disk && self.inflight_jobs == 0 {
+                || !ready.snapshots.is_empty()
+                || !ready.persisted_messages.is_empty();
+            if !needs_disk {
+                if let Some(hs) = ready.hard_state.take() {
+                    self.unsaved_commit = Some(hs);
+                }
                 self.finish(ready);
             } else {
+                match ready.hard_state {
+                    Some(_) => self.unsaved_commit = None,
+                    None => ready.hard_state = self.unsaved_commit.take(),
+                }
                 self.inflight_jobs += 1;
                 if let Err(e) = self.storage.submit(Job::Persist(ready)) {
                     self.failed = Some(e);

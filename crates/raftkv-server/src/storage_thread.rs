@@ -1,7 +1,9 @@
 //! The storage thread: the only place that writes the log and hard state.
 //! It takes Readies in order, persists them with `raftkv_storage` (fsync
 //! included) and hands each back to the core task, so the tokio runtime never
-//! blocks on the disk.
+//! blocks on the disk. The Readies queued when it starts a job share one
+//! fsync (group commit, `persist_readies_with`): while one fsync runs, the
+//! core's next Readies pile up behind it and go to disk together.
 //!
 //! Compaction snapshots are written in the background: a helper thread
 //! writes and fsyncs `snapshot.txt.<index>.tmp` (`FileStorage::prepare_snapshot`,
@@ -15,7 +17,8 @@ use std::thread::JoinHandle;
 
 use raftkv_core::{HardState, LogIndex, Ready, SnapshotOrigin};
 use raftkv_storage::{
-    persist_ready_with, FileStorage, PersistOptions, PreparedSnapshot, StorageError,
+    persist_readies_with, persist_ready_with, FileStorage, PersistOptions, PreparedSnapshot,
+    StorageError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -90,6 +93,10 @@ impl StorageThread {
     }
 }
 
+/// Readies persisted with one fsync at most (group commit): bounded so
+/// that the first of them is not held back for long.
+const MAX_GROUP: usize = 16;
+
 fn run(
     mut storage: FileStorage,
     jobs: std_mpsc::Receiver<Job>,
@@ -98,54 +105,72 @@ fn run(
     metrics: Arc<Metrics>,
 ) {
     let mut failed = false;
-    while let Ok(job) = jobs.recv() {
+    // A job taken while gathering a group, to handle next.
+    let mut next: Option<Job> = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
         match job {
-            Job::Persist(mut ready) => {
-                // Compaction snapshots go to a helper thread; the core allows
-                // it (the log still holds their entries) and takes no new one
-                // before this one is reported.
-                let (background, rest) = std::mem::take(&mut ready.snapshots)
-                    .into_iter()
-                    .partition(|w| w.origin == SnapshotOrigin::Compaction);
-                ready.snapshots = rest;
-                for write in background {
-                    let dir = storage.dir().to_path_buf();
-                    let tx = jobs_tx.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name("raftkv-snapshot".into())
-                        .spawn(move || {
-                            let index = write.snapshot.meta.index;
-                            let prepared = FileStorage::prepare_snapshot(&dir, &write);
-                            drop(write);
-                            let _ = tx.send(Job::CommitSnapshot(index, prepared));
-                        });
-                    if let Err(e) = spawned {
-                        failed = true;
-                        let _ = done.send(Done {
-                            ready: Ready::default(),
-                            result: Err(format!("cannot start the snapshot writer: {e}")),
-                            compaction_saved: None,
-                        });
+            Job::Persist(first) => {
+                // Group commit: the Readies already queued behind this one
+                // share its fsync.
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match jobs.try_recv() {
+                        Ok(Job::Persist(ready)) => group.push(ready),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
-                bump(&metrics.persist_jobs);
-                if ready.must_sync || !ready.entries.is_empty() {
+                for ready in &mut group {
+                    // Compaction snapshots go to a helper thread; the core
+                    // allows it (the log still holds their entries) and
+                    // takes no new one before this one is reported.
+                    let (background, rest) = std::mem::take(&mut ready.snapshots)
+                        .into_iter()
+                        .partition(|w| w.origin == SnapshotOrigin::Compaction);
+                    ready.snapshots = rest;
+                    for write in background {
+                        if let Err(e) = write_in_background(&storage, write, &jobs_tx) {
+                            failed = true;
+                            let _ = done.send(Done {
+                                ready: Ready::default(),
+                                result: Err(format!("cannot start the snapshot writer: {e}")),
+                                compaction_saved: None,
+                            });
+                        }
+                    }
+                }
+                for _ in &group {
+                    bump(&metrics.persist_jobs);
+                }
+                if group.iter().any(|r| r.must_sync || !r.entries.is_empty()) {
                     bump(&metrics.persist_syncs);
                 }
                 let result = if failed {
                     Err("storage failed earlier".to_owned())
                 } else {
-                    persist_ready_with(&mut storage, &ready, PersistOptions::default())
+                    persist_readies_with(&mut storage, &group, PersistOptions::default())
                         .map_err(|e| e.to_string())
                 };
                 failed |= result.is_err();
-                let reply = Done {
-                    ready,
-                    result,
-                    compaction_saved: None,
-                };
-                if done.send(reply).is_err() {
-                    return;
+                for ready in group {
+                    let reply = Done {
+                        ready,
+                        result: result.clone(),
+                        compaction_saved: None,
+                    };
+                    if done.send(reply).is_err() {
+                        return;
+                    }
                 }
             }
             Job::CommitSnapshot(index, prepared) => {
@@ -185,4 +210,24 @@ fn run(
             }
         }
     }
+}
+
+/// Writes a compaction snapshot on a helper thread, which queues its
+/// `CommitSnapshot` when done.
+fn write_in_background(
+    storage: &FileStorage,
+    write: raftkv_core::SnapshotWrite,
+    jobs_tx: &std_mpsc::Sender<Job>,
+) -> std::io::Result<()> {
+    let dir = storage.dir().to_path_buf();
+    let tx = jobs_tx.clone();
+    std::thread::Builder::new()
+        .name("raftkv-snapshot".into())
+        .spawn(move || {
+            let index = write.snapshot.meta.index;
+            let prepared = FileStorage::prepare_snapshot(&dir, &write);
+            drop(write);
+            let _ = tx.send(Job::CommitSnapshot(index, prepared));
+        })
+        .map(|_| ())
 }

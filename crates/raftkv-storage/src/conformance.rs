@@ -56,6 +56,7 @@ pub fn run_all<F: StorageFactory>(factory: &mut F) {
     reopen_restores_synced(factory);
     crash_keeps_synced(factory);
     persist_ready_order(factory);
+    persist_readies_as_a_group(factory);
     run_snapshot_checks(factory);
 }
 
@@ -855,4 +856,57 @@ impl SplitMix64 {
         assert!(lo < hi);
         lo + self.next_u64() % (hi - lo)
     }
+}
+
+/// Group commit: several Readies, one sync, the same durable state as
+/// persisting them one by one (a later Ready's entries replacing an earlier
+/// one's suffix, a term and vote change in the middle).
+pub fn persist_readies_as_a_group<F: StorageFactory>(f: &mut F) {
+    use raftkv_core::Ready;
+    let mut s = f.create();
+    let hs1 = HardState {
+        term: Term(1),
+        voted_for: Some(NodeId(1)),
+        commit: LogIndex(0),
+    };
+    let hs2 = HardState {
+        term: Term(2),
+        voted_for: Some(NodeId(3)),
+        commit: LogIndex(2),
+    };
+    let group = vec![
+        Ready {
+            hard_state: Some(hs1),
+            must_sync: true,
+            entries: entries(1, 4, 1),
+            ..Ready::default()
+        },
+        Ready {
+            hard_state: Some(hs2),
+            must_sync: true,
+            entries: entries(3, 5, 2),
+            ..Ready::default()
+        },
+        Ready {
+            hard_state: Some(HardState {
+                commit: LogIndex(7),
+                ..hs2
+            }),
+            entries: entries(6, 8, 2),
+            ..Ready::default()
+        },
+    ];
+    crate::persist_readies_with(&mut s, &group, crate::PersistOptions::default()).unwrap();
+    let (_, restored) = f.crash(s);
+    let mut want = entries(1, 2, 1);
+    want.extend(entries(3, 8, 2));
+    assert_eq!(restored.entries, want, "group commit: every entry durable");
+    assert_eq!(
+        restored.hard_state,
+        HardState {
+            commit: LogIndex(7),
+            ..hs2
+        },
+        "group commit: the last term and vote, with the last commit index"
+    );
 }

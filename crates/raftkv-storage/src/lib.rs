@@ -35,6 +35,6 @@ pub use lock::LOCK_FILE;
 pub use mem::MemStorage;
 pub use snapfile::{SNAPSHOT_FILE, SNAPSHOT_TMP_FILE};
 pub use storage::{
-    persist_ready, persist_ready_with, recovered_hard_state, saved_compactions, PersistOptions,
-    Storage, DEFAULT_COMMIT_SAVE_INTERVAL,
+    persist_readies_with, persist_ready, persist_ready_with, recovered_hard_state,
+    saved_compactions, PersistOptions, Storage, DEFAULT_COMMIT_SAVE_INTERVAL,
 };

@@ -259,34 +259,53 @@ pub fn persist_ready_with(
     ready: &Ready,
     opts: PersistOptions,
 ) -> Result<(), StorageError> {
-    let stored = storage.hard_state();
-    let new_hs = ready.hard_state;
+    persist_readies_with(storage, std::slice::from_ref(ready), opts)
+}
+
+/// Persists several Readies, taken in this order, with one fdatasync for
+/// all of them (group commit). Each Ready keeps the order of
+/// [`persist_ready_with`] (its term or vote before its snapshots and
+/// entries); the one sync and the lazy commit save (with the last hard
+/// state) come after all of them. Nothing of any of them may be
+/// acknowledged before this returns `Ok`.
+pub fn persist_readies_with(
+    storage: &mut impl Storage,
+    readies: &[Ready],
+    opts: PersistOptions,
+) -> Result<(), StorageError> {
     let mut vote_changed = false;
-    if let Some(hs) = new_hs {
-        assert!(
-            hs.term >= stored.term,
-            "core lowered its term from {} to {}",
-            stored.term,
-            hs.term
-        );
-        if hs.term != stored.term || hs.voted_for != stored.voted_for {
-            storage.save_hard_state(&HardState {
-                commit: stored.commit,
-                ..hs
-            })?;
-            vote_changed = true;
+    let mut must_sync = false;
+    let mut last_hs = None;
+    for ready in readies {
+        let stored = storage.hard_state();
+        if let Some(hs) = ready.hard_state {
+            assert!(
+                hs.term >= stored.term,
+                "core lowered its term from {} to {}",
+                stored.term,
+                hs.term
+            );
+            if hs.term != stored.term || hs.voted_for != stored.voted_for {
+                storage.save_hard_state(&HardState {
+                    commit: stored.commit,
+                    ..hs
+                })?;
+                vote_changed = true;
+            }
+            last_hs = Some(hs);
         }
+        for write in &ready.snapshots {
+            storage.save_snapshot(write)?;
+        }
+        if !ready.entries.is_empty() {
+            storage.append(&ready.entries)?;
+        }
+        must_sync |= ready.must_sync || !ready.entries.is_empty();
     }
-    for write in &ready.snapshots {
-        storage.save_snapshot(write)?;
-    }
-    if !ready.entries.is_empty() {
-        storage.append(&ready.entries)?;
-    }
-    if ready.must_sync || !ready.entries.is_empty() {
+    if must_sync {
         storage.sync()?;
     }
-    if let Some(hs) = new_hs {
+    if let Some(hs) = last_hs {
         let stored = storage.hard_state();
         let commit = hs.commit.min(storage.last_index());
         let gap = commit.0.saturating_sub(stored.commit.0);
