@@ -455,6 +455,13 @@ fn lease_is_visible_and_lease_reads_send_no_messages() {
             0,
             "no read needed a ReadIndex round"
         );
+        // The first read after the write asks the core task (which then
+        // publishes its map); the rest are answered by the gRPC handler.
+        assert!(
+            delta("reads_lease_in_handler") >= READS - 5,
+            "{} of {READS} reads answered in the handler",
+            delta("reads_lease_in_handler")
+        );
         assert_eq!(delta("sent.AppendEntries"), 0, "reads sent no entries");
         // Heartbeats keep flowing on their timer (2 peers every HEARTBEAT_MS);
         // a read that sent anything would add per-read messages on top.
