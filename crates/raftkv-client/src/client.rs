@@ -435,7 +435,10 @@ impl Client {
             let (error, redirect, suspect, give_up) = match attempt {
                 Attempt::Done(value) => {
                     if follow_leader {
-                        *self.shared.leader.lock().expect("poisoned") = Some(target.clone());
+                        let mut leader = self.shared.leader.lock().expect("poisoned");
+                        if leader.as_deref() != Some(target.as_str()) {
+                            *leader = Some(target.clone());
+                        }
                     }
                     return Ok(Answer {
                         value,
