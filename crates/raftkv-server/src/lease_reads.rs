@@ -2,8 +2,10 @@
 //! core task.
 //!
 //! The core task publishes a [`LeaseReadView`] and the applied key-value map
-//! (an O(1) clone of the persistent map) after every turn, and before it
-//! sends that turn's messages or answers its clients. A handler loads the
+//! (an O(1) clone of the persistent map) after every turn, and before
+//! anything the core's state shows leaves the node: a Ready's messages and
+//! client answers (published when the Ready is taken), and a lease read the
+//! core task answers itself (published just before the answer). A handler loads the
 //! publication, reads the clock, and serves the key if the clock is still
 //! before the view's `until`; otherwise it asks the core task as before.
 //!

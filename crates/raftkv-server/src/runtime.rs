@@ -312,6 +312,11 @@ impl CoreTask {
                 match self.node.read(now, id, key) {
                     Ok(ReadNow::Served(value)) => {
                         bump(&self.metrics.reads_lease);
+                        // The core may have applied writes this turn that
+                        // the handlers' view lacks: publish before this
+                        // answer shows them, or a later read in a handler
+                        // could return an older value than this one.
+                        self.publisher.publish(&self.node);
                         let _ = reply.send(Ok(value));
                     }
                     Ok(ReadNow::Pending) => {

@@ -271,7 +271,7 @@ impl Cluster {
                             self.counts.lease_reads_from_view += 1;
                             self.record_served(i, ServedKind::LeaseRead);
                             self.respond(client, attempt, Resp::Value(v));
-                            self.pump(i);
+                            self.end_input(i);
                             return;
                         }
                     }
@@ -280,6 +280,11 @@ impl Cluster {
                 match raft.read(local, read_id, key) {
                     Ok(ReadNow::Served(v)) => {
                         self.record_served(i, ServedKind::LeaseRead);
+                        // As the server does: the view goes out before an
+                        // answer that may show what it lacks.
+                        if !self.cfg.unsafe_late_publish {
+                            self.publish_lease_view(i);
+                        }
                         self.respond(client, attempt, Resp::Value(v));
                     }
                     Ok(ReadNow::Pending) => {
@@ -297,7 +302,7 @@ impl Cluster {
                 }
             }
         }
-        self.pump(i);
+        self.end_input(i);
     }
 
     pub(crate) fn on_write_result(&mut self, i: usize, w: WriteResult) {

@@ -136,6 +136,15 @@ pub struct ClusterConfig {
     /// Negative control: a published lease-read view is never withdrawn
     /// and is served past its end.
     pub unsafe_stale_view: bool,
+    /// Driver turns: when non-zero, a node that takes a peer message or a
+    /// client request may hold its Readies (and so its published view) for
+    /// up to this long, taking more inputs meanwhile, as the server's core
+    /// task does within one turn; a lease read the core answers goes out at
+    /// once, mid-turn.
+    pub turn_hold_max: Duration,
+    /// Negative control: a lease read answered by the core mid-turn does
+    /// not republish the view first.
+    pub unsafe_late_publish: bool,
 }
 
 impl ClusterConfig {
@@ -171,6 +180,8 @@ impl ClusterConfig {
             log_check_interval: Duration::from_millis(250),
             check_lease_protection: true,
             unsafe_stale_view: false,
+            turn_hold_max: Duration::ZERO,
+            unsafe_late_publish: false,
         }
     }
 
@@ -277,6 +288,11 @@ pub(crate) enum Ev {
         client: usize,
     },
     LogCheck,
+    /// The end of a held driver turn: take the node's Readies.
+    TurnEnd {
+        node: usize,
+        incarnation: u64,
+    },
     /// A compaction snapshot written in the background: saved, then
     /// reported with `on_snapshot_saved`. Lost if the node crashes first.
     SnapshotSave {
@@ -337,6 +353,9 @@ pub(crate) struct SimNode {
     /// The lease-read view as the server publishes it for its gRPC
     /// handlers: after every `Ready` is taken and after every step.
     pub(crate) published: Option<(raftkv_core::LeaseReadView, raftkv_core::KvData)>,
+    /// A turn is open: inputs were stepped and their Readies not taken yet
+    /// (see `ClusterConfig::turn_hold_max`).
+    pub(crate) turn_open: bool,
 }
 
 /// The simulated cluster. See the module docs.
@@ -450,6 +469,7 @@ impl Cluster {
                 waiting_reads: BTreeMap::new(),
                 commit_seen: LogIndex::ZERO,
                 published: None,
+                turn_open: false,
             });
             let phase = rng.below(c.cfg.tick_interval.as_nanos() as u64);
             c.schedule(phase, Ev::Tick(i));
@@ -521,6 +541,7 @@ impl Cluster {
             Ev::Deliver(m) => self.position(m.to),
             Ev::SyncDone { node, .. }
             | Ev::ClientReq { node, .. }
+            | Ev::TurnEnd { node, .. }
             | Ev::SnapshotSave { node, .. } => Some(*node),
             _ => None,
         };
@@ -553,6 +574,12 @@ impl Cluster {
                 incarnation,
                 write,
             } => self.on_snapshot_save(node, incarnation, write),
+            Ev::TurnEnd { node, incarnation } => {
+                let n = &self.nodes[node];
+                if n.incarnation == incarnation && n.turn_open && n.raft.is_some() {
+                    self.pump(node);
+                }
+            }
             Ev::LogCheck => {
                 self.check_log_matching();
                 self.schedule_in(self.cfg.log_check_interval, Ev::LogCheck);
@@ -591,6 +618,7 @@ impl Cluster {
     /// Hand every `Ready` of node `i` to the simulated disk and network,
     /// then check the invariants that node may have touched.
     pub(crate) fn pump(&mut self, i: usize) {
+        self.nodes[i].turn_open = false;
         loop {
             let Some(raft) = self.nodes[i].raft.as_mut() else {
                 return;
@@ -609,7 +637,7 @@ impl Cluster {
     /// What the server's core task does for its gRPC handlers (see
     /// `raftkv-server`'s `lease_reads`): publish the lease-read view and the
     /// applied map before anything the step produced leaves the node.
-    fn publish_lease_view(&mut self, i: usize) {
+    pub(crate) fn publish_lease_view(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         let fresh = n
             .raft
@@ -637,16 +665,15 @@ impl Cluster {
             // commits while storage still holds the entries (those a
             // compaction covers are durable and committed; an installed
             // snapshot may cover stale ones).
+            // Entries the core dropped from memory were durable, so storage
+            // holds them as committed, beyond the compaction's index too
+            // (a driver turn may have committed further since).
             let upto = if rd
                 .snapshots
                 .iter()
                 .all(|w| w.origin == SnapshotOrigin::Compaction)
             {
-                rd.snapshots
-                    .iter()
-                    .map(|w| w.snapshot.meta.index)
-                    .max()
-                    .unwrap_or_default()
+                raftkv_storage::Storage::last_index(&self.nodes[i].storage)
             } else {
                 LogIndex::ZERO
             };
@@ -846,8 +873,12 @@ impl Cluster {
         let st = &self.nodes[i].storage;
         let problem = match &m.body {
             MessageBody::RequestVoteResponse(r) if r.granted && !r.pre_vote => {
+                // A later durable term covers the vote too: the node can
+                // never vote in the vote's term again. (A driver turn may
+                // grant a vote and move to a higher term before its Ready.)
                 let hs = st.hard_state();
-                (hs.term != m.term || hs.voted_for != Some(m.to)).then(|| {
+                let covered = hs.term > m.term || (hs.term == m.term && hs.voted_for == Some(m.to));
+                (!covered).then(|| {
                     format!(
                         "a vote for node {} in term {} while its durable hard state is {hs:?}",
                         m.to, m.term
@@ -948,7 +979,29 @@ impl Cluster {
             .as_mut()
             .expect("checked")
             .step(local, m);
-        self.pump(to);
+        self.end_input(to);
+    }
+
+    /// After a peer message or client request: take the node's Readies now,
+    /// or (with `turn_hold_max`) sometimes leave the turn open a while.
+    pub(crate) fn end_input(&mut self, i: usize) {
+        let hold = self.cfg.turn_hold_max.as_nanos() as u64;
+        if hold > 0 && (self.nodes[i].turn_open || self.rng.below(3) == 0) {
+            if !self.nodes[i].turn_open {
+                self.nodes[i].turn_open = true;
+                let incarnation = self.nodes[i].incarnation;
+                let at = self.now_ns + self.rng.range(1, hold);
+                self.schedule(
+                    at,
+                    Ev::TurnEnd {
+                        node: i,
+                        incarnation,
+                    },
+                );
+            }
+            return;
+        }
+        self.pump(i);
     }
 
     // ----- faults -----------------------------------------------------------
@@ -1042,6 +1095,7 @@ impl Cluster {
         n.waiting_writes.clear();
         n.waiting_reads.clear();
         n.published = None;
+        n.turn_open = false;
         self.tr(|| format!("fault: crash n{id}"));
     }
 

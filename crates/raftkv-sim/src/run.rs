@@ -28,6 +28,10 @@ pub struct RunOptions {
     /// Negative control: the published lease-read view is never withdrawn
     /// nor checked against its end.
     pub stale_view: bool,
+    /// Negative control: a lease read the core answers mid-turn goes out
+    /// before the view is republished (driver turns are then held in every
+    /// run, not only in half).
+    pub late_publish: bool,
     /// Spare nodes, membership changes (add learner, promote, remove, wipe
     /// and re-add) and leadership transfers in the fault mix.
     pub membership_mix: bool,
@@ -53,6 +57,7 @@ impl RunOptions {
             clock_drift_beyond_bound: false,
             disable_rule: None,
             stale_view: false,
+            late_publish: false,
             membership_mix: true,
             check_catch_up: true,
             lease_invariants: true,
@@ -135,7 +140,13 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     cfg.trace = opts.trace;
     cfg.check_lease_protection = opts.lease_invariants;
     cfg.unsafe_stale_view = opts.stale_view;
+    cfg.unsafe_late_publish = opts.late_publish;
     randomize_timing(&mut cfg, rng);
+    // Half the runs hold driver turns open for up to a few milliseconds, as
+    // the server's core task takes several inputs before its Readies.
+    if rng.below(2) == 0 || opts.late_publish {
+        cfg.turn_hold_max = Duration::from_micros(rng.range(200, 5_000));
+    }
     if opts.membership_mix {
         cfg.spares = 2;
     }

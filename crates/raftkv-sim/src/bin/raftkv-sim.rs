@@ -28,6 +28,11 @@ struct Args {
     /// for as long as it is up).
     #[arg(long)]
     unsafe_stale_view: bool,
+    /// Negative control: a lease read the core answers in the middle of a
+    /// driver turn goes out before the view is republished (turns are held
+    /// in every run).
+    #[arg(long)]
+    unsafe_late_publish: bool,
     /// Cluster size (default: chosen by the seed among 3, 5 and 7).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5", "7"]))]
     nodes: Option<String>,
@@ -60,6 +65,7 @@ fn main() -> Result<ExitCode> {
         .map(|r| r.parse())
         .transpose()?;
     opts.stale_view = args.unsafe_stale_view;
+    opts.late_publish = args.unsafe_late_publish;
     opts.nodes = args.nodes.as_deref().map(|n| n.parse()).transpose()?;
     opts.safety_duration = std::time::Duration::from_secs(args.safety_s);
     opts.membership_mix = !args.no_membership_mix;
