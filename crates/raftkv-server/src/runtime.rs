@@ -14,8 +14,11 @@
 //! copies. Client proposals that arrive while a job is being fsynced pile up
 //! in the core and leave in the next Ready: that is the batching.
 //!
-//! Lease reads never reach the storage thread: `RaftNode::read` answers them
-//! from memory and the reply goes straight back.
+//! Lease reads mostly never reach this task: the gRPC handlers answer them
+//! from the view it publishes (`lease_reads.rs`) before anything it does
+//! can be seen outside. Those that do reach it (no valid view was out) are
+//! answered by `RaftNode::read` from memory, straight back, never through
+//! the storage thread.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +57,7 @@ impl Clock {
         }
     }
     /// A clock whose zero lies `ago` in the past (for tests).
+    #[cfg(test)]
     pub fn started_ago(ago: Duration) -> Clock {
         Clock {
             start: Instant::now()
