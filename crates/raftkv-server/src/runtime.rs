@@ -334,6 +334,10 @@ impl CoreTask {
             }
             Request::ReadStale { key, reply } => {
                 bump(&self.metrics.reads_stale);
+                // Not needed for linearizability (a stale read promises
+                // nothing), but a client that saw a value here should not
+                // then get an older one from a linearizable read.
+                self.publisher.publish(&self.node);
                 let _ = reply.send(self.stale_answer(now, &key));
             }
             Request::Status { reply } => {
