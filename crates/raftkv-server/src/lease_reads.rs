@@ -4,8 +4,9 @@
 //! The core task publishes a [`LeaseReadView`] and the applied key-value map
 //! (an O(1) clone of the persistent map) after every turn, and before
 //! anything the core's state shows leaves the node: a Ready's messages and
-//! client answers (published when the Ready is taken), and a lease read the
-//! core task answers itself (published just before the answer). A handler loads the
+//! client answers (published when the Ready is taken), and a lease read or
+//! a stale read the core task answers itself (published just before the
+//! answer). A handler loads the
 //! publication, reads the clock, and serves the key if the clock is still
 //! before the view's `until`; otherwise it asks the core task as before.
 //!
