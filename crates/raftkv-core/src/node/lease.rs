@@ -65,14 +65,23 @@ impl RaftNode {
             .is_some_and(|ls| self.now >= ls.wait_until && self.log.commit() >= ls.noop_index)
     }
 
-    /// Rule 7: a read served from memory needs all three.
-    /// A leader that is handing over leadership stops lease reads first
-    /// (rule 10); they resume if the transfer times out.
+    /// Rule 7: a read served from memory needs all three. A leader that is
+    /// handing over leadership stops lease reads first (rule 10); they
+    /// resume if the transfer times out. `Some(lease end)` when a read at
+    /// `now` may be served from memory (the lease end computed once).
+    fn lease_read_until(&self) -> Option<MonoTime> {
+        if self.role != Role::Leader
+            || self.transfer_target().is_some()
+            || !self.may_serve()
+            || !self.cfg.lease_reads
+        {
+            return None;
+        }
+        self.lease_end().filter(|&end| self.now < end)
+    }
+
     fn lease_read_ok(&self) -> bool {
-        self.role == Role::Leader
-            && self.transfer_target().is_none()
-            && self.may_serve()
-            && self.lease_holds()
+        self.lease_read_until().is_some()
     }
 
     /// A linearizable read: served at once under the lease, or pending.
@@ -127,9 +136,7 @@ impl RaftNode {
     /// step's messages or answers its clients; then a read served from the
     /// view it loaded is linearized at the load.
     pub fn lease_read_view(&self) -> Option<LeaseReadView> {
-        if !self.lease_read_ok() {
-            return None;
-        }
+        let until = self.lease_read_until()?;
         assert_eq!(
             self.kv.applied(),
             self.log.commit(),
@@ -138,7 +145,7 @@ impl RaftNode {
         Some(LeaseReadView {
             term: self.term,
             applied: self.kv.applied(),
-            until: self.lease_end().expect("the lease holds"),
+            until,
         })
     }
 
@@ -193,7 +200,7 @@ impl RaftNode {
     }
 
     pub(super) fn lease_status(&self, now: MonoTime) -> LeaseStatus {
-        let end = self.lease_end().filter(|_| self.lease_read_ok());
+        let end = self.lease_read_until();
         let holds = end.is_some_and(|end| now < end);
         let remaining = end
             .map(|end| end.saturating_since(now))
