@@ -7,9 +7,13 @@
 //! - [`lease_reads`]: lease reads answered in the gRPC handlers, from a view
 //!   the core task publishes.
 //! - [`storage_thread`]: persistence through `raftkv-storage`, off the runtime.
-//! - [`transport`]: per peer, one reused channel and two sender tasks (Raft
-//!   messages; snapshot chunks), following the configuration in force.
-//! - [`service`]: the gRPC `Peer`, `Kv` and `Admin` services.
+//! - [`transport`]: per peer, two sender tasks, each with its own TCP
+//!   connection (Raft messages; snapshot chunks), following the configuration
+//!   in force.
+//! - [`peer_inbound`]: the listener, which tells peer connections from gRPC
+//!   ones, and the receiving end of peer connections.
+//! - [`peer_wire`]: the framing of peer connections.
+//! - [`service`]: the gRPC `Kv` and `Admin` services.
 //! - [`convert`]: protobuf ↔ core types, with validation.
 //! - [`config`], [`limits`], [`metrics`].
 //!
@@ -20,6 +24,8 @@ pub mod convert;
 pub mod lease_reads;
 pub mod limits;
 pub mod metrics;
+pub mod peer_inbound;
+pub mod peer_wire;
 pub mod runtime;
 pub mod service;
 pub mod storage_thread;
@@ -43,17 +49,12 @@ use crate::lease_reads::LeaseReads;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::runtime::{Clock, CoreParts, CoreTask};
-use crate::service::{AdminService, KvService, PeerService, Shared};
+use crate::service::{AdminService, KvService, Shared};
 use crate::storage_thread::StorageThread;
 use crate::transport::{AddressBook, Transport, TransportOptions};
 
 /// The file in a node's folder that ties it to one cluster and node id.
 pub const IDENTITY_FILE: &str = "identity.txt";
-
-/// Largest peer batch accepted (entries of up to `max_bytes_per_append` per
-/// message, a few messages per batch; or up to `max_batch_bytes` of snapshot
-/// chunks of `snapshot_chunk_bytes` each, with protobuf overhead).
-const MAX_PEER_BATCH_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -171,16 +172,12 @@ pub async fn run(
     });
     let kv = pb::kv_server::KvServer::new(KvService(shared.clone()));
     let admin = pb::admin_server::AdminServer::new(AdminService(shared.clone()));
-    let peer = pb::peer_server::PeerServer::new(PeerService(shared))
-        .max_decoding_message_size(MAX_PEER_BATCH_BYTES);
-    // Nagle would hold small replies for the peer's delayed ACK (~40 ms).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Peer connections are served by `peer_inbound`; the rest go to tonic.
+    let incoming = peer_inbound::accept(listener, shared, stop_rx.clone());
     let mut server_stop = stop_rx.clone();
     let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(kv)
         .add_service(admin)
-        .add_service(peer)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = server_stop.wait_for(|stop| *stop).await;
         });

@@ -1,5 +1,6 @@
-//! The gRPC services: `Peer` (Raft messages in), `Kv` (clients, status) and
-//! `Admin` (membership changes, leadership transfer).
+//! The gRPC services: `Kv` (clients, status) and `Admin` (membership
+//! changes, leadership transfer). Raft messages between nodes come in
+//! through [`crate::peer_inbound`].
 //! They check and convert requests at the edge, then talk to the core task
 //! through its [`NodeHandle`].
 
@@ -15,9 +16,7 @@ use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
 use crate::config::ServerConfig;
-use crate::convert::{
-    check_addr, check_key, check_value, membership_to_pb, message_from_pb, WireLimits,
-};
+use crate::convert::{check_addr, check_key, check_value, membership_to_pb, WireLimits};
 use crate::lease_reads::LeaseReads;
 use crate::limits::RateLimiter;
 use crate::metrics::{bump, Metrics};
@@ -50,7 +49,7 @@ impl Shared {
         self.book.get(id)
     }
 
-    fn limits(&self) -> WireLimits {
+    pub(crate) fn limits(&self) -> WireLimits {
         WireLimits {
             max_key_bytes: self.config.core.max_key_bytes,
             max_value_bytes: self.config.core.max_value_bytes,
@@ -526,58 +525,6 @@ impl pb::admin_server::Admin for AdminService {
             leader_id: leader.0,
             leader_addr: self.0.addr_of(leader).unwrap_or_default(),
         }))
-    }
-}
-
-pub struct PeerService(pub Arc<Shared>);
-
-#[tonic::async_trait]
-impl pb::peer_server::Peer for PeerService {
-    async fn send(&self, req: Request<pb::PeerBatch>) -> Result<Response<pb::PeerAck>, Status> {
-        let shared = &self.0;
-        let batch = req.into_inner();
-        if batch.cluster_id != shared.config.cluster_id {
-            bump(&shared.metrics.peer_batches_rejected_cluster);
-            tracing::warn!(from = batch.from, cluster = %batch.cluster_id, "rejected a batch from another cluster");
-            return Err(Status::permission_denied(format!(
-                "this node belongs to cluster {:?}, not {:?}",
-                shared.config.cluster_id, batch.cluster_id
-            )));
-        }
-        let (from, to) = (NodeId(batch.from), NodeId(batch.to));
-        // Any node of the cluster may write: one added at run time is known
-        // to nobody at first. The core counts only members' votes and acks.
-        let me = shared.config.core.id;
-        if to != me || from == me || from.0 == 0 {
-            bump(&shared.metrics.peer_batches_rejected_cluster);
-            return Err(Status::invalid_argument(format!(
-                "batch from node {from} to node {to} reached node {me} (bad sender or not addressed here)"
-            )));
-        }
-        if !batch.from_addr.is_empty() {
-            match check_addr(&batch.from_addr) {
-                Ok(()) => shared.book.learn(from, &batch.from_addr),
-                Err(e) => {
-                    bump(&shared.metrics.peer_messages_malformed);
-                    tracing::warn!(%from, "ignored a bad sender address: {e}");
-                }
-            }
-        }
-        for msg in batch.messages {
-            match message_from_pb(from, to, msg, shared.limits()) {
-                Ok(msg) => {
-                    bump(&shared.metrics.peer_messages_received);
-                    if shared.handle.peer_inbox.try_send(msg).is_err() {
-                        bump(&shared.metrics.peer_messages_dropped_inbox_full);
-                    }
-                }
-                Err(e) => {
-                    bump(&shared.metrics.peer_messages_malformed);
-                    tracing::warn!(%from, "malformed peer message dropped: {e}");
-                }
-            }
-        }
-        Ok(Response::new(pb::PeerAck {}))
     }
 }
 

@@ -1,5 +1,5 @@
-//! Outgoing peer messages: per peer, one reused tonic channel and two sender
-//! tasks (lanes), each with a bounded queue, a per-batch time-out and
+//! Outgoing peer messages: per peer, two sender tasks (lanes), each with its
+//! own TCP connection ([`crate::peer_wire`]), a bounded queue, a time-out and
 //! reconnect back-off: the main lane for Raft messages, and one for
 //! `InstallSnapshot` chunks so heartbeats never queue behind them. Peers
 //! follow the configuration in force: see [`Transport::set_membership`] and
@@ -11,20 +11,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bytes::{Buf, BytesMut};
 use raftkv_client::pb;
-use raftkv_client::pb::peer_client::PeerClient;
 use raftkv_core::{Membership, Message, MessageBody, NodeId, Term};
 use raftkv_storage::{DumpLevel, DumpLog};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tokio::time::Instant;
 
 use crate::convert::message_to_pb;
 use crate::metrics::{bump, Metrics};
+use crate::peer_wire::{encode_frame, PEER_MAGIC};
 
-/// Batch RPCs outstanding to one peer at once (main lane).
-const MAX_INFLIGHT_BATCHES: usize = 4;
 /// The least time-out of one snapshot batch (up to `max_batch_bytes` of
-/// chunks).
+/// chunks) on the snapshot lane.
 const SNAPSHOT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
@@ -200,24 +202,22 @@ impl Transport {
         let Some(addr) = self.book.get(id) else {
             return false;
         };
-        let client = peer_client(id, &addr, &self.opts);
-        let lane = |opts: TransportOptions, inflight: usize| {
+        let lane = |opts: TransportOptions| {
             let (tx, rx) = mpsc::channel(opts.queue_len);
-            let mut sender = PeerSender::new(id, &addr, client.clone(), opts, self.metrics.clone());
-            sender.max_inflight = inflight;
+            let mut sender = PeerSender::new(id, &addr, opts, self.metrics.clone());
             sender.dump = Some((self.dump.clone(), self.term.clone()));
             tokio::spawn(sender.run(rx));
             tx
         };
-        let main = lane(self.opts.clone(), MAX_INFLIGHT_BATCHES);
-        // Chunks go one RPC at a time (so they arrive in order), batched up
-        // to `max_batch_bytes`, with a time-out long enough for megabytes.
+        let main = lane(self.opts.clone());
+        // Chunks go on a connection of their own, batched up to
+        // `max_batch_bytes`, with a time-out long enough for megabytes.
         let snapshot_opts = TransportOptions {
             rpc_timeout: self.opts.rpc_timeout.max(SNAPSHOT_RPC_TIMEOUT),
             queue_len: self.opts.queue_len.min(64),
             ..self.opts.clone()
         };
-        let snapshot = lane(snapshot_opts, 1);
+        let snapshot = lane(snapshot_opts);
         tracing::debug!(peer = %id, %addr, "peer sender started");
         self.peers.insert(
             id,
@@ -249,91 +249,138 @@ impl Transport {
     }
 }
 
-fn peer_client(to: NodeId, addr: &str, opts: &TransportOptions) -> Option<PeerClient<Channel>> {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .map(|e| {
-            let channel = e
-                .connect_timeout(opts.connect_timeout)
-                .tcp_nodelay(true)
-                .connect_lazy();
-            PeerClient::new(channel)
-                .max_decoding_message_size(usize::MAX)
-                .max_encoding_message_size(usize::MAX)
-        })
-        .map_err(|e| tracing::error!(peer = %to, %addr, "bad peer address: {e}"))
-        .ok()
-}
-
 struct PeerSender {
     to: NodeId,
     addr: String,
-    client: Option<PeerClient<Channel>>,
     opts: TransportOptions,
     metrics: Arc<Metrics>,
     dump: Option<(Arc<DumpLog>, Arc<AtomicU64>)>,
     /// Whether the last batch got through; a change is written to dump.txt.
     reachable: bool,
-    max_inflight: usize,
+}
+
+/// One open connection to the peer (see [`crate::peer_wire`]).
+struct Conn {
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    /// Acknowledgement bytes read but not yet parsed (a count is 8 bytes).
+    acks: BytesMut,
+    /// Frames written, and the count the peer last acknowledged.
+    sent: u64,
+    acked: u64,
+    /// Since when frames are written but unacknowledged with no progress.
+    waiting_since: Option<Instant>,
 }
 
 impl PeerSender {
-    fn new(
-        to: NodeId,
-        addr: &str,
-        client: Option<PeerClient<Channel>>,
-        opts: TransportOptions,
-        metrics: Arc<Metrics>,
-    ) -> PeerSender {
+    fn new(to: NodeId, addr: &str, opts: TransportOptions, metrics: Arc<Metrics>) -> PeerSender {
         PeerSender {
             to,
             addr: addr.to_owned(),
-            client,
             opts,
             metrics,
             dump: None,
             reachable: true,
-            max_inflight: MAX_INFLIGHT_BATCHES,
         }
     }
 
-    /// Sends batches with up to `MAX_INFLIGHT_BATCHES` RPCs outstanding, so a
+    /// Writes each batch as one frame on one TCP connection, in order, with
+    /// no wait for a reply: TCP's own flow control is the only limit, so a
     /// new entry or a ReadIndex heartbeat never waits a round trip behind the
-    /// previous batch's acknowledgement (on one HTTP/2 connection, in order
-    /// of sending in the common case; Raft tolerates the rare reordering).
+    /// previous batch. A write that blocks, or frames the peer does not
+    /// acknowledge, for `rpc_timeout` (a paused or cut-off peer), or a closed
+    /// connection, count as a failure: the connection is dropped, the stale
+    /// queue emptied (the core resends), and the next batch reconnects after
+    /// an exponential back-off.
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut backoff = self.opts.backoff_min;
-        let mut inflight = tokio::task::JoinSet::new();
+        let mut conn: Option<Conn> = None;
+        let mut frame = BytesMut::new();
+        let far = Instant::now() + Duration::from_secs(86_400);
         loop {
-            tokio::select! {
-                Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
-                    let (result, count): (Result<(), String>, usize) =
-                        joined.unwrap_or_else(|e| (Err(format!("send task failed: {e}")), 0));
-                    match result {
+            let ack_deadline = conn
+                .as_ref()
+                .and_then(|c| c.waiting_since)
+                .map(|t| t + self.opts.rpc_timeout);
+            let failure = tokio::select! {
+                next = rx.recv() => {
+                    let Some(first) = next else { break };
+                    let batch = self.batch(first, &mut rx);
+                    frame.clear();
+                    frame.reserve(approx_len(&batch));
+                    if conn.is_none() {
+                        frame.extend_from_slice(PEER_MAGIC);
+                    }
+                    encode_frame(&batch, &mut frame);
+                    match self.write(&mut conn, &frame).await {
                         Ok(()) => {
                             backoff = self.opts.backoff_min;
                             self.mark_reachable();
+                            None
                         }
-                        Err(error) => {
-                            self.mark_unreachable(&error, count);
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(self.opts.backoff_max);
-                            // What queued up meanwhile is stale; the core resends.
-                            while rx.try_recv().is_ok() {
-                                bump(&self.metrics.peer_messages_dropped_queue_full);
-                            }
-                        }
+                        Err(e) => Some((e, batch.messages.len())),
                     }
                 }
-                next = rx.recv(), if inflight.len() < self.max_inflight => {
-                    let Some(first) = next else { break };
-                    let batch = self.batch(first, &mut rx);
-                    let count = batch.messages.len();
-                    let client = self.client.clone();
-                    let timeout = self.opts.rpc_timeout;
-                    inflight.spawn(async move { (send(client, batch, timeout).await, count) });
+                read = read_acks(&mut conn), if conn.is_some() => read.err().map(|e| (e, 0)),
+                _ = tokio::time::sleep_until(ack_deadline.unwrap_or(far)), if ack_deadline.is_some() => {
+                    Some((format!("no acknowledgement within {:?}", self.opts.rpc_timeout), 0))
+                }
+            };
+            if let Some((error, count)) = failure {
+                conn = None;
+                self.mark_unreachable(&error, count);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(self.opts.backoff_max);
+                // What queued up meanwhile is stale; the core resends.
+                while rx.try_recv().is_ok() {
+                    bump(&self.metrics.peer_messages_dropped_queue_full);
                 }
             }
         }
+    }
+
+    /// Writes one frame, connecting first if needed (then `frame` starts
+    /// with the preface).
+    async fn write(&self, conn: &mut Option<Conn>, frame: &[u8]) -> Result<(), String> {
+        if conn.is_none() {
+            *conn = Some(self.connect().await?);
+        }
+        let c = conn.as_mut().expect("connected above");
+        match tokio::time::timeout(self.opts.rpc_timeout, c.write.write_all(frame)).await {
+            Ok(Ok(())) => {
+                c.sent += 1;
+                c.waiting_since.get_or_insert_with(Instant::now);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("write: {e}")),
+            Err(_) => Err(format!(
+                "write blocked for {:?} (the peer does not read)",
+                self.opts.rpc_timeout
+            )),
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, String> {
+        let stream = tokio::time::timeout(
+            self.opts.connect_timeout,
+            TcpStream::connect(self.addr.as_str()),
+        )
+        .await
+        .map_err(|_| format!("no connection within {:?}", self.opts.connect_timeout))?
+        .map_err(|e| format!("connect: {e}"))?;
+        // Nagle would hold small frames for the peer's delayed ACK (~40 ms).
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("set TCP_NODELAY: {e}"))?;
+        let (read, write) = stream.into_split();
+        Ok(Conn {
+            read,
+            write,
+            acks: BytesMut::with_capacity(64),
+            sent: 0,
+            acked: 0,
+            waiting_since: None,
+        })
     }
 
     fn mark_reachable(&mut self) {
@@ -378,20 +425,30 @@ impl PeerSender {
     }
 }
 
-/// One batch, one RPC, bounded by `timeout`.
-async fn send(
-    client: Option<PeerClient<Channel>>,
-    batch: pb::PeerBatch,
-    timeout: Duration,
-) -> Result<(), String> {
-    let Some(mut client) = client else {
-        return Err("no valid address".into());
-    };
-    match tokio::time::timeout(timeout, client.send(batch)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+/// Reads what the peer acknowledged (cancel-safe: bytes read stay in
+/// `acks`). A closed connection is an error: the peer never closes a
+/// healthy one.
+async fn read_acks(conn: &mut Option<Conn>) -> Result<(), String> {
+    let c = conn.as_mut().expect("only polled with a connection");
+    match c.read.read_buf(&mut c.acks).await {
+        Ok(0) => return Err("connection closed by the peer".into()),
+        Ok(_) => {}
+        Err(e) => return Err(format!("read: {e}")),
     }
+    while c.acks.len() >= 8 {
+        let count = c.acks.get_u64();
+        if count > c.acked {
+            c.acked = count;
+            c.waiting_since = (c.acked < c.sent).then(Instant::now);
+        }
+    }
+    Ok(())
+}
+
+/// The frame's size, near enough to reserve the buffer once.
+fn approx_len(batch: &pb::PeerBatch) -> usize {
+    use prost::Message as _;
+    PEER_MAGIC.len() + 4 + batch.encoded_len()
 }
 
 fn approx_bytes(msg: &Message) -> usize {
