@@ -18,8 +18,23 @@ fn open(data: &Path) -> Result<(FileStorage, raftkv_core::Restored, OpenReport),
     FileStorage::open(data, NODE, FileStorageOptions::default())
 }
 
-/// A data dir holding node 3 with `n` synced entries of term 1.
+/// A data dir holding node 3 with `n` synced entries of term 1, and no
+/// preallocated padding after them (as after a compaction or a cut): the
+/// tests below edit the file's end.
 fn store_with(n: u64) -> (tempfile::TempDir, PathBuf) {
+    let (data, log, log_bytes) = padded_store_with(n);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(log_bytes)
+        .unwrap();
+    (data, log)
+}
+
+/// Like `store_with`, with the padding the store writes; also returns the
+/// length of the entries' lines.
+fn padded_store_with(n: u64) -> (tempfile::TempDir, PathBuf, u64) {
     let data = tempfile::tempdir().unwrap();
     let (mut s, _, report) = open(data.path()).unwrap();
     assert!(report.created);
@@ -32,7 +47,7 @@ fn store_with(n: u64) -> (tempfile::TempDir, PathBuf) {
     })
     .unwrap();
     let log = s.dir().join(LOG_FILE);
-    (data, log)
+    (data, log, s.log_bytes())
 }
 
 fn expect_corrupt(data: &Path, file: &str, line: u64, what: &str) {
@@ -334,10 +349,70 @@ fn entries_reads_ranges_through_the_offset_map() {
         s.entries(LogIndex(195), LogIndex(210)).unwrap()[5..],
         entries(200, 210, 2)[..]
     );
-    assert_eq!(
-        s.log_bytes(),
-        fs::metadata(s.dir().join(LOG_FILE)).unwrap().len()
+    // The entries' lines, then padding only.
+    let bytes = fs::read(s.dir().join(LOG_FILE)).unwrap();
+    let (lines, padding) = bytes.split_at(s.log_bytes() as usize);
+    assert!(lines.ends_with(b"\n") && !lines.contains(&0));
+    assert!(padding.iter().all(|&b| b == b'\n'));
+}
+
+#[test]
+fn the_log_is_padded_and_the_padding_ends_it() {
+    let (data, log, log_bytes) = padded_store_with(20);
+    let len = fs::metadata(&log).unwrap().len();
+    assert!(
+        len > log_bytes,
+        "appends preallocate: {len} bytes for {log_bytes}"
     );
+    // A person sees the entries, then blank lines.
+    let text = fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().filter(|l| !l.is_empty()).count(), 20);
+    let (mut s, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries, entries(1, 20, 1));
+    assert!(report.torn_tail.is_none());
+    assert_eq!(report.log_bytes, log_bytes);
+    // Appends go into the padding, not past it.
+    s.append(&entries(21, 30, 1)).unwrap();
+    s.sync().unwrap();
+    assert_eq!(fs::metadata(&log).unwrap().len(), len);
+    drop(s);
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries, entries(1, 30, 1));
+    assert!(report.torn_tail.is_none());
+}
+
+#[test]
+fn a_torn_line_in_the_padding_is_cut_with_the_padding() {
+    let (data, log, log_bytes) = padded_store_with(10);
+    // An append of entry 11 that reached the disk in part.
+    let whole = line::encode(&entry(11, 1));
+    let f = fs::OpenOptions::new().write(true).open(&log).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &whole.as_bytes()[..whole.len() / 2], log_bytes)
+        .unwrap();
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries, entries(1, 10, 1));
+    let torn = report.torn_tail.expect("a torn tail must be reported");
+    assert_eq!((torn.line, torn.offset), (11, log_bytes));
+    assert_eq!(
+        fs::metadata(&log).unwrap().len(),
+        log_bytes,
+        "cut, padding and all"
+    );
+}
+
+#[test]
+fn bytes_after_the_start_of_the_padding_are_a_torn_tail() {
+    // A later page of an unsynced batch reached the disk, an earlier one
+    // did not: entry 12's line sits in the padding after a blank line.
+    let (data, log, log_bytes) = padded_store_with(10);
+    let later = line::encode(&entry(12, 1));
+    let f = fs::OpenOptions::new().write(true).open(&log).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, later.as_bytes(), log_bytes + 100).unwrap();
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries, entries(1, 10, 1));
+    let torn = report.torn_tail.expect("a torn tail must be reported");
+    assert_eq!((torn.line, torn.offset), (11, log_bytes));
+    assert!(torn.reason.contains("padding"), "{}", torn.reason);
 }
 
 #[test]
