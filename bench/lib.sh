@@ -72,8 +72,15 @@ start_raftkv_node() {
     local id="$1" port="$2" peers="$3" data="$4"
     shift 4
     mkdir -p "$data"
+    # Three nodes share this machine's cores: one runtime thread each, as
+    # `raftkv local` runs them (RAFTKV_RUNTIME_THREADS overrides; builds
+    # older than the flag run without it).
+    local threads=()
+    if "$RAFTKV" server --help 2>/dev/null | grep -q -- '--runtime-threads'; then
+        threads=(--runtime-threads "${RAFTKV_RUNTIME_THREADS:-1}")
+    fi
     "$RAFTKV" server --id "$id" --listen "127.0.0.1:$port" --peers "$peers" \
-        --data-dir "$data" --log-level warn "$@" >>"$data/node$id.log" 2>&1 &
+        --data-dir "$data" --log-level warn "${threads[@]}" "$@" >>"$data/node$id.log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
 }

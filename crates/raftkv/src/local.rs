@@ -86,10 +86,13 @@ pub fn run(args: LocalArgs) -> anyhow::Result<ExitCode> {
                 "--log-level",
                 &args.log_level,
             ])
-            .args(args.server_args.split_whitespace())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+            .args(args.server_args.split_whitespace());
+        // The nodes share this machine's cores (docs/operations.md), unless
+        // --server-args says otherwise.
+        if !args.server_args.contains("--runtime-threads") {
+            cmd.args(["--runtime-threads", "1"]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
