@@ -5,6 +5,10 @@
 //! fsync (group commit, `persist_readies_with`): while one fsync runs, the
 //! core's next Readies pile up behind it and go to disk together.
 //!
+//! A follower on a one-thread runtime may persist a Ready in line instead
+//! ([`StorageThread::persist_inline`], when no job is in flight): the two
+//! thread hand-offs cost more than the fsync blocks it (docs/server.md).
+//!
 //! Compaction snapshots are written in the background: a helper thread
 //! writes and fsyncs `snapshot.txt.<index>.tmp` (`FileStorage::prepare_snapshot`,
 //! up to a second for a million keys) while this thread keeps appending and
@@ -12,7 +16,7 @@
 //! (`commit_snapshot`), in order with everything else, and reports it.
 
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use raftkv_core::{HardState, LogIndex, Ready, SnapshotOrigin};
@@ -44,6 +48,10 @@ pub struct Done {
 pub struct StorageThread {
     jobs: Option<std_mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// The store, locked by the thread for each job and by
+    /// [`StorageThread::persist_inline`]; dropped at `close`.
+    storage: Option<Arc<Mutex<FileStorage>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl StorageThread {
@@ -55,19 +63,39 @@ impl StorageThread {
         // flight (MAX_INFLIGHT_JOBS), which bounds this queue.
         let (job_tx, job_rx) = std_mpsc::channel();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let storage = Arc::new(Mutex::new(storage));
         let thread = std::thread::Builder::new()
             .name("raftkv-storage".into())
             .spawn({
                 let job_tx = job_tx.clone();
+                let storage = storage.clone();
+                let metrics = metrics.clone();
                 move || run(storage, job_rx, job_tx, done_tx, metrics)
             })?;
         Ok((
             StorageThread {
                 jobs: Some(job_tx),
                 thread: Some(thread),
+                storage: Some(storage),
+                metrics,
             },
             done_rx,
         ))
+    }
+
+    /// Persists `ready` on the calling thread (blocking it for the fsync).
+    /// The caller must have no job in flight, so that Readies reach the disk
+    /// in order, and `ready` must hold no snapshot (those take the thread).
+    pub fn persist_inline(&self, ready: &Ready) -> Result<(), String> {
+        debug_assert!(ready.snapshots.is_empty());
+        let storage = self.storage.as_ref().ok_or("storage closed")?;
+        let mut storage = storage.lock().expect("storage lock poisoned");
+        bump(&self.metrics.persist_jobs);
+        if ready.must_sync || !ready.entries.is_empty() {
+            bump(&self.metrics.persist_syncs);
+        }
+        persist_ready_with(&mut *storage, ready, PersistOptions::default())
+            .map_err(|e| e.to_string())
     }
 
     pub fn submit(&self, job: Job) -> Result<(), String> {
@@ -84,6 +112,7 @@ impl StorageThread {
             .await
             .unwrap_or_else(|_| Err("storage thread died".into()));
         self.jobs = None;
+        self.storage = None;
         if let Some(thread) = self.thread.take() {
             tokio::task::spawn_blocking(move || thread.join())
                 .await
@@ -98,7 +127,7 @@ impl StorageThread {
 const MAX_GROUP: usize = 16;
 
 fn run(
-    mut storage: FileStorage,
+    storage: Arc<Mutex<FileStorage>>,
     jobs: std_mpsc::Receiver<Job>,
     jobs_tx: std_mpsc::Sender<Job>,
     done: mpsc::UnboundedSender<Done>,
@@ -130,6 +159,7 @@ fn run(
                         Err(_) => break,
                     }
                 }
+                let mut storage = storage.lock().expect("storage lock poisoned");
                 for ready in &mut group {
                     // Compaction snapshots go to a helper thread; the core
                     // allows it (the log still holds their entries) and
@@ -158,10 +188,11 @@ fn run(
                 let result = if failed {
                     Err("storage failed earlier".to_owned())
                 } else {
-                    persist_readies_with(&mut storage, &group, PersistOptions::default())
+                    persist_readies_with(&mut *storage, &group, PersistOptions::default())
                         .map_err(|e| e.to_string())
                 };
                 failed |= result.is_err();
+                drop(storage);
                 for ready in group {
                     let reply = Done {
                         ready,
@@ -178,7 +209,12 @@ fn run(
                     continue;
                 }
                 let result = prepared
-                    .and_then(|p| storage.commit_snapshot(p))
+                    .and_then(|p| {
+                        storage
+                            .lock()
+                            .expect("storage lock poisoned")
+                            .commit_snapshot(p)
+                    })
                     .map_err(|e| e.to_string());
                 failed |= result.is_err();
                 let reply = Done {
@@ -202,8 +238,11 @@ fn run(
                         force_commit_save: true,
                         ..PersistOptions::default()
                     };
-                    persist_ready_with(&mut storage, &ready, opts).map_err(|e| e.to_string())
+                    let mut storage = storage.lock().expect("storage lock poisoned");
+                    persist_ready_with(&mut *storage, &ready, opts).map_err(|e| e.to_string())
                 };
+                // The folder's lock is released when the last holder of the
+                // store (this thread or the `StorageThread`) drops it.
                 drop(storage);
                 let _ = reply.send(result);
                 return;

@@ -216,6 +216,11 @@ impl Cluster {
         if self.node(id).join {
             cmd.arg("--join");
         }
+        // Odd ids run on a one-thread runtime (followers persist in line),
+        // even ids on the default one: every cluster test covers both.
+        if id % 2 == 1 && !self.extra_args.iter().any(|a| a == "--runtime-threads") {
+            cmd.args(["--runtime-threads", "1"]);
+        }
         cmd
     }
 
