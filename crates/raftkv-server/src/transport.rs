@@ -510,6 +510,97 @@ mod tests {
         }
     }
 
+    /// A peer that takes frames but never acknowledges them (a paused or
+    /// cut-off node behind a live socket) costs the sender its connection;
+    /// the next batch reconnects with the preface, and acknowledged frames
+    /// keep the new connection.
+    #[tokio::test]
+    async fn a_peer_that_never_acknowledges_is_dropped_and_reconnected() {
+        use prost::Message as _;
+        use tokio::net::TcpListener;
+        use tokio_util::codec::FramedRead;
+
+        let dir = std::env::temp_dir().join(format!("raftkv-transport-ack-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dump =
+            Arc::new(DumpLog::open(&dir, raftkv_storage::DumpOptions::new(NodeId(1))).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let book = Arc::new(AddressBook::new(map(&[(2, &addr)])));
+        let metrics = Arc::new(Metrics::default());
+        let opts = TransportOptions {
+            rpc_timeout: Duration::from_millis(300),
+            ..options()
+        };
+        let mut t = Transport::start(book, opts, metrics.clone(), dump);
+        let msg = Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(3),
+            body: MessageBody::TimeoutNow,
+        };
+        // Reads the preface and one frame from a new connection.
+        async fn accept_one(listener: &TcpListener) -> FramedRead<TcpStream, LengthDelimitedCodec> {
+            let (mut stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+                .await
+                .expect("the sender connects")
+                .unwrap();
+            let mut magic = [0u8; 8];
+            stream.read_exact(&mut magic).await.unwrap();
+            assert_eq!(&magic, PEER_MAGIC);
+            FramedRead::new(stream, crate::peer_wire::frame_codec())
+        }
+        use futures_util::StreamExt;
+        use tokio_util::codec::LengthDelimitedCodec;
+
+        t.send(msg.clone());
+        let mut first = accept_one(&listener).await;
+        let frame = first.next().await.unwrap().unwrap();
+        let batch = pb::PeerBatch::decode(frame).unwrap();
+        assert_eq!((batch.from, batch.to, batch.messages.len()), (1, 2, 1));
+        // No acknowledgement: within the time-out the sender gives up.
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        while metrics.peer_batches_failed.load(Ordering::Relaxed) == 0 {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the sender never gave up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The next batch comes on a new connection, which acknowledges it.
+        // (What is queued during the back-off is dropped as stale: resend
+        // until the sender connects.)
+        let connected = async {
+            loop {
+                t.send(msg.clone());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let mut second = tokio::select! {
+            s = accept_one(&listener) => s,
+            _ = connected => unreachable!(),
+        };
+        second.next().await.unwrap().unwrap();
+        second
+            .get_mut()
+            .write_all(&1u64.to_be_bytes())
+            .await
+            .unwrap();
+        t.send(msg);
+        second.next().await.unwrap().unwrap();
+        second
+            .get_mut()
+            .write_all(&2u64.to_be_bytes())
+            .await
+            .unwrap();
+        // The old connection was closed by the sender.
+        assert!(
+            first.next().await.is_none(),
+            "the first connection is closed"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn senders_follow_the_configuration() {
         let dir = std::env::temp_dir().join(format!("raftkv-transport-{}", std::process::id()));
