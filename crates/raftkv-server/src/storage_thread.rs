@@ -90,10 +90,7 @@ impl StorageThread {
         debug_assert!(ready.snapshots.is_empty());
         let storage = self.storage.as_ref().ok_or("storage closed")?;
         let mut storage = storage.lock().expect("storage lock poisoned");
-        bump(&self.metrics.persist_jobs);
-        if ready.must_sync || !ready.entries.is_empty() {
-            bump(&self.metrics.persist_syncs);
-        }
+        count_persist(&self.metrics, std::slice::from_ref(ready));
         persist_ready_with(&mut *storage, ready, PersistOptions::default())
             .map_err(|e| e.to_string())
     }
@@ -119,6 +116,17 @@ impl StorageThread {
                 .ok();
         }
         result
+    }
+}
+
+/// Counts a group of Readies persisted together: one job each, one fsync
+/// for the group if any of them needs it.
+fn count_persist(metrics: &Metrics, group: &[Ready]) {
+    for _ in group {
+        bump(&metrics.persist_jobs);
+    }
+    if group.iter().any(|r| r.must_sync || !r.entries.is_empty()) {
+        bump(&metrics.persist_syncs);
     }
 }
 
@@ -179,12 +187,7 @@ fn run(
                         }
                     }
                 }
-                for _ in &group {
-                    bump(&metrics.persist_jobs);
-                }
-                if group.iter().any(|r| r.must_sync || !r.entries.is_empty()) {
-                    bump(&metrics.persist_syncs);
-                }
+                count_persist(&metrics, &group);
                 let result = if failed {
                     Err("storage failed earlier".to_owned())
                 } else {

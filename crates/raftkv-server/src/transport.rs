@@ -306,8 +306,8 @@ impl PeerSender {
                 next = rx.recv() => {
                     let Some(first) = next else { break };
                     let batch = self.batch(first, &mut rx);
+                    // Reused: its capacity settles at the usual frame size.
                     frame.clear();
-                    frame.reserve(approx_len(&batch));
                     if conn.is_none() {
                         frame.extend_from_slice(PEER_MAGIC);
                     }
@@ -445,12 +445,6 @@ async fn read_acks(conn: &mut Option<Conn>) -> Result<(), String> {
     Ok(())
 }
 
-/// The frame's size, near enough to reserve the buffer once.
-fn approx_len(batch: &pb::PeerBatch) -> usize {
-    use prost::Message as _;
-    PEER_MAGIC.len() + 4 + batch.encoded_len()
-}
-
 fn approx_bytes(msg: &Message) -> usize {
     match &msg.body {
         MessageBody::AppendEntries(a) => {
@@ -510,6 +504,15 @@ mod tests {
         }
     }
 
+    /// A dump.txt for node 1 in a folder of its own (removed by the test).
+    fn test_dump(name: &str) -> (std::path::PathBuf, Arc<DumpLog>) {
+        let dir =
+            std::env::temp_dir().join(format!("raftkv-transport-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dump = DumpLog::open(&dir, raftkv_storage::DumpOptions::new(NodeId(1))).unwrap();
+        (dir, Arc::new(dump))
+    }
+
     /// A peer that takes frames but never acknowledges them (a paused or
     /// cut-off node behind a live socket) costs the sender its connection;
     /// the next batch reconnects with the preface, and acknowledged frames
@@ -520,10 +523,7 @@ mod tests {
         use tokio::net::TcpListener;
         use tokio_util::codec::FramedRead;
 
-        let dir = std::env::temp_dir().join(format!("raftkv-transport-ack-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let dump =
-            Arc::new(DumpLog::open(&dir, raftkv_storage::DumpOptions::new(NodeId(1))).unwrap());
+        let (dir, dump) = test_dump("ack");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let book = Arc::new(AddressBook::new(map(&[(2, &addr)])));
@@ -603,10 +603,7 @@ mod tests {
 
     #[tokio::test]
     async fn senders_follow_the_configuration() {
-        let dir = std::env::temp_dir().join(format!("raftkv-transport-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let dump =
-            Arc::new(DumpLog::open(&dir, raftkv_storage::DumpOptions::new(NodeId(1))).unwrap());
+        let (dir, dump) = test_dump("config");
         let book = Arc::new(AddressBook::new(map(&[
             (2, "127.0.0.1:2"),
             (3, "127.0.0.1:3"),
