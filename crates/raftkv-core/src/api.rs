@@ -8,6 +8,7 @@ use crate::message::Message;
 use crate::snapshot::SnapshotWrite;
 use crate::types::{
     ClientId, ConfChange, Entry, HardState, LogIndex, Membership, MonoTime, NodeId, OpResult, Term,
+    VoteFloor,
 };
 
 /// Everything the driver must do after feeding inputs to the core, in this
@@ -229,6 +230,10 @@ pub enum DenyReason {
     /// This node started empty to join a cluster and no leader has reached
     /// it yet.
     NotJoined,
+    /// This node's log was damaged and the candidate is less up to date
+    /// than what it may have acknowledged (or that is unknown): see
+    /// `node/repair.rs`.
+    Repairing,
 }
 
 /// Why a leader stepped down.
@@ -327,6 +332,10 @@ pub enum Event {
     TransferAborted {
         to: NodeId,
     },
+    /// A damaged log is whole again; the node votes and campaigns as usual.
+    RepairFinished {
+        floor: VoteFloor,
+    },
 }
 
 impl fmt::Display for Event {
@@ -369,6 +378,10 @@ impl fmt::Display for Event {
             TransferStarted { to } => write!(f, "leadership transfer to node {to} started; lease reads stop"),
             TransferTimeoutNowSent { to } => write!(f, "node {to} caught up; told it to campaign now"),
             TransferAborted { to } => write!(f, "leadership transfer to node {to} timed out; resuming"),
+            RepairFinished { floor } => write!(
+                f,
+                "log repaired (it may have held {floor}): voting and campaigning again"
+            ),
         }
     }
 }

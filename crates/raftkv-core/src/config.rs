@@ -71,6 +71,9 @@ pub struct UnsafeTestKnobs {
     pub disable_restart_lease: bool,
     /// Disable LEASES.md rule 5 (a new leader waits out the old lease).
     pub disable_new_leader_wait: bool,
+    /// A node repairing a damaged log votes as if its log were whole
+    /// (ignores the vote floor of `node/repair.rs`).
+    pub ignore_vote_floor: bool,
 }
 
 impl Config {

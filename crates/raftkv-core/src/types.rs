@@ -175,6 +175,34 @@ pub struct HardState {
     /// node re-applies the log up to here, which is safe because it was
     /// committed; the true commit index is relearned from the leader.
     pub commit: LogIndex,
+    /// Set when recovery found that this node's log may be shorter than
+    /// what it acknowledged (a damaged synced entry, a lost or shortened
+    /// `logs.txt`): until repaired the node does not campaign and votes only
+    /// for a candidate at least as up to date as the floor. Cleared (and the
+    /// clearing saved) once the log is provably whole again; see
+    /// `node/repair.rs`.
+    pub repair: Option<VoteFloor>,
+}
+
+/// What a node whose log was damaged may have acknowledged: its log held
+/// entries up to `index` (unknown when `None`), none of a term above
+/// `term`. `exact` says `term` is the term of the entry at `index` (read
+/// from an intact line), not only an upper bound (the current term).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VoteFloor {
+    pub index: Option<LogIndex>,
+    pub term: Term,
+    pub exact: bool,
+}
+
+impl std::fmt::Display for VoteFloor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            Some(i) if self.exact => write!(f, "index {i} term {}", self.term),
+            Some(i) => write!(f, "index {i}, term at most {}", self.term),
+            None => write!(f, "index unknown, term at most {}", self.term),
+        }
+    }
 }
 
 /// The result of applying one command.

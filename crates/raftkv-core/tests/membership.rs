@@ -279,6 +279,7 @@ fn restart_from_snapshot_and_log_tail() {
         term: c.nodes[l].term(),
         voted_for: Some(c.nodes[l].id()),
         commit: c.nodes[l].commit_index(),
+        repair: None,
     };
     let cfg = c.nodes[l].config().clone();
     let restarted = RaftNode::new(

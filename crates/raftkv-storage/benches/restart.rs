@@ -162,6 +162,7 @@ fn main() {
         term: Term(1),
         voted_for: Some(node),
         commit: LogIndex(0),
+        repair: None,
     })
     .unwrap();
     let mut batch = Vec::with_capacity(10_000);
@@ -177,6 +178,7 @@ fn main() {
         term: Term(1),
         voted_for: Some(node),
         commit: LogIndex(entries.saturating_sub(500)),
+        repair: None,
     })
     .unwrap();
     println!(

@@ -421,6 +421,7 @@ pub fn persist_ready_snapshots_before_entries<F: StorageFactory>(f: &mut F) {
                 term: Term(1),
                 voted_for: Some(NodeId(2)),
                 commit: LogIndex(0),
+                repair: None,
             }),
             must_sync: true,
             entries: entries(1, 10, 1),
@@ -434,6 +435,7 @@ pub fn persist_ready_snapshots_before_entries<F: StorageFactory>(f: &mut F) {
         term: Term(3),
         voted_for: None,
         commit: LogIndex(40),
+        repair: None,
     };
     let snap = installed(40, 3, false);
     let ready = Ready {
@@ -479,6 +481,7 @@ pub fn crash_between_snapshot_and_log_cut<F: StorageFactory>(f: &mut F) {
         term: Term(2),
         voted_for: None,
         commit: LogIndex(55),
+        repair: None,
     })
     .unwrap();
     let snap = compaction(50, 2);
@@ -677,6 +680,7 @@ pub fn hard_state_round_trip<F: StorageFactory>(f: &mut F) {
         term: Term(7),
         voted_for: Some(NodeId(3)),
         commit: LogIndex(0),
+        repair: None,
     };
     s.save_hard_state(&hs).unwrap();
     assert_eq!(s.hard_state(), hs);
@@ -691,6 +695,7 @@ pub fn hard_state_round_trip<F: StorageFactory>(f: &mut F) {
         term: Term(8),
         voted_for: None,
         commit: LogIndex(0),
+        repair: None,
     };
     s.save_hard_state(&hs2).unwrap();
     let (_, restored) = f.reopen(s);
@@ -706,6 +711,7 @@ pub fn reopen_restores_synced<F: StorageFactory>(f: &mut F) {
         term: Term(4),
         voted_for: Some(NodeId(1)),
         commit: LogIndex(60),
+        repair: None,
     };
     s.save_hard_state(&hs).unwrap();
     let (mut s, restored) = f.reopen(s);
@@ -732,7 +738,8 @@ pub fn reopen_restores_synced<F: StorageFactory>(f: &mut F) {
         HardState {
             term: Term(5),
             voted_for: None,
-            commit: LogIndex(60)
+            commit: LogIndex(60),
+            repair: None,
         }
     );
 }
@@ -779,6 +786,7 @@ pub fn persist_ready_order<F: StorageFactory>(f: &mut F) {
         term: Term(2),
         voted_for: Some(NodeId(1)),
         commit: LogIndex(3),
+        repair: None,
     };
     let ready = Ready {
         hard_state: Some(hs),
@@ -868,11 +876,13 @@ pub fn persist_readies_as_a_group<F: StorageFactory>(f: &mut F) {
         term: Term(1),
         voted_for: Some(NodeId(1)),
         commit: LogIndex(0),
+        repair: None,
     };
     let hs2 = HardState {
         term: Term(2),
         voted_for: Some(NodeId(3)),
         commit: LogIndex(2),
+        repair: None,
     };
     let group = vec![
         Ready {

@@ -14,6 +14,7 @@ use raftkv_core::{
 
 use crate::error::StorageError;
 use crate::lock::DirLock;
+use crate::recovery::{self, Damage, LogFindings, RecoveryOptions, RepairPlan};
 use crate::snapfile::{self, SNAPSHOT_FILE, SNAPSHOT_TMP_FILE};
 use crate::storage::{check_append, plan_snapshot, recovered_hard_state, SnapshotPlan, Storage};
 use crate::{dump, line, metadata};
@@ -44,6 +45,9 @@ pub struct FileStorageOptions {
     /// with ENOSPC). Used where a small tmpfs cannot be mounted.
     #[doc(hidden)]
     pub inject_enospc_after_bytes: Option<u64>,
+    /// Negative controls (see [`RecoveryOptions`]); never set in a server.
+    #[doc(hidden)]
+    pub recovery: RecoveryOptions,
 }
 
 /// What recovery found and did.
@@ -55,6 +59,9 @@ pub struct OpenReport {
     pub log_bytes: u64,
     /// A torn final line that was cut off.
     pub torn_tail: Option<TornTail>,
+    /// The log may be shorter than what this node acknowledged: the repair
+    /// planned (the floor is also in the restored hard state).
+    pub repair: Option<RepairPlan>,
     /// Set when the log's last term was above `metadata.txt`'s term and the
     /// reported current term was raised to it (from this value).
     pub term_raised_from: Option<Term>,
@@ -186,20 +193,10 @@ impl FileStorage {
         let dir = data_dir.join(node_dir_name(node_id));
         report.created = create_node_dir(data_dir, &dir)?;
         let lock = DirLock::acquire(&dir)?;
-        // Leftovers of a crash during an atomic replace: the real file is
-        // the old or the new version, whole.
-        for tmp in [metadata::METADATA_TMP_FILE, SNAPSHOT_TMP_FILE, LOG_TMP_FILE] {
-            remove_if_exists(&dir.join(tmp))?;
-        }
-        // Prepared snapshots (`snapshot.txt.<index>.tmp`) never committed.
-        for e in fs::read_dir(&dir).map_err(|e| StorageError::io(&dir, "list", e))? {
-            let e = e.map_err(|e| StorageError::io(&dir, "list", e))?;
-            if e.file_name().to_str().is_some_and(snapfile::is_tmp_name) {
-                remove_if_exists(&e.path())?;
-            }
-        }
-        let stored_hs = metadata::read(&dir)?;
 
+        // Plan first: read and check everything, change nothing. A refusal
+        // leaves the folder exactly as it was.
+        let stored_hs = metadata::read(&dir)?;
         let snap_started = Instant::now();
         let snapshot = snapfile::read(&dir)?;
         if let Some(snap) = &snapshot {
@@ -216,25 +213,21 @@ impl FileStorage {
 
         let log_path = dir.join(LOG_FILE);
         let log_existed = log_path.exists();
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&log_path)
-            .map_err(|e| StorageError::io(&log_path, "open", e))?;
-        if !log_existed {
-            // The new name must be durable before any entry synced into it is.
-            metadata::sync_dir(&dir)?;
-        }
-        let mut scan = scan_log(&log, &log_path)?;
+        let mut scan = if log_existed {
+            let log = File::open(&log_path).map_err(|e| StorageError::io(&log_path, "open", e))?;
+            scan_log(&log, &log_path, snap_index)?
+        } else {
+            Scan::default()
+        };
 
+        let fresh = stored_hs.is_none()
+            && scan.entries.is_empty()
+            && scan.torn.is_none()
+            && scan.damage.is_none()
+            && snapshot.is_none();
         let hard_state = match stored_hs {
             Some(hs) => hs,
-            None if scan.entries.is_empty() && scan.torn.is_none() && snapshot.is_none() => {
-                metadata::write(&dir, &HardState::default())?;
-                HardState::default()
-            }
+            None if fresh => HardState::default(),
             None => {
                 return Err(StorageError::Inconsistent {
                     file: dir.join(metadata::METADATA_FILE),
@@ -250,14 +243,14 @@ impl FileStorage {
                 })
             }
         };
-        if let Some(torn) = &scan.torn {
-            cut_torn_tail(&log, &log_path, torn)?;
-            tracing::warn!(dir = %dir.display(), "{torn}");
-            // Best effort: the cut is also in the report, and a full disk
-            // must not keep the node from starting.
-            if let Err(e) = dump::append_now(&dir, node_id, hard_state.term, torn) {
-                tracing::warn!("could not record the cut in dump.txt: {e}");
-            }
+        if let (Some(d), true) = (&scan.damage, opts.recovery.unsafe_cut_damaged_tail) {
+            // Negative control: the damaged lines go as if torn.
+            scan.torn = Some(TornTail {
+                line: d.first_line,
+                offset: scan.log_bytes,
+                bytes_cut: scan.file_len - scan.log_bytes,
+                reason: format!("(unsafe) {}", d.reason),
+            });
         }
 
         // The log must start right after the snapshot. If it starts at or
@@ -280,25 +273,15 @@ impl FileStorage {
                 let at = (snap_index.0 - first.0) as usize;
                 let keep = scan.entries.get(at).is_some_and(|e| e.term == snap_term);
                 let p = if keep { at + 1 } else { scan.entries.len() };
-                let cut = FinishedCut {
+                report.finished_cut = Some(FinishedCut {
                     snapshot_index: snap_index,
                     dropped: p as u64,
                     kept: (scan.entries.len() - p) as u64,
-                };
-                tracing::warn!(dir = %dir.display(), "{cut}");
-                if let Err(e) = dump::append_now(&dir, node_id, hard_state.term, &cut) {
-                    tracing::warn!("could not record the cut in dump.txt: {e}");
-                }
-                report.finished_cut = Some(cut);
+                });
                 cut_from = Some(p);
             }
         }
-        // `offsets` and `terms` describe the whole file until `cut_log`.
-        let terms: Vec<Term> = scan.entries.iter().map(|e| e.term).collect();
-        if let Some(p) = cut_from {
-            scan.entries.drain(..p);
-        }
-        if let Some(e) = scan.entries.first() {
+        if let Some(e) = scan.entries.get(cut_from.unwrap_or(0)) {
             if e.term < snap_term {
                 return Err(StorageError::Inconsistent {
                     file: log_path,
@@ -309,24 +292,107 @@ impl FileStorage {
                 });
             }
         }
-        let last_index = scan.entries.last().map_or(snap_index, |e| e.index);
-        let last_term = scan.entries.last().map_or(snap_term, |e| e.term);
-        if hard_state.commit > last_index {
-            return Err(StorageError::Inconsistent {
-                file: log_path,
-                reason: format!(
-                    "{} says commit {} but the log ends at index {last_index}: committed entries are missing",
-                    metadata::METADATA_FILE,
-                    hard_state.commit
-                ),
-            });
+        let intact_last = match cut_from {
+            Some(p) if p == scan.entries.len() => snap_index,
+            _ => scan.entries.last().map_or(snap_index, |e| e.index),
+        };
+        let last_term = match cut_from {
+            Some(p) if p == scan.entries.len() => snap_term,
+            _ => scan.entries.last().map_or(snap_term, |e| e.term),
+        };
+        let findings = LogFindings {
+            file_present: log_existed,
+            file_empty: log_existed && scan.file_len == 0,
+            intact_last,
+            damage: scan.damage.clone(),
+        };
+        let repair = if fresh {
+            None
+        } else {
+            recovery::plan_repair(&hard_state, snapshot.is_some(), &findings, opts.recovery)
+        };
+
+        // Act: nothing below refuses.
+        // Leftovers of a crash during an atomic replace: the real file is
+        // the old or the new version, whole.
+        for tmp in [metadata::METADATA_TMP_FILE, SNAPSHOT_TMP_FILE, LOG_TMP_FILE] {
+            remove_if_exists(&dir.join(tmp))?;
+        }
+        // Prepared snapshots (`snapshot.txt.<index>.tmp`) never committed.
+        for e in fs::read_dir(&dir).map_err(|e| StorageError::io(&dir, "list", e))? {
+            let e = e.map_err(|e| StorageError::io(&dir, "list", e))?;
+            if e.file_name().to_str().is_some_and(snapfile::is_tmp_name) {
+                remove_if_exists(&e.path())?;
+            }
+        }
+        let mut hard_state = hard_state;
+        if fresh {
+            metadata::write(&dir, &hard_state)?;
+        }
+        // The floor is durable before any evidence of the damage goes: a
+        // crash from here on finds it and plans the same repair.
+        if let Some(plan) = &repair {
+            if hard_state.repair != Some(plan.floor) {
+                hard_state.repair = Some(plan.floor);
+                metadata::write(&dir, &hard_state)?;
+            }
+            tracing::warn!(dir = %dir.display(), "{plan}");
+            if let Err(e) = dump::append_now(&dir, node_id, hard_state.term, plan) {
+                tracing::warn!("could not record the repair in dump.txt: {e}");
+            }
+        }
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&log_path)
+            .map_err(|e| StorageError::io(&log_path, "open", e))?;
+        if !log_existed {
+            // A new log starts with one byte of padding, so that an emptied
+            // file (zero bytes) is told from a new one. The name must be
+            // durable before any entry synced into it is.
+            log.write_all_at(&[PADDING], 0)
+                .and_then(|()| log.sync_data())
+                .map_err(|e| StorageError::io(&log_path, "write", e))?;
+            metadata::sync_dir(&dir)?;
+            scan.file_len = 1;
+        }
+        if let Some(d) = &scan.damage {
+            // Damaged lines that may have been synced: the floor above
+            // remembers them; the lines go so that appends follow the
+            // intact prefix.
+            if !opts.recovery.unsafe_cut_damaged_tail {
+                cut_tail(&log, &log_path, scan.log_bytes)?;
+                tracing::warn!(dir = %dir.display(), "recovery: cut {LOG_FILE} after line {} (index {}): damaged lines from there are held by the vote floor", d.first_line - 1, d.first_index.prev());
+            }
+        }
+        if let Some(torn) = &scan.torn {
+            cut_tail(&log, &log_path, torn.offset)?;
+            tracing::warn!(dir = %dir.display(), "{torn}");
+            // Best effort: the cut is also in the report, and a full disk
+            // must not keep the node from starting.
+            if let Err(e) = dump::append_now(&dir, node_id, hard_state.term, torn) {
+                tracing::warn!("could not record the cut in dump.txt: {e}");
+            }
+        }
+        if let Some(cut) = &report.finished_cut {
+            tracing::warn!(dir = %dir.display(), "{cut}");
+            if let Err(e) = dump::append_now(&dir, node_id, hard_state.term, cut) {
+                tracing::warn!("could not record the cut in dump.txt: {e}");
+            }
+        }
+        // `offsets` and `terms` describe the whole file until `cut_log`.
+        let terms: Vec<Term> = scan.entries.iter().map(|e| e.term).collect();
+        if let Some(p) = cut_from {
+            scan.entries.drain(..p);
         }
         let restored_hs = recovered_hard_state(hard_state, last_term);
         if restored_hs.term != hard_state.term {
             report.term_raised_from = Some(hard_state.term);
         }
-        // A torn tail was cut, padding and all.
-        let file_len = if scan.torn.is_some() {
+        // A torn tail or damage was cut, padding and all.
+        let file_len = if scan.torn.is_some() || scan.damage.is_some() {
             scan.log_bytes
         } else {
             scan.file_len
@@ -334,6 +400,7 @@ impl FileStorage {
         report.entries = scan.entries.len() as u64;
         report.log_bytes = scan.log_bytes;
         report.torn_tail = scan.torn;
+        report.repair = repair;
         let mut storage = FileStorage {
             dir,
             log_path,
@@ -533,13 +600,20 @@ impl FileStorage {
     fn truncate_from(&mut self, from: LogIndex) -> Result<(), StorageError> {
         let keep = self.pos(from);
         let offset = self.offsets[keep];
-        if let Err(e) = self.log.set_len(offset) {
+        // A padding byte first, then the cut: at every step the file reads
+        // as the old log, or the kept prefix followed by padding (never as
+        // an emptied file, which recovery takes for a lost log).
+        let cut = self
+            .log
+            .write_all_at(&[PADDING], offset)
+            .and_then(|()| self.log.set_len(offset + 1));
+        if let Err(e) = cut {
             return Err(self.stop(StorageError::io(&self.log_path, "truncate", e)));
         }
         self.offsets.truncate(keep);
         self.terms.truncate(keep);
         self.log_bytes = offset;
-        self.file_len = offset;
+        self.file_len = offset + 1;
         self.unsynced = true;
         Ok(())
     }
@@ -769,35 +843,57 @@ fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
     }
 }
 
+#[derive(Default)]
 struct Scan {
+    /// The intact prefix.
     entries: Vec<Entry>,
     offsets: Vec<u64>,
-    /// Length of the valid prefix.
+    /// Length of the intact prefix.
     log_bytes: u64,
-    /// The file's length, padding included (before any torn tail is cut).
+    /// The file's length, padding included (before any cut).
     file_len: u64,
+    /// A tail that provably never reached the disk whole (no damage).
     torn: Option<TornTail>,
+    /// Lines from the end of the intact prefix on that may have been synced
+    /// and cannot be read.
+    damage: Option<Damage>,
+}
+
+/// A bad complete line, until the scan knows whether it is the last.
+struct BadLine {
+    line: u64,
+    offset: u64,
+    reason: String,
+    unsynced: Option<&'static str>,
 }
 
 /// Reads and validates the whole log: every line's checksum, consecutive
 /// indexes (from the first line's: after a compaction the log starts after
-/// the snapshot), non-decreasing terms. Only the final line may be bad (a
-/// torn append); anything else is an error naming the line.
-fn scan_log(log: &File, path: &Path) -> Result<Scan, StorageError> {
+/// the snapshot), non-decreasing terms. Sorts what is wrong into a torn
+/// tail (provably never synced: cut) and damage (maybe synced: repaired,
+/// see [`recovery`]); intact lines out of order are refused, naming the
+/// line. Reads only.
+fn scan_log(log: &File, path: &Path, snap_index: LogIndex) -> Result<Scan, StorageError> {
     let file_len = log
         .metadata()
         .map_err(|e| StorageError::io(path, "stat", e))?
         .len();
     let mut reader = BufReader::with_capacity(1 << 20, log);
     let mut scan = Scan {
-        entries: Vec::new(),
-        offsets: Vec::new(),
-        log_bytes: 0,
         file_len,
-        torn: None,
+        ..Scan::default()
     };
     let mut text = Vec::with_capacity(256);
     let mut prev_term = Term(0);
+    let mut line_no = 0u64;
+    let mut offset = 0u64;
+    // The index of line 1, once an intact line tells it.
+    let mut base: Option<u64> = None;
+    // The last whole line: its number and, when intact, its term.
+    let mut last_whole: Option<(u64, Option<Term>)> = None;
+    let mut pending: Option<BadLine> = None;
+    let mut damage_at: Option<BadLine> = None;
+    let mut torn: Option<(u64, u64, String)> = None;
     loop {
         text.clear();
         let n = reader
@@ -806,67 +902,98 @@ fn scan_log(log: &File, path: &Path) -> Result<Scan, StorageError> {
         if n == 0 {
             break;
         }
-        let line_no = scan.entries.len() as u64 + 1;
+        line_no += 1;
         // The padding: the log ends here. Anything but padding after it is
         // an unfinished write (bytes of a later page that reached the disk
         // before an earlier one), never synced, so never acknowledged.
         if text == b"\n" {
             if !rest_is_padding(&mut reader, path)? {
-                scan.torn = Some(TornTail {
+                torn = Some((
+                    line_no,
+                    offset,
+                    "bytes after the preallocated padding".into(),
+                ));
+            }
+            break;
+        }
+        if text.last() != Some(&b'\n') {
+            torn = Some((line_no, offset, "no trailing newline".into()));
+            break;
+        }
+        // A whole line: a bad one before it was not the last.
+        if let Some(bad) = pending.take() {
+            damage_at.get_or_insert(bad);
+        }
+        last_whole = Some((line_no, None));
+        match line::decode(&text[..text.len() - 1]) {
+            Err(reason) => {
+                pending = Some(BadLine {
                     line: line_no,
-                    offset: scan.log_bytes,
-                    bytes_cut: file_len - scan.log_bytes,
-                    reason: "bytes after the preallocated padding".into(),
+                    offset,
+                    unsynced: recovery::provably_unsynced(&text, offset),
+                    reason,
                 });
             }
-            break;
+            Ok(entry) => {
+                let expected = base.map_or(entry.index, |b| LogIndex(b + line_no - 1));
+                if entry.index.0 == 0
+                    || entry.index != expected
+                    || (damage_at.is_none() && entry.term < prev_term)
+                {
+                    let reason = format!(
+                        "entry index {} term {} does not follow index {} term {prev_term} (expected consecutive indexes, non-decreasing terms)",
+                        entry.index,
+                        entry.term,
+                        expected.prev()
+                    );
+                    return Err(StorageError::Corrupt {
+                        file: path.to_owned(),
+                        line: line_no,
+                        reason,
+                    });
+                }
+                base.get_or_insert(entry.index.0 + 1 - line_no);
+                last_whole = Some((line_no, Some(entry.term)));
+                if damage_at.is_none() {
+                    prev_term = entry.term;
+                    scan.offsets.push(offset);
+                    scan.entries.push(entry);
+                    scan.log_bytes = offset + n;
+                }
+            }
         }
-        let torn = |reason: String| TornTail {
-            line: line_no,
-            offset: scan.log_bytes,
-            bytes_cut: file_len - scan.log_bytes,
+        offset += n;
+    }
+    // A bad final line: cut if it provably never reached the disk whole,
+    // else it may have been synced.
+    if let Some(bad) = pending.take() {
+        match bad.unsynced {
+            Some(why) if damage_at.is_none() => {
+                last_whole = last_whole.filter(|(l, _)| *l < bad.line);
+                torn = Some((bad.line, bad.offset, format!("{}: {why}", bad.reason)));
+            }
+            _ => {
+                damage_at.get_or_insert(bad);
+            }
+        }
+    }
+    if let Some(bad) = damage_at {
+        let base = base.unwrap_or(snap_index.0 + 1);
+        let (last_line, last_term) = last_whole.expect("a damaged line is a whole line");
+        scan.damage = Some(Damage {
+            first_line: bad.line,
+            first_index: LogIndex(base + bad.line - 1),
+            last_index: LogIndex(base + last_line - 1),
+            last_term,
+            reason: bad.reason,
+        });
+    } else if let Some((line, at, reason)) = torn {
+        scan.torn = Some(TornTail {
+            line,
+            offset: at,
+            bytes_cut: file_len - at,
             reason,
-        };
-        if text.last() != Some(&b'\n') {
-            scan.torn = Some(torn("no trailing newline".into()));
-            break;
-        }
-        let entry = match line::decode(&text[..text.len() - 1]) {
-            Ok(e) => e,
-            // The last line, or the last before the padding: torn.
-            Err(reason) if rest_is_padding(&mut reader, path)? => {
-                scan.torn = Some(torn(reason));
-                break;
-            }
-            Err(reason) => {
-                return Err(StorageError::Corrupt {
-                    file: path.to_owned(),
-                    line: line_no,
-                    reason,
-                })
-            }
-        };
-        let expected = scan
-            .entries
-            .first()
-            .map_or(entry.index, |e| LogIndex(e.index.0 + line_no - 1));
-        if entry.index.0 == 0 || entry.index != expected || entry.term < prev_term {
-            let reason = format!(
-                "entry index {} term {} does not follow index {} term {prev_term} (expected consecutive indexes, non-decreasing terms)",
-                entry.index,
-                entry.term,
-                expected.prev()
-            );
-            return Err(StorageError::Corrupt {
-                file: path.to_owned(),
-                line: line_no,
-                reason,
-            });
-        }
-        prev_term = entry.term;
-        scan.offsets.push(scan.log_bytes);
-        scan.entries.push(entry);
-        scan.log_bytes += n;
+        });
     }
     Ok(scan)
 }
@@ -889,9 +1016,11 @@ fn rest_is_padding(reader: &mut impl BufRead, path: &Path) -> Result<bool, Stora
     }
 }
 
-fn cut_torn_tail(log: &File, path: &Path, torn: &TornTail) -> Result<(), StorageError> {
-    log.set_len(torn.offset)
-        .map_err(|e| StorageError::io(path, "truncate torn tail", e))?;
+/// Cuts the file at `offset` (what lies beyond was never synced, or is
+/// held by a durable vote floor) and makes the cut durable.
+fn cut_tail(log: &File, path: &Path, offset: u64) -> Result<(), StorageError> {
+    log.set_len(offset)
+        .map_err(|e| StorageError::io(path, "truncate the tail", e))?;
     log.sync_data()
         .map_err(|e| StorageError::io(path, "fdatasync", e))
 }

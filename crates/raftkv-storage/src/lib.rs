@@ -18,10 +18,12 @@ pub mod dump;
 mod error;
 pub mod escape;
 mod file;
+pub mod identity;
 pub mod line;
 mod lock;
 mod mem;
 pub mod metadata;
+pub mod recovery;
 pub mod snapfile;
 mod storage;
 
@@ -32,7 +34,7 @@ pub use file::{
     TornTail, LOG_FILE, LOG_TMP_FILE,
 };
 pub use lock::LOCK_FILE;
-pub use mem::MemStorage;
+pub use mem::{DiskFault, MemStorage};
 pub use snapfile::{SNAPSHOT_FILE, SNAPSHOT_TMP_FILE};
 pub use storage::{
     persist_readies_with, persist_ready, persist_ready_with, recovered_hard_state,

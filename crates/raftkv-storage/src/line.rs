@@ -182,6 +182,16 @@ pub fn decode(line: &[u8]) -> Result<Entry, String> {
     decode_fields(check_crc(line)?)
 }
 
+/// Whether `line` (without its `\n`) ends in ` crc=` and 8 lowercase hex
+/// digits, matching or not: a line cut short by a crash does not.
+pub(crate) fn has_crc_suffix(line: &[u8]) -> bool {
+    line.len() >= CRC_SUFFIX_LEN
+        && &line[line.len() - CRC_SUFFIX_LEN..line.len() - 8] == b" crc="
+        && line[line.len() - 8..]
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
 /// Checks the ` crc=<8 hex digits>` suffix of `line` (without its `\n`) and
 /// returns the text before it.
 pub(crate) fn check_crc(line: &[u8]) -> Result<&str, String> {

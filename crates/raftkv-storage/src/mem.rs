@@ -13,6 +13,7 @@ use raftkv_core::{
 };
 
 use crate::error::StorageError;
+use crate::recovery::{plan_repair, Damage, LogFindings, RecoveryOptions, RepairPlan};
 use crate::storage::{check_append, plan_snapshot, recovered_hard_state, SnapshotPlan, Storage};
 
 #[derive(Clone, Debug, Default)]
@@ -72,6 +73,59 @@ impl MemStorage {
             snapshot: self.snapshot.clone(),
             entries: self.synced.clone(),
         }
+    }
+
+    /// A restart after a fault of the disk on *synced* data (the simulator's
+    /// storage faults), recovered by the same rules as
+    /// [`crate::FileStorage::open`] ([`crate::recovery`]): the store keeps
+    /// the intact prefix and the planned vote floor, as the file store does.
+    /// Call after [`MemStorage::crash`]. Returns what a restart recovers and
+    /// the repair planned.
+    pub fn restart_after(
+        &mut self,
+        fault: Option<DiskFault>,
+        opts: RecoveryOptions,
+    ) -> (Restored, Option<RepairPlan>) {
+        debug_assert!(self.dirty_from.is_none(), "crash() first");
+        let n = self.synced.len();
+        let mut found = LogFindings {
+            file_present: true,
+            file_empty: false,
+            intact_last: self.durable_last_index(),
+            damage: None,
+        };
+        let keep = match fault {
+            Some(DiskFault::Flip { back }) if n > 0 => {
+                let at = n - 1 - back.min(n - 1);
+                let last = &self.synced[n - 1];
+                found.damage = Some(Damage {
+                    first_line: at as u64 + 1,
+                    first_index: self.synced[at].index,
+                    last_index: last.index,
+                    last_term: (at + 1 < n).then_some(last.term),
+                    reason: "a flipped byte (simulated)".into(),
+                });
+                at
+            }
+            Some(DiskFault::LoseLog) => {
+                found.file_present = false;
+                0
+            }
+            Some(DiskFault::Shorten { keep }) => keep.min(n),
+            _ => n,
+        };
+        found.intact_last = if keep == 0 {
+            self.snap_index()
+        } else {
+            self.synced[keep - 1].index
+        };
+        let plan = plan_repair(&self.hard_state, self.snapshot.is_some(), &found, opts);
+        self.synced.truncate(keep);
+        self.log.truncate(keep);
+        if let Some(p) = &plan {
+            self.hard_state.repair = Some(p.floor);
+        }
+        (self.restored(), plan)
     }
 
     /// The last index a crash would keep (log or snapshot): what a node may
@@ -213,4 +267,16 @@ impl Storage for MemStorage {
         }
         Ok(self.log[self.pos(lo)..self.pos(hi.next())].to_vec())
     }
+}
+
+/// A fault of the disk on synced data, for [`MemStorage::restart_after`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskFault {
+    /// A flipped byte in the synced entry `back` places before the last
+    /// (0: the last).
+    Flip { back: usize },
+    /// `logs.txt` lost (deleted or never found).
+    LoseLog,
+    /// `logs.txt` cut to its first `keep` entries at a line boundary.
+    Shorten { keep: usize },
 }

@@ -185,6 +185,7 @@ pub fn recovered_hard_state(stored: HardState, last_log_term: Term) -> HardState
             term: last_log_term,
             voted_for: None,
             commit: stored.commit,
+            repair: stored.repair,
         }
     } else {
         stored
@@ -286,8 +287,12 @@ pub fn persist_readies_with(
                 hs.term
             );
             if hs.term != stored.term || hs.voted_for != stored.voted_for {
+                // The commit index and a cleared repair floor wait for the
+                // sync below: both speak of entries that may not be durable
+                // yet.
                 storage.save_hard_state(&HardState {
                     commit: stored.commit,
+                    repair: stored.repair,
                     ..hs
                 })?;
                 vote_changed = true;
@@ -309,8 +314,17 @@ pub fn persist_readies_with(
         let stored = storage.hard_state();
         let commit = hs.commit.min(storage.last_index());
         let gap = commit.0.saturating_sub(stored.commit.0);
-        if gap > 0 && (vote_changed || opts.force_commit_save || gap >= opts.commit_save_interval) {
-            storage.save_hard_state(&HardState { commit, ..stored })?;
+        let commit_due =
+            gap > 0 && (vote_changed || opts.force_commit_save || gap >= opts.commit_save_interval);
+        // A repair floor the core cleared (its log is whole again, and the
+        // entries that made it so are synced now).
+        let repair_changed = hs.repair != stored.repair;
+        if commit_due || repair_changed {
+            storage.save_hard_state(&HardState {
+                commit: if commit_due { commit } else { stored.commit },
+                repair: hs.repair,
+                ..stored
+            })?;
         }
     }
     Ok(())

@@ -138,6 +138,7 @@ fn run(seed: u64, steps: usize) -> [u32; 8] {
                     term: Term(term),
                     voted_for: Some(NodeId(rng.range(1, 4))),
                     commit: mem.first_index().prev(),
+                    repair: None,
                 };
                 file.save_hard_state(&hs).unwrap();
                 mem.save_hard_state(&hs).unwrap();

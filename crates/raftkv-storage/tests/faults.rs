@@ -116,6 +116,7 @@ fn full_disk_gives_a_clear_error_and_acknowledges_nothing_unsaved() {
             println!("FALLBACK: mount not permitted; full disk simulated by an injected ENOSPC");
             let opts = FileStorageOptions {
                 inject_enospc_after_bytes: Some(200_000),
+                ..Default::default()
             };
             (None, tmp.path().to_owned(), opts)
         }
@@ -131,6 +132,7 @@ fn injected_enospc_behaves_like_a_full_disk() {
         tmp.path(),
         FileStorageOptions {
             inject_enospc_after_bytes: Some(100_000),
+            ..Default::default()
         },
     );
 }
@@ -178,6 +180,7 @@ fn full_disk_while_saving_metadata_keeps_the_old_hard_state() {
         term: Term(3),
         voted_for: Some(NodeId(2)),
         commit: LogIndex(0),
+        repair: None,
     };
     store.save_hard_state(&old).unwrap();
     // Fill the rest of the file system with something else.
@@ -188,6 +191,7 @@ fn full_disk_while_saving_metadata_keeps_the_old_hard_state() {
             term: Term(4),
             voted_for: None,
             commit: LogIndex(0),
+            repair: None,
         })
         .unwrap_err();
     let msg = err.to_string();

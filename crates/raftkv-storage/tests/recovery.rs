@@ -1,11 +1,16 @@
-//! Recovery on open: torn tails are cut and reported; anything else wrong is
-//! refused with the file, line and problem named. Also the lock and dump.txt.
+//! Recovery on open: torn tails (provably never synced) are cut and
+//! reported; damaged lines that may have been synced, and a lost or
+//! shortened log, keep the intact prefix and get a vote floor; anything
+//! else wrong is refused with the file, line and problem named, changing
+//! nothing. Also the lock and dump.txt.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use raftkv_core::{HardState, LogIndex, NodeId, Term};
+use raftkv_core::{
+    ClientCommand, ClientId, Entry, EntryPayload, HardState, LogIndex, NodeId, Op, Term, VoteFloor,
+};
 use raftkv_storage::conformance::{entries, entry};
 use raftkv_storage::{
     line, DumpLevel, DumpLog, DumpOptions, FileStorage, FileStorageOptions, OpenReport, Storage,
@@ -44,6 +49,7 @@ fn padded_store_with(n: u64) -> (tempfile::TempDir, PathBuf, u64) {
         term: Term(1),
         voted_for: Some(NodeId(1)),
         commit: LogIndex(n.min(2)),
+        repair: None,
     })
     .unwrap();
     let log = s.dir().join(LOG_FILE);
@@ -127,16 +133,41 @@ fn torn_final_line_without_newline_is_cut_and_reported() {
 }
 
 #[test]
-fn bad_checksum_on_the_last_line_only_is_a_torn_tail() {
+fn a_flipped_byte_in_the_last_synced_line_is_repaired_not_cut() {
+    // The line is whole (its newline is there): it may have been synced and
+    // acknowledged, so it is not a torn tail.
     let (data, log) = store_with(5);
     let mut l = lines(&log);
     l[4] = l[4].replace("value", "valuf");
     write_lines(&log, &l, true);
+    let (s, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries, entries(1, 4, 1));
+    assert!(report.torn_tail.is_none());
+    let floor = VoteFloor {
+        index: Some(LogIndex(5)),
+        term: Term(1),
+        exact: false,
+    };
+    assert_eq!(restored.hard_state.repair, Some(floor));
+    let plan = report.repair.expect("a repair must be planned");
+    assert!(
+        plan.reason.contains("line 5 of logs.txt (index 5)"),
+        "{}",
+        plan.reason
+    );
+    assert!(plan.reason.contains("checksum mismatch"), "{}", plan.reason);
+    let dump = fs::read_to_string(s.dir().join("dump.txt")).unwrap();
+    assert!(
+        dump.contains("may have held index 5, term at most 1"),
+        "{dump}"
+    );
+    drop(s);
+    // The floor is durable: a second open (the damaged line is gone now)
+    // plans the same repair from metadata.txt alone.
     let (_, restored, report) = open(data.path()).unwrap();
     assert_eq!(restored.entries, entries(1, 4, 1));
-    let torn = report.torn_tail.unwrap();
-    assert_eq!(torn.line, 5);
-    assert!(torn.reason.contains("checksum mismatch"), "{}", torn.reason);
+    assert_eq!(restored.hard_state.repair, Some(floor));
+    assert!(report.repair.unwrap().reason.contains("not finished"));
 }
 
 #[test]
@@ -151,24 +182,43 @@ fn a_whole_zeroed_tail_is_cut() {
 }
 
 #[test]
-fn bad_line_before_the_end_is_refused_naming_file_and_line() {
+fn a_bad_line_before_the_end_keeps_the_prefix_and_a_floor_at_the_last_line() {
     let (data, log) = store_with(10);
     let mut l = lines(&log);
     l[3] = l[3].replace("value", "valuf");
     write_lines(&log, &l, true);
-    expect_corrupt(data.path(), LOG_FILE, 4, "checksum mismatch");
-    // Nothing was changed by the refusal.
-    assert_eq!(lines(&log), l);
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries, entries(1, 3, 1));
+    // The last line is intact: its term is known exactly.
+    assert_eq!(
+        restored.hard_state.repair,
+        Some(VoteFloor {
+            index: Some(LogIndex(10)),
+            term: Term(1),
+            exact: true
+        })
+    );
+    assert!(report.repair.unwrap().reason.contains("line 4 of logs.txt"));
+    assert_eq!(
+        lines(&log).len(),
+        3,
+        "the damaged lines are cut after the floor is saved"
+    );
 }
 
 #[test]
-fn torn_line_followed_by_more_lines_is_refused() {
+fn a_short_line_followed_by_more_lines_is_damage_not_a_torn_tail() {
     let (data, log) = store_with(6);
     let mut l = lines(&log);
     let half = l[2].len() / 2;
     l[2].truncate(half);
     write_lines(&log, &l, true);
-    expect_corrupt(data.path(), LOG_FILE, 3, "");
+    let (_, restored, _) = open(data.path()).unwrap();
+    assert_eq!(restored.entries, entries(1, 2, 1));
+    assert_eq!(
+        restored.hard_state.repair.and_then(|f| f.index),
+        Some(LogIndex(6))
+    );
 }
 
 #[test]
@@ -210,12 +260,86 @@ fn unreadable_metadata_is_refused() {
 }
 
 #[test]
-fn commit_beyond_the_log_is_refused() {
+fn a_log_shorter_than_the_commit_index_gets_an_unknown_floor() {
     let (data, _) = store_with(3);
     let meta = data.path().join("logs_node_3/metadata.txt");
     fs::write(&meta, "term 1\nvoted_for none\ncommit 9\n").unwrap();
-    let err = open(data.path()).expect_err("must refuse");
-    assert!(err.to_string().contains("commit 9"), "{err}");
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries.len(), 3);
+    let floor = restored.hard_state.repair.expect("a floor");
+    assert_eq!((floor.index, floor.term), (None, Term(1)));
+    assert!(report.repair.unwrap().reason.contains("commit 9"));
+}
+
+#[test]
+fn a_missing_or_emptied_log_gets_an_unknown_floor() {
+    for how in ["deleted", "emptied"] {
+        let (data, log) = store_with(5);
+        match how {
+            "deleted" => fs::remove_file(&log).unwrap(),
+            _ => fs::write(&log, b"").unwrap(),
+        }
+        let (_, restored, report) = open(data.path()).unwrap();
+        assert!(restored.entries.is_empty(), "{how}");
+        let plan = report.repair.expect(how);
+        assert_eq!(plan.floor.index, None, "{how}");
+        assert!(
+            plan.reason.contains("logs.txt is"),
+            "{how}: {}",
+            plan.reason
+        );
+    }
+}
+
+#[test]
+fn a_new_log_starts_with_padding_and_needs_no_repair() {
+    let data = tempfile::tempdir().unwrap();
+    let (s, _, report) = open(data.path()).unwrap();
+    assert!(report.created && report.repair.is_none());
+    assert_eq!(fs::read(s.dir().join(LOG_FILE)).unwrap(), b"\n");
+    drop(s);
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert!(report.repair.is_none());
+    assert_eq!(restored.hard_state, HardState::default());
+}
+
+#[test]
+fn a_refusal_changes_nothing_on_disk() {
+    // A torn tail (which recovery would cut) and a metadata.txt that is
+    // refused: the open must fail before cutting anything.
+    let (data, log) = store_with(5);
+    let mut l = lines(&log);
+    l[4].truncate(10);
+    write_lines(&log, &l, false);
+    let meta = data.path().join("logs_node_3/metadata.txt");
+    let good_meta = fs::read_to_string(&meta).unwrap();
+    fs::write(&meta, good_meta.replace("term 1", "term 2")).unwrap();
+    let before: Vec<(String, Vec<u8>)> = folder(data.path());
+    let err = open(data.path()).expect_err("an edited metadata.txt is refused");
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert!(err.to_string().contains("metadata.txt:"), "{err}");
+    assert_eq!(
+        folder(data.path()),
+        before,
+        "the refusal changed the folder"
+    );
+}
+
+fn folder(data: &Path) -> Vec<(String, Vec<u8>)> {
+    let dir = data.join("logs_node_3");
+    let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != "LOCK")
+        .map(|e| {
+            (
+                e.file_name().into_string().unwrap(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 #[test]
@@ -248,7 +372,8 @@ fn log_term_above_stored_term_raises_the_restored_term() {
         HardState {
             term: Term(6),
             voted_for: None,
-            commit: LogIndex(2)
+            commit: LogIndex(2),
+            repair: None,
         }
     );
     assert_eq!(report.term_raised_from, Some(Term(1)));
@@ -384,19 +509,55 @@ fn the_log_is_padded_and_the_padding_ends_it() {
 #[test]
 fn a_torn_line_in_the_padding_is_cut_with_the_padding() {
     let (data, log, log_bytes) = padded_store_with(10);
-    // An append of entry 11 that reached the disk in part.
-    let whole = line::encode(&entry(11, 1));
+    // An append of entry 11 that reached the disk up to a sector boundary:
+    // the padding's newline ends the partial line there.
+    let big = Entry {
+        index: LogIndex(11),
+        term: Term(1),
+        payload: EntryPayload::Command(ClientCommand {
+            client_id: ClientId(0),
+            seq: 11,
+            op: Op::Set {
+                key: "k".into(),
+                value: "v".repeat(2000),
+            },
+        }),
+    };
+    let whole = line::encode(&big);
+    let part = (512 - log_bytes % 512) as usize;
     let f = fs::OpenOptions::new().write(true).open(&log).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, &whole.as_bytes()[..whole.len() / 2], log_bytes)
-        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &whole.as_bytes()[..part], log_bytes).unwrap();
     let (_, restored, report) = open(data.path()).unwrap();
     assert_eq!(restored.entries, entries(1, 10, 1));
+    assert!(report.repair.is_none());
     let torn = report.torn_tail.expect("a torn tail must be reported");
     assert_eq!((torn.line, torn.offset), (11, log_bytes));
+    assert!(torn.reason.contains("sector boundary"), "{}", torn.reason);
     assert_eq!(
         fs::metadata(&log).unwrap().len(),
         log_bytes,
         "cut, padding and all"
+    );
+}
+
+#[test]
+fn a_short_line_in_the_padding_not_at_a_sector_boundary_may_have_been_synced() {
+    // The same half line ending anywhere else cannot be a write cut short
+    // by a crash: it is damage, and the node repairs instead of cutting.
+    let (data, log, log_bytes) = padded_store_with(10);
+    let whole = line::encode(&entry(11, 1));
+    let mut part = whole.len() / 2;
+    if (log_bytes + part as u64) % 512 == 0 {
+        part -= 1;
+    }
+    let f = fs::OpenOptions::new().write(true).open(&log).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &whole.as_bytes()[..part], log_bytes).unwrap();
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries, entries(1, 10, 1));
+    assert!(report.torn_tail.is_none());
+    assert_eq!(
+        restored.hard_state.repair.map(|f| f.index),
+        Some(Some(LogIndex(11)))
     );
 }
 

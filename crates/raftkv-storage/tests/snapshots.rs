@@ -34,6 +34,7 @@ fn store_with(data: &Path, n: u64) -> FileStorage {
         term: Term(1),
         voted_for: Some(NodeId(1)),
         commit: LogIndex(n),
+        repair: None,
     })
     .unwrap();
     s
@@ -201,6 +202,7 @@ fn restored_state_starts_a_node() {
             term: Term(2),
             voted_for: None,
             commit: LogIndex(40),
+            repair: None,
         }),
         must_sync: true,
         snapshots: vec![installed(40, 2, false)],

@@ -103,6 +103,10 @@ impl RaftNode {
             .is_up_to_date(req.last_log_index, req.last_log_term)
         {
             Some(DenyReason::LogBehind)
+        } else if !self.passes_vote_floor(req.last_log_index, req.last_log_term) {
+            // This node's log was damaged; it may have acknowledged entries
+            // the candidate lacks (`repair.rs`).
+            Some(DenyReason::Repairing)
         } else if self.membership().voters.is_empty() && self.log.last_index() == LogIndex::ZERO {
             // A node waiting to join has no state to vouch for anyone.
             Some(DenyReason::NotJoined)

@@ -4,11 +4,13 @@
 //! becoming leader), `replication.rs` (AppendEntries on both sides, commit),
 //! `lease.rs` (the leader lease and both kinds of linearizable read),
 //! `membership.rs` (configurations and their changes), `snapshot.rs`
-//! (compaction and InstallSnapshot) and `transfer.rs` (leadership transfer).
+//! (compaction and InstallSnapshot), `transfer.rs` (leadership transfer) and
+//! `repair.rs` (a node whose log was damaged: the vote floor).
 
 mod election;
 mod lease;
 mod membership;
+mod repair;
 mod replication;
 mod snapshot;
 mod transfer;
@@ -107,6 +109,8 @@ pub struct RaftNode {
     // Persistent state (durable through `Ready::hard_state` / `entries`).
     term: Term,
     voted_for: Option<NodeId>,
+    /// Set while a damaged log is being repaired (see `repair.rs`).
+    repair: Option<VoteFloor>,
     log: RaftLog,
     /// The hard state last handed out in a `Ready`.
     emitted_hard_state: HardState,
@@ -202,11 +206,13 @@ impl RaftNode {
             now,
             term,
             voted_for,
+            repair: hs.repair,
             log,
             emitted_hard_state: HardState {
                 term,
                 voted_for,
                 commit: hs.commit,
+                repair: hs.repair,
             },
             role: Role::Follower,
             leader: None,
@@ -277,10 +283,16 @@ impl RaftNode {
             self.become_follower(msg.term, from_leader.then_some(msg.from));
         }
         match msg.body {
-            MessageBody::AppendEntries(_) => self.handle_append(msg),
+            MessageBody::AppendEntries(_) => {
+                self.handle_append(msg);
+                self.maybe_finish_repair();
+            }
             MessageBody::AppendEntriesResponse(_) => self.handle_append_response(msg),
             MessageBody::RequestVoteResponse(_) => self.handle_vote_response(msg),
-            MessageBody::InstallSnapshot(_) => self.handle_install_snapshot(msg),
+            MessageBody::InstallSnapshot(_) => {
+                self.handle_install_snapshot(msg);
+                self.maybe_finish_repair();
+            }
             MessageBody::InstallSnapshotResponse(_) => self.handle_install_snapshot_response(msg),
             MessageBody::TimeoutNow => self.handle_timeout_now(msg),
             MessageBody::RequestVote(_) => unreachable!("handled above"),
@@ -299,11 +311,11 @@ impl RaftNode {
         if self.role == Role::Leader {
             self.tick_leader();
         } else if self.now >= self.election_deadline {
-            if self.membership().is_voter(self.cfg.id) {
+            if self.membership().is_voter(self.cfg.id) && self.repair.is_none() {
                 self.start_pre_vote();
             } else {
-                // Learners, removed nodes and nodes waiting to join never
-                // campaign.
+                // Learners, removed nodes, nodes waiting to join and nodes
+                // repairing a damaged log (`repair.rs`) never campaign.
                 self.reset_election_deadline();
             }
         }
@@ -431,6 +443,7 @@ impl RaftNode {
             term: self.term,
             voted_for: self.voted_for,
             commit: self.log.commit(),
+            repair: self.repair,
         }
     }
 

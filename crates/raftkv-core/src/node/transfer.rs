@@ -112,6 +112,10 @@ impl RaftNode {
         if msg.term != self.term || self.leader != Some(msg.from) || self.role == Role::Leader {
             return;
         }
+        if self.repair.is_some() {
+            // A log under repair cannot be served (`repair.rs`).
+            return;
+        }
         if !self.membership().is_voter(self.cfg.id) {
             return;
         }
