@@ -47,6 +47,11 @@ pub struct ServerConfig {
     pub rate_limit_per_conn: u32,
     /// `dump.txt` level: off, error, info, debug.
     pub dump_level: String,
+    /// What `--peers`, `--join` and `--single-node` said. They bootstrap an
+    /// empty folder; a folder with state keeps its stored configuration
+    /// (`raftkv_storage::identity::start_voters`), and `core.voters` is
+    /// replaced by it at start.
+    pub membership: raftkv_storage::identity::MembershipFlags,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,16 +71,6 @@ impl ServerConfig {
     /// the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.core.validate()?;
-        let mut voters: Vec<NodeId> = self.peers.keys().copied().chain([self.core.id]).collect();
-        voters.sort();
-        let mut core_voters = self.core.voters.clone();
-        core_voters.sort();
-        // A joining node (no bootstrap voters) may know other nodes' addresses.
-        if !core_voters.is_empty() && voters != core_voters {
-            return Err(ConfigError::Peers(format!(
-                "voters {core_voters:?} do not match this node plus its peers {voters:?}"
-            )));
-        }
         if self.peers.contains_key(&self.core.id) {
             return Err(ConfigError::Peers(format!(
                 "node {} lists itself as a peer",
@@ -199,6 +194,7 @@ mod tests {
             client_wait_timeout: Duration::from_secs(2),
             rate_limit_per_conn: 100,
             dump_level: "info".into(),
+            membership: Default::default(),
         }
     }
 

@@ -38,12 +38,14 @@ use std::time::{Duration, Instant};
 
 use raftkv_client::pb;
 use raftkv_core::RaftNode;
+use raftkv_storage::identity::{self, Identity};
 use raftkv_storage::{
     node_dir_name, DumpLevel, DumpLog, DumpOptions, FileStorage, FileStorageOptions,
 };
 use tokio::net::TcpListener;
 
 pub use config::{parse_peers, ServerConfig};
+pub use raftkv_storage::identity::MembershipFlags;
 
 use crate::lease_reads::LeaseReads;
 use crate::limits::RateLimiter;
@@ -53,8 +55,9 @@ use crate::service::{AdminService, KvService, Shared};
 use crate::storage_thread::StorageThread;
 use crate::transport::{AddressBook, Transport, TransportOptions};
 
-/// The file in a node's folder that ties it to one cluster and node id.
-pub const IDENTITY_FILE: &str = "identity.txt";
+/// The file in a node's folder that ties it to one cluster and node id, and
+/// records the configuration it was bootstrapped with.
+pub use raftkv_storage::identity::IDENTITY_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -69,6 +72,8 @@ pub enum ServerError {
     DataDir { path: PathBuf, reason: String },
     #[error("storage: {0}")]
     Storage(#[from] raftkv_storage::StorageError),
+    #[error("membership: {0}")]
+    Membership(#[from] raftkv_storage::identity::MembershipError),
     #[error("cannot restore the node: {0}")]
     Restore(#[from] raftkv_core::RestoreError),
     #[error("storage failed while running: {0}")]
@@ -94,13 +99,19 @@ pub async fn run(
                 addr: config.listen,
                 source,
             })?;
+    let mut config = config;
+    let node_dir = config.data_dir.join(node_dir_name(config.core.id));
+    // Checked before the storage opens: a refusal changes nothing on disk.
+    let identity = check_identity(&node_dir, &config)?;
     let (storage, restored, report) = FileStorage::open(
         &config.data_dir,
         config.core.id,
         FileStorageOptions::default(),
     )?;
-    let node_dir = config.data_dir.join(node_dir_name(config.core.id));
-    check_identity(&node_dir, &config)?;
+    adopt_stored_membership(&node_dir, &mut config, identity, &restored)?;
+    if let Some(plan) = &report.repair {
+        tracing::warn!(node = %config.core.id, "{plan}");
+    }
     let dump_level: DumpLevel = config
         .dump_level
         .parse()
@@ -228,30 +239,101 @@ fn transport_options(config: &ServerConfig) -> TransportOptions {
 
 /// A node folder belongs to one node of one cluster: refuse to start on a
 /// folder written by another (a copied folder, a reused data directory).
-fn check_identity(node_dir: &Path, config: &ServerConfig) -> Result<(), ServerError> {
-    let path = node_dir.join(IDENTITY_FILE);
-    let expected = format!(
-        "cluster_id={}\nnode_id={}\n",
-        config.cluster_id, config.core.id
-    );
-    match std::fs::read_to_string(&path) {
-        Ok(found) if found == expected => Ok(()),
-        Ok(found) => Err(ServerError::DataDir {
+/// Reads only.
+fn check_identity(node_dir: &Path, config: &ServerConfig) -> Result<Option<Identity>, ServerError> {
+    let Some(found) = identity::read(node_dir)? else {
+        return Ok(None);
+    };
+    if found.cluster_id != config.cluster_id || found.node_id != config.core.id {
+        return Err(ServerError::DataDir {
             path: node_dir.to_owned(),
             reason: format!(
-                "belongs to another cluster or node: {IDENTITY_FILE} says {:?}, this node is {:?}",
-                found.trim().replace('\n', " "),
-                expected.trim().replace('\n', " ")
+                "belongs to another cluster or node: {IDENTITY_FILE} says \"cluster_id={} node_id={}\", this node is \"cluster_id={} node_id={}\"",
+                found.cluster_id, found.node_id, config.cluster_id, config.core.id
             ),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tmp = node_dir.join(format!("{IDENTITY_FILE}.tmp"));
-            std::fs::write(&tmp, &expected)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            raftkv_storage::metadata::sync_dir(node_dir)?;
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
+        });
     }
+    Ok(Some(found))
+}
+
+/// The stored configuration is the authority: a node with state takes its
+/// bootstrap voters (and their addresses) from `identity.txt` and its
+/// membership from its log and snapshot; the flags only bootstrap an empty
+/// folder, and only update the addresses of known members later. A flag
+/// that contradicts the stored membership is refused, naming both.
+fn adopt_stored_membership(
+    node_dir: &Path,
+    config: &mut ServerConfig,
+    stored: Option<Identity>,
+    restored: &raftkv_core::Restored,
+) -> Result<(), ServerError> {
+    let me = config.core.id;
+    let in_force = restored
+        .entries
+        .iter()
+        .rev()
+        .find_map(|e| match &e.payload {
+            raftkv_core::EntryPayload::Config(m) => Some(m.clone()),
+            _ => None,
+        })
+        .or_else(|| {
+            restored
+                .snapshot
+                .as_ref()
+                .map(|s| s.meta.membership.clone())
+        });
+    let has_state = restored.hard_state != raftkv_core::HardState::default()
+        || !restored.entries.is_empty()
+        || restored.snapshot.is_some();
+    let stored_voters = stored.as_ref().and_then(|i| i.voters.clone());
+    if stored_voters.is_none() && has_state {
+        tracing::warn!(
+            node = %me,
+            "{IDENTITY_FILE} does not record the bootstrap configuration (an older raftkv wrote it): recording what the flags say, once"
+        );
+    }
+    let voters = identity::start_voters(
+        me,
+        stored_voters.as_ref(),
+        in_force.as_ref(),
+        &config.membership,
+        false,
+    )?;
+    // Addresses: the stored ones, updated by the flags for known members.
+    let mut addrs = stored.as_ref().map(|i| i.addrs.clone()).unwrap_or_default();
+    for (id, addr) in &config.peers {
+        addrs.insert(*id, addr.clone());
+    }
+    addrs.remove(&me);
+    if stored_voters.as_ref() != Some(&voters) || stored.as_ref().map(|i| &i.addrs) != Some(&addrs)
+    {
+        identity::write(
+            node_dir,
+            &Identity {
+                cluster_id: config.cluster_id.clone(),
+                node_id: me,
+                voters: Some(voters.clone()),
+                addrs: addrs.clone(),
+            },
+        )?;
+    }
+    if stored_voters.is_some()
+        && config
+            .core
+            .voters
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            != voters
+    {
+        tracing::info!(
+            node = %me,
+            "membership from {IDENTITY_FILE} and the log (bootstrap voters {}), not from the flags",
+            identity::ids_text(&voters)
+        );
+    }
+    config.core.voters = voters.into_iter().collect();
+    config.peers = addrs;
+    config.validate()?;
+    Ok(())
 }

@@ -678,6 +678,7 @@ impl CoreTask {
             term: status.term,
             voted_for: status.voted_for,
             commit: status.commit_index,
+            repair: self.node.repairing(),
         };
         let result = match self.failed.take() {
             Some(e) => Err(e),

@@ -256,7 +256,10 @@ pub fn start_voters(
         Some(m) => (m.voters.clone(), m.learners.clone()),
         None => (stored.clone(), BTreeSet::new()),
     };
-    if let Some(p) = &flags.peers {
+    // A node that joined and has not yet heard its configuration knows no
+    // members: its --peers are only addresses.
+    let joining = stored.is_empty() && in_force.is_none();
+    if let (Some(p), false) = (&flags.peers, joining) {
         let extra: BTreeSet<NodeId> = p
             .iter()
             .copied()

@@ -11,7 +11,7 @@ use raftkv_core::{Config, NodeId};
 use raftkv_server::config::{
     DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_RATE_LIMIT_PER_CONN,
 };
-use raftkv_server::{parse_peers, ServerConfig};
+use raftkv_server::{parse_peers, MembershipFlags, ServerConfig};
 use serde::Deserialize;
 
 /// Every setting is optional here so that the config file can supply it;
@@ -107,6 +107,12 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(default)]
     pub join: bool,
+    /// Make a one-node cluster, on purpose. A new node needs --peers,
+    /// --join or this flag; a node with state in its folder takes its
+    /// membership from there, whatever the flags say.
+    #[arg(long)]
+    #[serde(default)]
+    pub single_node: bool,
     /// Take a snapshot and compact the log after this many applied entries
     /// [default: 50000].
     #[arg(long)]
@@ -175,6 +181,7 @@ impl ServerArgs {
             log_level: self.log_level.clone(),
             dump_level: self.dump_level.clone(),
             join: self.join,
+            single_node: self.single_node,
             snapshot_threshold: self.snapshot_threshold,
             snapshot_keep_entries: self.snapshot_keep_entries,
             snapshot_chunk_bytes: self.snapshot_chunk_bytes,
@@ -218,6 +225,7 @@ fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
         log_level: flags.log_level.or(file.log_level),
         dump_level: flags.dump_level.or(file.dump_level),
         join: flags.join || file.join,
+        single_node: flags.single_node || file.single_node,
         snapshot_threshold: flags.snapshot_threshold.or(file.snapshot_threshold),
         snapshot_keep_entries: flags.snapshot_keep_entries.or(file.snapshot_keep_entries),
         snapshot_chunk_bytes: flags.snapshot_chunk_bytes.or(file.snapshot_chunk_bytes),
@@ -238,6 +246,16 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     }
     let id = NodeId(id);
     let mut peers = parse_peers(args.peers.as_deref().unwrap_or(""))?;
+    // The membership flags, as given: they bootstrap an empty folder only
+    // (raftkv_storage::identity::start_voters decides at start).
+    let membership = MembershipFlags {
+        peers: args
+            .peers
+            .is_some()
+            .then(|| peers.keys().copied().collect()),
+        join: args.join,
+        single_node: args.single_node,
+    };
     let listen_text = args
         .listen
         .clone()
@@ -258,10 +276,9 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         }
         None => listen.to_string(),
     };
-    if peers.is_empty() && !args.join {
-        tracing::warn!("no --peers given: running a single-node cluster");
-    }
     let client_addrs = parse_peers(args.client_addrs.as_deref().unwrap_or(""))?;
+    // The voters the flags name; `raftkv_server::run` replaces them with
+    // the stored configuration when the folder has one.
     let voters = if args.join {
         Vec::new()
     } else {
@@ -314,6 +331,7 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         client_wait_timeout: ms(args.client_timeout_ms.unwrap_or(5000)),
         rate_limit_per_conn: args.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT_PER_CONN),
         dump_level: args.dump_level.clone().unwrap_or_else(|| "info".into()),
+        membership,
     })
 }
 

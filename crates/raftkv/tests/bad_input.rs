@@ -39,6 +39,7 @@ fn server_args(addr: &str, dir: &std::path::Path, cluster: &str) -> Vec<String> 
         cluster.into(),
         "--log-level".into(),
         "warn".into(),
+        "--single-node".into(),
     ]
 }
 

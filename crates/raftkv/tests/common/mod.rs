@@ -181,6 +181,12 @@ impl Cluster {
 
     /// The command line of node `id`.
     pub fn server_command(&self, id: u64) -> Command {
+        self.server_command_with(id, true)
+    }
+
+    /// The command line of node `id`, without `--peers` when `with_peers` is
+    /// false (an operator who forgot them).
+    pub fn server_command_with(&self, id: u64, with_peers: bool) -> Command {
         let mut cmd = Command::new(BIN);
         // A joining node knows every address (--peers are only addresses
         // for it); a bootstrap node lists the bootstrap voters.
@@ -195,7 +201,11 @@ impl Cluster {
         };
         cmd.arg("server")
             .args(["--id", &id.to_string(), "--listen", &self.addr(id)])
-            .args(["--peers", &peers])
+            .args(if with_peers {
+                vec!["--peers", &peers]
+            } else {
+                vec![]
+            })
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--cluster-id", &self.cluster_id])
@@ -225,10 +235,15 @@ impl Cluster {
     }
 
     pub fn spawn(&mut self, id: u64) {
+        self.spawn_with(id, true)
+    }
+
+    /// Starts node `id`, with or without `--peers`.
+    pub fn spawn_with(&mut self, id: u64, with_peers: bool) {
         let log = std::fs::File::create(self.data_dir().join(format!("node-{id}.stderr")))
             .expect("log file");
         let child = self
-            .server_command(id)
+            .server_command_with(id, with_peers)
             .stderr(log)
             .spawn()
             .expect("spawn raftkv server");
