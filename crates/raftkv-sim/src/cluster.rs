@@ -22,7 +22,9 @@ use raftkv_core::{
     UnsafeTestKnobs,
 };
 
-use raftkv_storage::{MemStorage, Storage};
+use raftkv_storage::identity::{self, start_voters, MembershipFlags};
+use raftkv_storage::recovery::RecoveryOptions;
+use raftkv_storage::{DiskFault, MemStorage, Storage};
 
 use crate::client::{Req, Resp, SimClient, Workload};
 use crate::clock::Clock;
@@ -145,6 +147,12 @@ pub struct ClusterConfig {
     /// Negative control: a lease read answered by the core mid-turn does
     /// not republish the view first.
     pub unsafe_late_publish: bool,
+    /// Negative control: recovery cuts damaged lines that may have been
+    /// synced as if they were a torn tail (no vote floor).
+    pub unsafe_cut_damaged_tail: bool,
+    /// Negative control: a restarted node takes its membership from its
+    /// flags, not from its stored configuration.
+    pub unsafe_config_from_flags: bool,
 }
 
 impl ClusterConfig {
@@ -182,6 +190,8 @@ impl ClusterConfig {
             unsafe_stale_view: false,
             turn_hold_max: Duration::ZERO,
             unsafe_late_publish: false,
+            unsafe_cut_damaged_tail: false,
+            unsafe_config_from_flags: false,
         }
     }
 
@@ -330,6 +340,16 @@ pub struct MixCounts {
     pub leaders_removed: u64,
     /// Lease reads served from the published view, off the core.
     pub lease_reads_from_view: u64,
+    /// Restarts after a fault of the disk on synced data, and those whose
+    /// recovery planned a repair (a vote floor).
+    pub disk_faults: u64,
+    pub repairs_planned: u64,
+    /// Repairs finished (the floor cleared by the core).
+    pub repairs_finished: u64,
+    /// Restarts with wrong membership flags, and those the stored
+    /// configuration refused (the node then restarted with the right ones).
+    pub wrong_flag_restarts: u64,
+    pub wrong_flags_refused: u64,
 }
 
 pub(crate) struct SimNode {
@@ -340,6 +360,9 @@ pub(crate) struct SimNode {
     pub(crate) paused: bool,
     /// Started (or wiped and restarted) with no bootstrap voters.
     pub(crate) joining: bool,
+    /// The bootstrap voters its `identity.txt` records (`None`: a fresh
+    /// folder, before its first start).
+    pub(crate) bootstrap: Option<BTreeSet<NodeId>>,
     backlog: Vec<Ev>,
     syncs: VecDeque<PendingSync>,
     /// When the last fsync issued completes (fsyncs complete in order).
@@ -447,13 +470,10 @@ impl Cluster {
             let joining = i >= c.cfg.nodes;
             let clock = c.cfg.clocks.get(i).copied().unwrap_or_else(Clock::exact);
             let storage = MemStorage::new();
-            let raft = RaftNode::new(
-                c.cfg.core_config_for(id, joining),
-                storage.restored(),
-                clock.local(0),
-                rng.next_u64(),
-            )
-            .expect("the simulator builds valid configs");
+            let core = c.cfg.core_config_for(id, joining);
+            let bootstrap = Some(core.voters.iter().copied().collect());
+            let raft = RaftNode::new(core, storage.restored(), clock.local(0), rng.next_u64())
+                .expect("the simulator builds valid configs");
             c.nodes.push(SimNode {
                 id,
                 raft: Some(raft),
@@ -461,6 +481,7 @@ impl Cluster {
                 clock,
                 paused: false,
                 joining,
+                bootstrap,
                 backlog: Vec::new(),
                 syncs: VecDeque::new(),
                 sync_busy_until_ns: 0,
@@ -751,6 +772,7 @@ impl Cluster {
         for e in events {
             match e {
                 Event::SnapshotTaken { .. } => self.counts.snapshots_taken += 1,
+                Event::RepairFinished { .. } => self.counts.repairs_finished += 1,
                 Event::SnapshotInstalled { .. } => self.counts.snapshots_installed += 1,
                 Event::SteppedDown {
                     reason: StepDownReason::RemovedFromConfig,
@@ -1101,16 +1123,96 @@ impl Cluster {
 
     /// Restart a crashed node from its durable state.
     pub fn restart(&mut self, id: NodeId) {
+        self.restart_with(id, None, None);
+    }
+
+    /// The membership flags a careful operator gives node `i`.
+    fn right_flags(&self, i: usize) -> MembershipFlags {
+        let n = &self.nodes[i];
+        MembershipFlags {
+            peers: (!n.joining).then(|| (1..=self.cfg.nodes as u64).map(NodeId).collect()),
+            join: n.joining,
+            single_node: false,
+        }
+    }
+
+    /// Restart a crashed node after a fault of its disk on synced data
+    /// (`disk`), recovered by the storage's own rules
+    /// (`raftkv_storage::recovery`), and with the membership flags `flags`
+    /// (`None`: the right ones), resolved against its stored configuration
+    /// by the server's rule (`raftkv_storage::identity::start_voters`). A
+    /// start the rule refuses is retried with the right flags, as an
+    /// operator would after reading the error.
+    pub fn restart_with(
+        &mut self,
+        id: NodeId,
+        disk: Option<DiskFault>,
+        flags: Option<MembershipFlags>,
+    ) {
         let i = self.pos(id);
         if self.nodes[i].raft.is_some() {
             return;
         }
         let local = self.local_now_at(i);
         let seed = self.rng.next_u64();
-        let restored = self.nodes[i].storage.restored();
+        let opts = RecoveryOptions {
+            unsafe_cut_damaged_tail: self.cfg.unsafe_cut_damaged_tail,
+        };
+        let (restored, plan) = self.nodes[i].storage.restart_after(disk, opts);
+        if let Some(d) = disk {
+            self.counts.disk_faults += 1;
+            self.tr(|| format!("fault: disk of n{id}: {d:?}"));
+        }
+        if let Some(p) = &plan {
+            self.counts.repairs_planned += 1;
+            self.tr(|| format!("n{id} {p}"));
+        }
         let last = restored.entries.len();
         let snap = restored.snapshot.as_ref().map(|s| s.meta.index);
-        let cfg = self.cfg.core_config_for(id, self.nodes[i].joining);
+        let in_force = restored
+            .entries
+            .iter()
+            .rev()
+            .find_map(|e| config_of(e).cloned())
+            .or_else(|| {
+                restored
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.meta.membership.clone())
+            });
+        let right = self.right_flags(i);
+        if flags.as_ref().is_some_and(|f| *f != right) {
+            self.counts.wrong_flag_restarts += 1;
+        }
+        let unsafe_flags = self.cfg.unsafe_config_from_flags;
+        let stored = self.nodes[i].bootstrap.clone();
+        let resolve = |f: &MembershipFlags| {
+            start_voters(id, stored.as_ref(), in_force.as_ref(), f, unsafe_flags)
+        };
+        let voters = match resolve(flags.as_ref().unwrap_or(&right)) {
+            Ok(v) => v,
+            Err(e) => {
+                self.counts.wrong_flags_refused += 1;
+                self.tr(|| format!("n{id} restart refused ({e}); restarted with the right flags"));
+                match resolve(&right) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return self.fail(format!(
+                            "restart: node {id} refused with the right flags: {e}"
+                        ))
+                    }
+                }
+            }
+        };
+        if flags.is_some() {
+            let v = identity::ids_text(&voters);
+            self.tr(|| format!("fault: restart n{id} with flags {flags:?}: bootstrap voters {v}"));
+        }
+        self.nodes[i]
+            .bootstrap
+            .get_or_insert_with(|| voters.clone());
+        let mut cfg = self.cfg.core_config_for(id, self.nodes[i].joining);
+        cfg.voters = voters.into_iter().collect();
         match RaftNode::new(cfg, restored, local, seed) {
             Ok(raft) => {
                 let n = &mut self.nodes[i];
@@ -1127,6 +1229,25 @@ impl Cluster {
         }
     }
 
+    /// Node `id`'s durable log (after a crash: what a restart finds): the
+    /// entries after the snapshot, the snapshot index and the saved commit
+    /// index.
+    pub fn durable_summary(&self, id: NodeId) -> (usize, LogIndex, LogIndex) {
+        let st = &self.nodes[self.pos(id)].storage;
+        let snap = st.first_index().prev();
+        let entries = (durable_last(st).0 - snap.0) as usize;
+        (entries, snap, st.hard_state().commit)
+    }
+
+    /// Whether some node's log is being repaired (up: the core's floor;
+    /// down: the stored one).
+    pub fn any_repairing(&self) -> bool {
+        self.nodes.iter().any(|n| match &n.raft {
+            Some(r) => r.repairing().is_some(),
+            None => n.storage.hard_state().repair.is_some(),
+        })
+    }
+
     /// Crash a node and throw its storage away: when it restarts it is a
     /// fresh node in join mode (no bootstrap voters), with the same id. Only
     /// safe for a node whose removal has committed.
@@ -1135,6 +1256,7 @@ impl Cluster {
         let i = self.pos(id);
         self.nodes[i].storage = MemStorage::new();
         self.nodes[i].joining = true;
+        self.nodes[i].bootstrap = None;
         self.counts.wipes += 1;
         self.tr(|| format!("fault: wipe n{id} (fresh storage, join mode)"));
     }

@@ -86,12 +86,11 @@ impl Cluster {
             return;
         };
         let (id, term, role) = (raft.id(), raft.term(), raft.role());
-        let rogue = (matches!(role, Role::Candidate | Role::PreCandidate)
-            && !raft.membership().is_voter(id))
-        .then(|| raft.membership().to_string());
+        let rogue = (matches!(role, Role::Candidate | Role::PreCandidate) && !raft.may_campaign())
+            .then(|| raft.membership().to_string());
         if let Some(m) = rogue {
             self.fail(format!(
-                "vote counting: node {id}, not a voter of its configuration {m}, campaigns in term {term}"
+                "vote counting: node {id}, a voter of neither its configuration {m} nor (while it is uncommitted) the one before, campaigns in term {term}"
             ));
             return;
         }
@@ -234,6 +233,16 @@ impl Cluster {
     /// snapshot).
     fn holds_durably(&self, j: usize, index: LogIndex, term: Term) -> bool {
         let n = &self.nodes[j];
+        // A node repairing a damaged log holds what its vote floor covers:
+        // it votes only for candidates at least that up to date, which is
+        // what its copy of the entry stood for (`node/repair.rs`).
+        let floor = match n.raft.as_ref() {
+            Some(r) => r.repairing(),
+            None => n.storage.hard_state().repair,
+        };
+        if floor.is_some_and(|f| f.term >= term && f.index.is_none_or(|i| i >= index)) {
+            return true;
+        }
         match n.raft.as_ref() {
             Some(r) => {
                 let log = r.log();

@@ -199,7 +199,7 @@ pub struct MembershipFlags {
 pub enum MembershipError {
     #[error("no --peers given for a new node: name the cluster's voters with --peers, join a running cluster with --join, or make a one-node cluster on purpose with --single-node")]
     NoPeers,
-    #[error("--peers names node(s) {extra} that the stored configuration does not have (voters {voters}, learners {learners}); the stored configuration is the authority: drop them from --peers, or add them with `raftkv member add` first")]
+    #[error("--peers names node(s) {extra} that the stored configuration does not have (voters {voters}, learners {learners}) and that were not bootstrap voters; the stored configuration is the authority: drop them from --peers, or add them with `raftkv member add` first")]
     UnknownPeers {
         extra: String,
         voters: String,
@@ -217,8 +217,11 @@ pub enum MembershipError {
 /// - A node with a recorded bootstrap configuration uses it, whatever the
 ///   flags say; `--peers` may name only members of the configuration in
 ///   force (`in_force`: the last one in the log or snapshot, else the
-///   bootstrap one), where it updates their addresses; `--join` is
-///   ignored; `--single-node` for a larger cluster is refused.
+///   bootstrap one) or bootstrap voters (yesterday's flags, after a member
+///   was removed, stay valid), where it updates their addresses (for a node that
+///   joined, or with `--join`, `--peers` are only addresses, as when it
+///   joined); `--join` is otherwise ignored; `--single-node` for a larger
+///   cluster is refused.
 /// - A node without one (a new folder, or one of the first identity format)
 ///   takes it from the flags: `--join` → none; `--peers` → those nodes and
 ///   this one; `--single-node` (or `--peers` naming only this node) → this
@@ -256,14 +259,16 @@ pub fn start_voters(
         Some(m) => (m.voters.clone(), m.learners.clone()),
         None => (stored.clone(), BTreeSet::new()),
     };
-    // A node that joined and has not yet heard its configuration knows no
-    // members: its --peers are only addresses.
-    let joining = stored.is_empty() && in_force.is_none();
-    if let (Some(p), false) = (&flags.peers, joining) {
+    // For a node that joined (and with --join) --peers are only addresses
+    // of other nodes, never a membership: nothing to contradict.
+    let addresses_only = stored.is_empty() || flags.join;
+    if let (Some(p), false) = (&flags.peers, addresses_only) {
         let extra: BTreeSet<NodeId> = p
             .iter()
             .copied()
-            .filter(|n| *n != me && !voters.contains(n) && !learners.contains(n))
+            .filter(|n| {
+                *n != me && !voters.contains(n) && !learners.contains(n) && !stored.contains(n)
+            })
             .collect();
         if !extra.is_empty() {
             return Err(MembershipError::UnknownPeers {
@@ -338,7 +343,17 @@ mod tests {
             ..Default::default()
         };
         let e = start_voters(me, Some(&stored), None, &extra, false).unwrap_err();
-        assert_eq!(e.to_string().split(';').next().unwrap(), "--peers names node(s) 5 that the stored configuration does not have (voters 1,2,3, learners none)");
+        assert_eq!(e.to_string().split(';').next().unwrap(), "--peers names node(s) 5 that the stored configuration does not have (voters 1,2,3, learners none) and that were not bootstrap voters");
+        // A bootstrap voter since removed is still a known node.
+        let removed = Membership::with_voters([NodeId(1), NodeId(2)]);
+        let old_flags = MembershipFlags {
+            peers: Some(ids(&[2, 3])),
+            ..Default::default()
+        };
+        assert_eq!(
+            start_voters(me, Some(&stored), Some(&removed), &old_flags, false).unwrap(),
+            stored
+        );
         let single = MembershipFlags {
             single_node: true,
             ..Default::default()

@@ -143,7 +143,7 @@ fn flags_that_contradict_the_stored_configuration_are_refused() {
         cmd.args(["--peers", &format!("{},5=127.0.0.1:1", cluster.peers_arg())]);
         let err = refused(cmd);
         assert!(
-            err.contains("--peers names node(s) 5 that the stored configuration does not have (voters 1,2,3, learners none)"),
+            err.contains("--peers names node(s) 5 that the stored configuration does not have (voters 1,2,3, learners none) and that were not bootstrap voters"),
             "{err}"
         );
         // --single-node for a member of a three-node cluster.

@@ -53,6 +53,17 @@ impl RaftNode {
         }
     }
 
+    /// Whether this node may stand for election: a voter of the
+    /// configuration in force, or of the previous one while the newest is
+    /// uncommitted. A server removed by an uncommitted configuration may
+    /// still be needed to commit it (Raft thesis §4.2.2: the newest log may
+    /// be its alone); it then counts votes in the newest configuration,
+    /// where its own does not count.
+    pub fn may_campaign(&self) -> bool {
+        let me = self.cfg.id;
+        self.lease_configs().iter().any(|m| m.is_voter(me))
+    }
+
     /// Recompute the peer list after a configuration change; a leader starts
     /// or stops tracking progress to match.
     pub(super) fn refresh_peers(&mut self) {

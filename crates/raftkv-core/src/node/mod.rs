@@ -311,7 +311,7 @@ impl RaftNode {
         if self.role == Role::Leader {
             self.tick_leader();
         } else if self.now >= self.election_deadline {
-            if self.membership().is_voter(self.cfg.id) && self.repair.is_none() {
+            if self.may_campaign() && self.repair.is_none() {
                 self.start_pre_vote();
             } else {
                 // Learners, removed nodes, nodes waiting to join and nodes

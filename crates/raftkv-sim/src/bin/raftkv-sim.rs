@@ -33,6 +33,22 @@ struct Args {
     /// in every run).
     #[arg(long)]
     unsafe_late_publish: bool,
+    /// Leave storage faults on synced data and restarts with wrong
+    /// membership flags out of the fault mix.
+    #[arg(long)]
+    no_storage_faults: bool,
+    /// Negative control: recovery cuts a damaged line that may have been
+    /// synced as if it were a torn tail (no vote floor).
+    #[arg(long)]
+    unsafe_cut_damaged_tail: bool,
+    /// Negative control: a restarted node takes its membership from its
+    /// flags instead of its stored configuration.
+    #[arg(long)]
+    unsafe_config_from_flags: bool,
+    /// Negative control: a node repairing a damaged log votes as if its log
+    /// were whole.
+    #[arg(long)]
+    unsafe_ignore_vote_floor: bool,
     /// Cluster size (default: chosen by the seed among 3, 5 and 7).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5", "7"]))]
     nodes: Option<String>,
@@ -66,6 +82,10 @@ fn main() -> Result<ExitCode> {
         .transpose()?;
     opts.stale_view = args.unsafe_stale_view;
     opts.late_publish = args.unsafe_late_publish;
+    opts.storage_faults = !args.no_storage_faults;
+    opts.cut_damaged_tail = args.unsafe_cut_damaged_tail;
+    opts.config_from_flags = args.unsafe_config_from_flags;
+    opts.ignore_vote_floor = args.unsafe_ignore_vote_floor;
     opts.nodes = args.nodes.as_deref().map(|n| n.parse()).transpose()?;
     opts.safety_duration = std::time::Duration::from_secs(args.safety_s);
     opts.membership_mix = !args.no_membership_mix;
@@ -111,6 +131,11 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.wipes += k.wipes;
         total.leaders_removed += k.leaders_removed;
         total.lease_reads_from_view += k.lease_reads_from_view;
+        total.disk_faults += k.disk_faults;
+        total.repairs_planned += k.repairs_planned;
+        total.repairs_finished += k.repairs_finished;
+        total.wrong_flag_restarts += k.wrong_flag_restarts;
+        total.wrong_flags_refused += k.wrong_flags_refused;
         with_conf += u64::from(k.conf_committed > 0);
         with_install += u64::from(k.snapshots_installed > 0);
         with_transfer += u64::from(k.transfers_done > 0);
@@ -125,6 +150,14 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.transfers_started,
         total.transfers_done,
         total.lease_reads_from_view,
+    );
+    eprintln!(
+        "storage: {} restarts after a disk fault on synced data, {} repairs planned, {} finished; {} restarts with wrong membership flags, {} of them refused",
+        total.disk_faults,
+        total.repairs_planned,
+        total.repairs_finished,
+        total.wrong_flag_restarts,
+        total.wrong_flags_refused,
     );
     if let Some(worst) = reports
         .iter()
