@@ -176,3 +176,41 @@ fn a_late_publication_is_caught_by_the_checker() {
     opts.lease_invariants = false;
     first_failure_replays(&opts, seeds_from_env(500), &["linearizability"]);
 }
+
+/// What a lost acknowledged write or a split brain shows up as.
+const LOST_WRITE: &[&str] = &[
+    "leader completeness",
+    "election safety",
+    "linearizability",
+    "commit counting",
+    "log matching",
+    "state machine",
+];
+
+/// Recovery that cuts a damaged, maybe-synced line as a torn tail (what
+/// raftkv did before protocol-aware recovery) loses acknowledged writes in
+/// the default mix (its storage trap).
+#[test]
+fn cutting_a_damaged_synced_tail_is_caught_by_the_sweep() {
+    let mut opts = RunOptions::new(0);
+    opts.cut_damaged_tail = true;
+    first_failure_replays(&opts, seeds_from_env(300), LOST_WRITE);
+}
+
+/// A repairing node that votes as if its log were whole.
+#[test]
+fn ignoring_the_vote_floor_is_caught_by_the_sweep() {
+    let mut opts = RunOptions::new(0);
+    opts.ignore_vote_floor = true;
+    first_failure_replays(&opts, seeds_from_env(600), LOST_WRITE);
+}
+
+/// Membership taken from the restart flags instead of the stored
+/// configuration (a member restarted without --peers led a one-node
+/// cluster).
+#[test]
+fn membership_from_flags_is_caught_by_the_sweep() {
+    let mut opts = RunOptions::new(0);
+    opts.config_from_flags = true;
+    first_failure_replays(&opts, seeds_from_env(300), LOST_WRITE);
+}

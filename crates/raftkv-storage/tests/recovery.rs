@@ -171,6 +171,23 @@ fn a_flipped_byte_in_the_last_synced_line_is_repaired_not_cut() {
 }
 
 #[test]
+fn a_final_line_of_zeros_is_cut() {
+    // A page that never reached the disk reads as zeros, ending where the
+    // padding's newline begins.
+    let (data, log, log_bytes) = padded_store_with(6);
+    let f = fs::OpenOptions::new().write(true).open(&log).unwrap();
+    let mut zeros = line::encode(&entry(7, 1)).into_bytes();
+    zeros.truncate(zeros.len() - 1);
+    zeros[10..].fill(0);
+    std::os::unix::fs::FileExt::write_all_at(&f, &zeros, log_bytes).unwrap();
+    let (_, restored, report) = open(data.path()).unwrap();
+    assert_eq!(restored.entries.len(), 6);
+    assert!(report.repair.is_none());
+    let torn = report.torn_tail.expect("cut as torn");
+    assert!(torn.reason.contains("zero bytes"), "{}", torn.reason);
+}
+
+#[test]
 fn a_whole_zeroed_tail_is_cut() {
     let (data, log) = store_with(5);
     let mut bytes = fs::read(&log).unwrap();

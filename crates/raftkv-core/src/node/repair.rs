@@ -11,8 +11,8 @@
 //!   does not have;
 //! - votes only for a candidate whose last entry is at least as up to date
 //!   as the floor, so it never lets a candidate lacking an entry it
-//!   acknowledged win with its vote (with an unknown index it does not vote
-//!   at all);
+//!   acknowledged win with its vote (with an unknown index, only for one
+//!   whose last term is above the floor's);
 //! - answers AppendEntries from its intact prefix, so the leader sends it
 //!   the rest.
 //!
@@ -53,7 +53,12 @@ impl RaftNode {
     pub(super) fn passes_vote_floor(&self, last_index: LogIndex, last_term: Term) -> bool {
         match self.repair {
             None => true,
-            Some(VoteFloor { index: None, .. }) => false,
+            // The lost log held no entry of a term above the floor's: a
+            // candidate whose last term is higher is more up to date than
+            // it was, whatever its length.
+            Some(VoteFloor {
+                index: None, term, ..
+            }) => self.cfg.unsafe_test_knobs.ignore_vote_floor || last_term > term,
             Some(VoteFloor {
                 index: Some(i),
                 term,
