@@ -234,6 +234,9 @@ pub enum DenyReason {
     /// than what it may have acknowledged (or that is unknown): see
     /// `node/repair.rs`.
     Repairing,
+    /// The candidate is a voter of neither this node's configuration nor,
+    /// while that is uncommitted, the one before.
+    NotAVoter,
 }
 
 /// Why a leader stepped down.

@@ -103,6 +103,14 @@ impl RaftNode {
             .is_up_to_date(req.last_log_index, req.last_log_term)
         {
             Some(DenyReason::LogBehind)
+        } else if !self.membership().voters.is_empty()
+            && !self.lease_configs().iter().any(|m| m.is_voter(candidate))
+        {
+            // A candidate outside this node's configuration (a node that
+            // believes it leads another cluster, or was never added): no
+            // vote. The configuration may lag; the voters that know it
+            // decide then.
+            Some(DenyReason::NotAVoter)
         } else if !self.passes_vote_floor(req.last_log_index, req.last_log_term) {
             // This node's log was damaged; it may have acknowledged entries
             // the candidate lacks (`repair.rs`).
