@@ -13,6 +13,7 @@
 //! connections).
 
 mod client;
+pub mod codec;
 mod error;
 
 pub use client::{Answer, Client, ClientOptions, Consistency, StaleInfo, WriteOutcome};
