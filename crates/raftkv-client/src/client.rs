@@ -363,15 +363,51 @@ impl Client {
     }
 
     /// Removes voter or learner `id` (the leader itself too: it steps down
-    /// once the change commits).
+    /// once the change commits). A node that is not a member is refused
+    /// ([`ClientError::Rejected`], naming the members), except when an
+    /// earlier attempt of this call may have removed it (its outcome was
+    /// unknown): then the removal is in force and the call succeeds with
+    /// index 0, as a retried add or promote does.
     pub async fn remove(&self, id: u64) -> Result<Answer<pb::MembershipReply>, ClientError> {
-        self.admin(|mut kv| async move {
-            kv.remove(pb::RemoveRequest { id })
-                .await
-                .map(|r| r.into_inner())
-        })
-        .await
-        .map(with_server)
+        // Attempts begun whose outcome is not known to be "not applied".
+        let unknown = AtomicUsize::new(0);
+        let result = self
+            .admin(|mut kv| {
+                let unknown = &unknown;
+                async move {
+                    unknown.fetch_add(1, Ordering::SeqCst);
+                    let r = kv.remove(pb::RemoveRequest { id }).await;
+                    if r.is_ok() || r.as_ref().is_err_and(not_applied) {
+                        unknown.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    r.map(|r| r.into_inner())
+                }
+            })
+            .await;
+        match result {
+            Err(ClientError::Rejected(m))
+                if unknown.load(Ordering::SeqCst) > 0
+                    && m.starts_with(&format!("node {id} is not a member")) =>
+            {
+                let list = self.member_list().await?;
+                let m = &list.value;
+                let membership = pb::Membership {
+                    voters: m.voters.clone(),
+                    learners: m.learners.clone(),
+                    addrs: m.members.iter().map(|p| (p.id, p.addr.clone())).collect(),
+                };
+                Ok(Answer {
+                    value: pb::MembershipReply {
+                        membership: Some(membership),
+                        index: 0,
+                        served_by: m.served_by,
+                    },
+                    served_by: m.served_by,
+                    endpoint: list.endpoint,
+                })
+            }
+            other => other.map(with_server),
+        }
     }
 
     /// Moves leadership to voter `to`; returns once it leads.
@@ -660,6 +696,34 @@ fn final_error(
     }
 }
 
+/// The node answered that it did not apply the request (nor will): a
+/// redirect before proposing, a refusal, a connection never made. Anything
+/// else (a time-out, leadership lost after proposing, a broken connection)
+/// leaves the outcome unknown.
+fn not_applied(status: &Status) -> bool {
+    match status.code() {
+        Code::InvalidArgument
+        | Code::OutOfRange
+        | Code::FailedPrecondition
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Unimplemented
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::NotFound
+        | Code::AlreadyExists => true,
+        Code::Unavailable => match crate::leader_hint(status) {
+            // A node shutting down may have proposed it already.
+            Some(_) => {
+                !status.message().contains("outcome unknown")
+                    && !status.message().contains("shutting down")
+            }
+            None => is_connect_failure(status),
+        },
+        _ => false,
+    }
+}
+
 /// Prost's message for a request that did not decode (an old server answers
 /// it INTERNAL; ours INVALID_ARGUMENT).
 fn is_decode_failure(status: &Status) -> bool {
@@ -869,6 +933,26 @@ mod tests {
             classify::<()>(&Status::internal("oops")),
             Attempt::Retry { .. }
         ));
+    }
+
+    #[test]
+    fn only_definite_refusals_count_as_not_applied() {
+        assert!(not_applied(&crate::not_leader_status(
+            "cannot serve: node 1 is not the leader".into(),
+            2,
+            "127.0.0.1:7002"
+        )));
+        assert!(!not_applied(&crate::not_leader_status(
+            "leadership lost before the write applied (outcome unknown; retry with the same seq)"
+                .into(),
+            0,
+            ""
+        )));
+        assert!(not_applied(&Status::unavailable("tcp connect error")));
+        assert!(!not_applied(&Status::unavailable("transport error")));
+        assert!(!not_applied(&Status::deadline_exceeded("no outcome")));
+        assert!(not_applied(&Status::failed_precondition("node 9 is not a member")));
+        assert!(not_applied(&Status::aborted("retry later")));
     }
 
     #[test]
