@@ -483,7 +483,13 @@ impl Client {
         let mut tried: Vec<(String, bool)> = Vec::new();
         loop {
             let attempt = self.attempt(&target, attempt_timeout, &mut op).await;
-            let unreachable = matches!(attempt, Attempt::Retry { unreachable: true, .. });
+            let unreachable = matches!(
+                attempt,
+                Attempt::Retry {
+                    unreachable: true,
+                    ..
+                }
+            );
             match tried.iter_mut().find(|(e, _)| *e == target) {
                 Some(t) => t.1 = unreachable,
                 None => tried.push((target.clone(), unreachable)),
@@ -951,13 +957,17 @@ mod tests {
         assert!(not_applied(&Status::unavailable("tcp connect error")));
         assert!(!not_applied(&Status::unavailable("transport error")));
         assert!(!not_applied(&Status::deadline_exceeded("no outcome")));
-        assert!(not_applied(&Status::failed_precondition("node 9 is not a member")));
+        assert!(not_applied(&Status::failed_precondition(
+            "node 9 is not a member"
+        )));
         assert!(not_applied(&Status::aborted("retry later")));
     }
 
     #[test]
     fn connect_failures_are_told_apart() {
-        assert!(is_connect_failure(&Status::unavailable("tcp connect error")));
+        assert!(is_connect_failure(&Status::unavailable(
+            "tcp connect error"
+        )));
         let hint = crate::not_leader_status("not leader".into(), 0, "");
         assert!(!is_connect_failure(&hint));
         assert!(!is_connect_failure(&Status::unavailable("node is busy")));
@@ -988,7 +998,9 @@ mod tests {
                 message: "knows no leader".into(),
             },
         );
-        assert!(e.to_string().starts_with("no node reachable (tried 127.0.0.1:7001, 127.0.0.1:7002)"));
+        assert!(e
+            .to_string()
+            .starts_with("no node reachable (tried 127.0.0.1:7001, 127.0.0.1:7002)"));
     }
 
     #[tokio::test]
@@ -1008,11 +1020,20 @@ mod tests {
         let client = Client::new(&ports, opts).unwrap();
         let started = Instant::now();
         let e = client.get("k").await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
         let text = e.to_string();
         assert!(
-            text.starts_with(&format!("no leader reachable (tried {}, {}): ", ports[0], ports[1]))
-                || text.starts_with(&format!("no leader reachable (tried {}, {}): ", ports[1], ports[0])),
+            text.starts_with(&format!(
+                "no leader reachable (tried {}, {}): ",
+                ports[0], ports[1]
+            )) || text.starts_with(&format!(
+                "no leader reachable (tried {}, {}): ",
+                ports[1], ports[0]
+            )),
             "{text}"
         );
     }

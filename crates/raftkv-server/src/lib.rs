@@ -249,7 +249,9 @@ impl TooLargeMessage {
             return response;
         };
         if status.code() != tonic::Code::OutOfRange
-            || !status.message().contains("decoded message length too large")
+            || !status
+                .message()
+                .contains("decoded message length too large")
         {
             return response;
         }

@@ -393,7 +393,10 @@ impl CoreTask {
                     if ids.is_empty() {
                         "none".to_owned()
                     } else {
-                        ids.iter().map(|n| n.0.to_string()).collect::<Vec<_>>().join(", ")
+                        ids.iter()
+                            .map(|n| n.0.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 };
                 let _ = reply.send(Err(Refusal::Conflict(format!(

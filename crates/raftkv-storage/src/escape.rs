@@ -232,7 +232,12 @@ mod tests {
         );
         // A right-to-left override inside a value cannot flip what follows.
         assert_eq!(escape("abc\u{202e}fed"), "abc\\u{202E}fed");
-        for s in ["x\u{200b}", "\u{feff}", "a\u{ad}b\u{202e}c", "\u{600}\u{1d173}"] {
+        for s in [
+            "x\u{200b}",
+            "\u{feff}",
+            "a\u{ad}b\u{202e}c",
+            "\u{600}\u{1d173}",
+        ] {
             assert_eq!(unescape(&escape(s)).unwrap(), s, "{s:?}");
         }
         // Visible text next to them is untouched.

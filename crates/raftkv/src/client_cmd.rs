@@ -610,9 +610,17 @@ pub enum PromptCommand {
     Quit,
     Help,
     Status,
-    Set { key: String, value: String },
-    Get { key: String, consistency: Consistency },
-    Delete { key: String },
+    Set {
+        key: String,
+        value: String,
+    },
+    Get {
+        key: String,
+        consistency: Consistency,
+    },
+    Delete {
+        key: String,
+    },
 }
 
 /// Parses a prompt line. The verb and the key end at the first space or tab;
@@ -638,7 +646,10 @@ pub fn parse_prompt_line(line: &str) -> Result<PromptCommand, String> {
         "SET" => match rest.split_once(blank) {
             Some((key, value)) => Ok(PromptCommand::Set {
                 key: key.to_owned(),
-                value: value.trim_start_matches(' ').trim_end_matches(' ').to_owned(),
+                value: value
+                    .trim_start_matches(' ')
+                    .trim_end_matches(' ')
+                    .to_owned(),
             }),
             None => Err("usage: SET <key> <value>".into()),
         },
@@ -700,8 +711,13 @@ mod tests {
         );
         assert_eq!(parse_prompt_line(" quit"), Ok(PromptCommand::Quit));
         assert_eq!(parse_prompt_line("GET"), Err("usage: GET <key>".into()));
-        assert_eq!(parse_prompt_line("SET k"), Err("usage: SET <key> <value>".into()));
-        assert!(parse_prompt_line("FROB").unwrap_err().contains("cannot parse"));
+        assert_eq!(
+            parse_prompt_line("SET k"),
+            Err("usage: SET <key> <value>".into())
+        );
+        assert!(parse_prompt_line("FROB")
+            .unwrap_err()
+            .contains("cannot parse"));
     }
 
     #[test]
@@ -713,7 +729,10 @@ mod tests {
             quorum_verdict(1, 3).as_deref(),
             Some("no quorum: only 1 of 3 nodes answered (a majority is 2)")
         );
-        assert_eq!(quorum_verdict(0, 3).as_deref(), Some("no node answered (asked 3)"));
+        assert_eq!(
+            quorum_verdict(0, 3).as_deref(),
+            Some("no node answered (asked 3)")
+        );
         assert!(quorum_verdict(2, 4).is_some());
     }
 }

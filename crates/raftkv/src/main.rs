@@ -139,7 +139,13 @@ mod tests {
 
     #[test]
     fn log_levels_are_checked() {
-        for ok in ["info", "DEBUG", "warn,raftkv_server=debug", "raftkv_core=trace", "off"] {
+        for ok in [
+            "info",
+            "DEBUG",
+            "warn,raftkv_server=debug",
+            "raftkv_core=trace",
+            "off",
+        ] {
             assert_eq!(parse_log_level(ok).as_deref(), Ok(ok));
         }
         assert_eq!(

@@ -153,7 +153,8 @@ fn values_above_4_mib_work_up_to_max_value_bytes_and_beyond_it_name_the_setting(
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.starts_with("raftkv: error: invalid argument: request of 94") && err.contains("(--max-value-bytes)"),
+        err.starts_with("raftkv: error: invalid argument: request of 94")
+            && err.contains("(--max-value-bytes)"),
         "{err}"
     );
 }
@@ -245,7 +246,9 @@ fn invalid_utf8_is_an_invalid_argument_naming_the_field() {
 #[test]
 fn set_takes_a_1_mib_value_from_a_file_or_stdin_and_empty_keys_say_so() {
     let node = start_single(&[]);
-    let value: String = (0..(1 << 20)).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let value: String = (0..(1 << 20))
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     let file = node.dir.path().join("value.txt");
     std::fs::write(&file, &value).unwrap();
     let out = cli(&[
@@ -262,7 +265,14 @@ fn set_takes_a_1_mib_value_from_a_file_or_stdin_and_empty_keys_say_so() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("abcdefg"));
 
     let mut child = Command::new(BIN)
-        .args(["set", "from-stdin", "--value-file", "-", "--endpoints", &node.addr])
+        .args([
+            "set",
+            "from-stdin",
+            "--value-file",
+            "-",
+            "--endpoints",
+            &node.addr,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -277,11 +287,26 @@ fn set_takes_a_1_mib_value_from_a_file_or_stdin_and_empty_keys_say_so() {
     let status = wait_exit(&mut child, Duration::from_secs(15), "raftkv set");
     assert!(status.success());
     let out = cli(&["get", "from-stdin", "--endpoints", &node.addr]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline\ttwo\n\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line one\nline\ttwo\n\n"
+    );
 
-    let out = cli(&["set", "k", "v", "--value-file", "-", "--endpoints", &node.addr]);
+    let out = cli(&[
+        "set",
+        "k",
+        "v",
+        "--value-file",
+        "-",
+        "--endpoints",
+        &node.addr,
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
 
     for args in [vec!["get", ""], vec!["delete", ""], vec!["set", "", "v"]] {
         let mut args = args.clone();
@@ -368,12 +393,17 @@ fn get_with_no_cluster_fails_fast_naming_the_endpoints() {
     let b = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
     let out = cli(&["get", "k", "--endpoints", &format!("{a},{b}")]);
-    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.starts_with(&format!("raftkv: error: no leader reachable (tried {a}, {b}): "))
-            && err.contains("tcp connect error"),
+        err.starts_with(&format!(
+            "raftkv: error: no leader reachable (tried {a}, {b}): "
+        )) && err.contains("tcp connect error"),
         "{err}"
     );
 }
@@ -448,7 +478,15 @@ fn a_second_local_in_the_same_folder_is_refused_before_touching_it() {
     let data = dir.path().join("data");
     let local = |stderr: Stdio| {
         Command::new(BIN)
-            .args(["local", "--nodes", "3", "--base-port", "0", "--log-level", "warn"])
+            .args([
+                "local",
+                "--nodes",
+                "3",
+                "--base-port",
+                "0",
+                "--log-level",
+                "warn",
+            ])
             .arg("--data-dir")
             .arg(&data)
             .stdin(Stdio::null())
@@ -475,7 +513,11 @@ fn a_second_local_in_the_same_folder_is_refused_before_touching_it() {
     let log1 = std::fs::read(data.join("node-1.log")).unwrap();
 
     let mut second = Killed(local(Stdio::piped()));
-    let status = wait_exit(&mut second.0, Duration::from_secs(10), "second raftkv local");
+    let status = wait_exit(
+        &mut second.0,
+        Duration::from_secs(10),
+        "second raftkv local",
+    );
     assert_eq!(status.code(), Some(1));
     let mut err = String::new();
     std::io::Read::read_to_string(&mut second.0.stderr.take().unwrap(), &mut err).unwrap();
