@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use raftkv_client::codec::RaftkvCodec;
-use raftkv_client::{pb, ClientError};
+use raftkv_client::{pb, ClientError, Consistency};
 
 /// A one-node cluster (it elects itself) with extra flags; killed on drop.
 struct SingleNode {
@@ -308,6 +308,16 @@ fn set_takes_a_1_mib_value_from_a_file_or_stdin_and_empty_keys_say_so() {
         stderr(&out)
     );
 
+    // The library (and so any client) meets the same refusal for a read.
+    runtime().block_on(async {
+        let client = client_for(std::slice::from_ref(&node.addr));
+        for consistency in [Consistency::Linearizable, Consistency::Stale] {
+            match client.get_with("", consistency).await {
+                Err(ClientError::InvalidArgument(m)) => assert_eq!(m, "empty key"),
+                other => panic!("{other:?}"),
+            }
+        }
+    });
     for args in [vec!["get", ""], vec!["delete", ""], vec!["set", "", "v"]] {
         let mut args = args.clone();
         args.extend(["--endpoints", &node.addr]);
