@@ -28,7 +28,16 @@ pub struct ClientOptions {
     /// hints naming that node are ignored for this long (the other nodes may
     /// still believe in a leader that is gone).
     pub suspect_for: Duration,
+    /// A call gives up before its deadline once every endpoint has refused
+    /// the connection (nothing listens there) at its last attempt and this
+    /// long has passed: a cluster that is down fails fast.
+    pub give_up_unreachable_after: Duration,
 }
+
+/// The largest gRPC message the client sends or accepts: above any value a
+/// node accepts (`--max-value-bytes` is at most 16 MiB), so the node's own
+/// limit is the one a caller meets, with its message.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -39,6 +48,7 @@ impl Default for ClientOptions {
             backoff_min: Duration::from_millis(5),
             backoff_max: Duration::from_millis(200),
             suspect_for: Duration::from_millis(1500),
+            give_up_unreachable_after: Duration::from_millis(2000),
         }
     }
 }
@@ -102,6 +112,8 @@ enum Attempt<T> {
         error: String,
         redirect: Option<String>,
         suspect: bool,
+        /// The connection itself failed (nothing listens there).
+        unreachable: bool,
         /// What the call ends with if the deadline passes now.
         give_up: ClientError,
     },
@@ -309,7 +321,7 @@ impl Client {
     /// The configuration as one node sees it (no progress figures unless it
     /// leads), without retry or redirect.
     pub async fn member_list_at(&self, endpoint: &str) -> Result<pb::MemberListReply, ClientError> {
-        let mut admin = AdminClient::new(self.channel(&normalize(endpoint))?);
+        let mut admin = admin_client(self.channel(&normalize(endpoint))?);
         let fut = admin.member_list(pb::MemberListRequest { any_node: true });
         match tokio::time::timeout(self.shared.opts.rpc_timeout, fut).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
@@ -351,15 +363,51 @@ impl Client {
     }
 
     /// Removes voter or learner `id` (the leader itself too: it steps down
-    /// once the change commits).
+    /// once the change commits). A node that is not a member is refused
+    /// ([`ClientError::Rejected`], naming the members), except when an
+    /// earlier attempt of this call may have removed it (its outcome was
+    /// unknown): then the removal is in force and the call succeeds with
+    /// index 0, as a retried add or promote does.
     pub async fn remove(&self, id: u64) -> Result<Answer<pb::MembershipReply>, ClientError> {
-        self.admin(|mut kv| async move {
-            kv.remove(pb::RemoveRequest { id })
-                .await
-                .map(|r| r.into_inner())
-        })
-        .await
-        .map(with_server)
+        // Attempts begun whose outcome is not known to be "not applied".
+        let unknown = AtomicUsize::new(0);
+        let result = self
+            .admin(|mut kv| {
+                let unknown = &unknown;
+                async move {
+                    unknown.fetch_add(1, Ordering::SeqCst);
+                    let r = kv.remove(pb::RemoveRequest { id }).await;
+                    if r.is_ok() || r.as_ref().is_err_and(not_applied) {
+                        unknown.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    r.map(|r| r.into_inner())
+                }
+            })
+            .await;
+        match result {
+            Err(ClientError::Rejected(m))
+                if unknown.load(Ordering::SeqCst) > 0
+                    && m.starts_with(&format!("node {id} is not a member")) =>
+            {
+                let list = self.member_list().await?;
+                let m = &list.value;
+                let membership = pb::Membership {
+                    voters: m.voters.clone(),
+                    learners: m.learners.clone(),
+                    addrs: m.members.iter().map(|p| (p.id, p.addr.clone())).collect(),
+                };
+                Ok(Answer {
+                    value: pb::MembershipReply {
+                        membership: Some(membership),
+                        index: 0,
+                        served_by: m.served_by,
+                    },
+                    served_by: m.served_by,
+                    endpoint: list.endpoint,
+                })
+            }
+            other => other.map(with_server),
+        }
     }
 
     /// Moves leadership to voter `to`; returns once it leads.
@@ -395,7 +443,7 @@ impl Client {
         Fut: Future<Output = Result<R, Status>>,
     {
         let attempt_timeout = self.shared.opts.deadline.max(self.shared.opts.rpc_timeout);
-        self.call_with(true, attempt_timeout, |ch| op(AdminClient::new(ch)))
+        self.call_with(true, attempt_timeout, |ch| op(admin_client(ch)))
             .await
     }
 
@@ -411,7 +459,7 @@ impl Client {
         Fut: Future<Output = Result<R, Status>>,
     {
         self.call_with(follow_leader, self.shared.opts.rpc_timeout, |ch| {
-            op(KvClient::new(ch))
+            op(kv_client(ch))
         })
         .await
     }
@@ -430,8 +478,22 @@ impl Client {
         let start = Instant::now();
         let mut backoff = opts.backoff_min;
         let mut target = self.pick(follow_leader);
+        // Endpoints in the order first tried, and whether the last attempt
+        // at each could not connect.
+        let mut tried: Vec<(String, bool)> = Vec::new();
         loop {
             let attempt = self.attempt(&target, attempt_timeout, &mut op).await;
+            let unreachable = matches!(
+                attempt,
+                Attempt::Retry {
+                    unreachable: true,
+                    ..
+                }
+            );
+            match tried.iter_mut().find(|(e, _)| *e == target) {
+                Some(t) => t.1 = unreachable,
+                None => tried.push((target.clone(), unreachable)),
+            }
             let (error, redirect, suspect, give_up) = match attempt {
                 Attempt::Done(value) => {
                     if follow_leader {
@@ -452,6 +514,7 @@ impl Client {
                     redirect,
                     suspect,
                     give_up,
+                    ..
                 } => (error, redirect, suspect, give_up),
             };
             let last_error = format!("{target}: {error}");
@@ -464,8 +527,26 @@ impl Client {
                     .insert(target.clone(), Instant::now());
             }
             let elapsed = start.elapsed();
+            let names = || tried.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>();
             if elapsed >= opts.deadline {
-                return Err(final_error(elapsed, last_error, give_up));
+                return Err(final_error(
+                    elapsed,
+                    follow_leader,
+                    names(),
+                    last_error,
+                    give_up,
+                ));
+            }
+            let all_unreachable = self
+                .endpoints()
+                .iter()
+                .all(|e| tried.iter().any(|(t, u)| t == e && *u));
+            if all_unreachable && elapsed >= opts.give_up_unreachable_after {
+                return Err(ClientError::NoneReachable {
+                    what: if follow_leader { "leader" } else { "node" },
+                    tried: names(),
+                    last_error,
+                });
             }
             let redirect = redirect.filter(|r| *r != target && !self.is_suspect(r));
             match redirect {
@@ -501,6 +582,7 @@ impl Client {
                 error: "attempt timed out".into(),
                 redirect: None,
                 suspect: true,
+                unreachable: false,
                 give_up: timeout_error(timeout),
             },
         }
@@ -539,7 +621,7 @@ impl Client {
     }
 
     fn conn(&self, endpoint: &str) -> Result<KvClient<Channel>, ClientError> {
-        Ok(KvClient::new(self.channel(endpoint)?))
+        Ok(kv_client(self.channel(endpoint)?))
     }
 
     /// The one reused channel to `endpoint` (both services share it).
@@ -594,16 +676,85 @@ impl<R> Answer<R> {
     }
 }
 
-/// The error a call ends with at its deadline: what the last attempt said,
-/// with the time spent when that was a time-out.
-fn final_error(elapsed: Duration, last_error: String, give_up: ClientError) -> ClientError {
+/// The error a call ends with at its deadline: a time-out with the time
+/// spent when the last attempt timed out (a write's outcome is unknown); the
+/// node's refusal when it refused for load or named a leader; else "no
+/// leader reachable" with every endpoint tried and the last error.
+fn final_error(
+    elapsed: Duration,
+    follow_leader: bool,
+    tried: Vec<String>,
+    last_error: String,
+    give_up: ClientError,
+) -> ClientError {
     match give_up {
         ClientError::Timeout { .. } => ClientError::Timeout {
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             last_error,
         },
-        other => other,
+        ClientError::NotLeader { leader_id, .. } if leader_id != 0 => give_up,
+        ClientError::ResourceExhausted(_) => give_up,
+        _ => ClientError::NoneReachable {
+            what: if follow_leader { "leader" } else { "node" },
+            tried,
+            last_error,
+        },
     }
+}
+
+/// The node answered that it did not apply the request (nor will): a
+/// redirect before proposing, a refusal, a connection never made. Anything
+/// else (a time-out, leadership lost after proposing, a broken connection)
+/// leaves the outcome unknown.
+fn not_applied(status: &Status) -> bool {
+    match status.code() {
+        Code::InvalidArgument
+        | Code::OutOfRange
+        | Code::FailedPrecondition
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Unimplemented
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::NotFound
+        | Code::AlreadyExists => true,
+        Code::Unavailable => match crate::leader_hint(status) {
+            // A node shutting down may have proposed it already.
+            Some(_) => {
+                !status.message().contains("outcome unknown")
+                    && !status.message().contains("shutting down")
+            }
+            None => is_connect_failure(status),
+        },
+        _ => false,
+    }
+}
+
+/// Prost's message for a request that did not decode (an old server answers
+/// it INTERNAL; ours INVALID_ARGUMENT).
+fn is_decode_failure(status: &Status) -> bool {
+    status
+        .message()
+        .starts_with("failed to decode Protobuf message")
+}
+
+/// The transport could not connect: nothing listens at the endpoint.
+fn is_connect_failure(status: &Status) -> bool {
+    status.code() == Code::Unavailable
+        && crate::leader_hint(status).is_none()
+        && status.message().to_ascii_lowercase().contains("connect")
+}
+
+fn kv_client(channel: Channel) -> KvClient<Channel> {
+    KvClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+fn admin_client(channel: Channel) -> AdminClient<Channel> {
+    AdminClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 fn classify<T>(status: &Status) -> Attempt<T> {
@@ -620,9 +771,14 @@ fn classify<T>(status: &Status) -> Attempt<T> {
                 error: status.message().to_owned(),
                 redirect,
                 suspect,
+                unreachable: is_connect_failure(status),
                 give_up: status_to_error(status),
             }
         }
+        // The server refused the request as malformed: INVALID_ARGUMENT,
+        // OUT_OF_RANGE (a message above its size limit), an undecodable
+        // request an older server answers INTERNAL. Retrying cannot help.
+        Code::Internal if is_decode_failure(status) => Attempt::Fail(status_to_error(status)),
         // ABORTED: retry in a moment (a new leader not ready for a
         // membership change, writes paused by a leadership transfer).
         Code::DeadlineExceeded
@@ -634,8 +790,11 @@ fn classify<T>(status: &Status) -> Attempt<T> {
             error: format!("{:?}: {}", status.code(), status.message()),
             redirect: None,
             suspect: false,
+            unreachable: false,
             give_up: status_to_error(status),
         },
+        // INVALID_ARGUMENT, OUT_OF_RANGE, FAILED_PRECONDITION (a refused
+        // membership change, a stale sequence number), UNIMPLEMENTED, ...
         _ => Attempt::Fail(status_to_error(status)),
     }
 }
@@ -643,7 +802,8 @@ fn classify<T>(status: &Status) -> Attempt<T> {
 fn status_to_error(status: &Status) -> ClientError {
     let message = status.message().to_owned();
     match status.code() {
-        Code::InvalidArgument => ClientError::InvalidArgument(message),
+        Code::InvalidArgument | Code::OutOfRange => ClientError::InvalidArgument(message),
+        Code::Internal if is_decode_failure(status) => ClientError::InvalidArgument(message),
         Code::ResourceExhausted => ClientError::ResourceExhausted(message),
         Code::FailedPrecondition => ClientError::Rejected(message),
         Code::DeadlineExceeded => ClientError::Timeout {
@@ -747,6 +907,135 @@ mod tests {
             classify::<()>(&status),
             Attempt::Fail(ClientError::InvalidArgument(_))
         ));
+    }
+
+    #[test]
+    fn malformed_requests_are_not_retried() {
+        for status in [
+            Status::invalid_argument("key is not valid UTF-8 (SetRequest.key)"),
+            Status::out_of_range("Error, decoded message length too large"),
+            Status::internal(
+                "failed to decode Protobuf message: SetRequest.key: invalid string value: data is not UTF-8 encoded",
+            ),
+        ] {
+            match classify::<()>(&status) {
+                Attempt::Fail(ClientError::InvalidArgument(m)) => {
+                    assert_eq!(m, status.message())
+                }
+                _ => panic!("{status:?} must fail at once as an invalid argument"),
+            }
+        }
+        for status in [
+            Status::failed_precondition("node 9 is not a member"),
+            Status::unimplemented("no such method"),
+        ] {
+            assert!(
+                matches!(classify::<()>(&status), Attempt::Fail(_)),
+                "{status:?} must not be retried"
+            );
+        }
+        // A server bug stays retried.
+        assert!(matches!(
+            classify::<()>(&Status::internal("oops")),
+            Attempt::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn only_definite_refusals_count_as_not_applied() {
+        assert!(not_applied(&crate::not_leader_status(
+            "cannot serve: node 1 is not the leader".into(),
+            2,
+            "127.0.0.1:7002"
+        )));
+        assert!(!not_applied(&crate::not_leader_status(
+            "leadership lost before the write applied (outcome unknown; retry with the same seq)"
+                .into(),
+            0,
+            ""
+        )));
+        assert!(not_applied(&Status::unavailable("tcp connect error")));
+        assert!(!not_applied(&Status::unavailable("transport error")));
+        assert!(!not_applied(&Status::deadline_exceeded("no outcome")));
+        assert!(not_applied(&Status::failed_precondition(
+            "node 9 is not a member"
+        )));
+        assert!(not_applied(&Status::aborted("retry later")));
+    }
+
+    #[test]
+    fn connect_failures_are_told_apart() {
+        assert!(is_connect_failure(&Status::unavailable(
+            "tcp connect error"
+        )));
+        let hint = crate::not_leader_status("not leader".into(), 0, "");
+        assert!(!is_connect_failure(&hint));
+        assert!(!is_connect_failure(&Status::unavailable("node is busy")));
+    }
+
+    #[test]
+    fn the_final_error_names_every_endpoint_tried() {
+        let tried = vec!["127.0.0.1:7001".to_owned(), "127.0.0.1:7002".to_owned()];
+        let e = final_error(
+            Duration::from_secs(10),
+            true,
+            tried.clone(),
+            "127.0.0.1:7002: tcp connect error".into(),
+            ClientError::Unavailable("tcp connect error".into()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "no leader reachable (tried 127.0.0.1:7001, 127.0.0.1:7002): 127.0.0.1:7002: tcp connect error"
+        );
+        let e = final_error(
+            Duration::from_secs(10),
+            false,
+            tried,
+            "x".into(),
+            ClientError::NotLeader {
+                leader_id: 0,
+                leader_addr: String::new(),
+                message: "knows no leader".into(),
+            },
+        );
+        assert!(e
+            .to_string()
+            .starts_with("no node reachable (tried 127.0.0.1:7001, 127.0.0.1:7002)"));
+    }
+
+    #[tokio::test]
+    async fn a_cluster_that_is_down_fails_fast_naming_the_endpoints() {
+        // Two ports where nothing listens.
+        let ports: Vec<String> = (0..2)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().to_string()
+            })
+            .collect();
+        let opts = ClientOptions {
+            deadline: Duration::from_secs(10),
+            give_up_unreachable_after: Duration::from_millis(300),
+            ..ClientOptions::default()
+        };
+        let client = Client::new(&ports, opts).unwrap();
+        let started = Instant::now();
+        let e = client.get("k").await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "no leader reachable (tried {}, {}): ",
+                ports[0], ports[1]
+            )) || text.starts_with(&format!(
+                "no leader reachable (tried {}, {}): ",
+                ports[1], ports[0]
+            )),
+            "{text}"
+        );
     }
 
     #[test]

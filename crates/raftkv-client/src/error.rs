@@ -12,6 +12,16 @@ pub enum ClientError {
         leader_addr: String,
         message: String,
     },
+    /// No node answered as leader (or, for a stale read, at all): every
+    /// endpoint tried refused the connection, or knew no leader, until the
+    /// deadline (or, when none accepted connections, sooner). For a write,
+    /// the outcome is unknown unless every attempt failed to connect.
+    #[error("no {what} reachable (tried {}): {last_error}", tried.join(", "))]
+    NoneReachable {
+        what: &'static str,
+        tried: Vec<String>,
+        last_error: String,
+    },
     /// The deadline passed. For a write, the outcome is unknown.
     #[error("timed out after {elapsed_ms} ms; last error: {last_error}")]
     Timeout { elapsed_ms: u64, last_error: String },

@@ -13,9 +13,12 @@
 //! connections).
 
 mod client;
+pub mod codec;
 mod error;
 
-pub use client::{Answer, Client, ClientOptions, Consistency, StaleInfo, WriteOutcome};
+pub use client::{
+    Answer, Client, ClientOptions, Consistency, StaleInfo, WriteOutcome, MAX_MESSAGE_BYTES,
+};
 pub use error::ClientError;
 
 /// Generated protobuf and gRPC types. Keep them at the edge: the server

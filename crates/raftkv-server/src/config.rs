@@ -12,6 +12,14 @@ use raftkv_core::{Config, NodeId};
 pub const DEFAULT_MAX_KEY_BYTES: usize = 4 << 10;
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 pub const DEFAULT_RATE_LIMIT_PER_CONN: u32 = 50_000;
+/// The largest `--max-value-bytes` and `--max-key-bytes` accepted: an entry
+/// must fit a peer frame (64 MiB) and a client's gRPC message (64 MiB, see
+/// `raftkv_client::MAX_MESSAGE_BYTES`) with room to spare.
+pub const MAX_VALUE_BYTES_LIMIT: usize = 16 << 20;
+pub const MAX_KEY_BYTES_LIMIT: usize = 64 << 10;
+/// What a client request carries besides its key and value (ids, sequence
+/// numbers, protobuf framing), with a wide margin.
+pub const REQUEST_OVERHEAD_BYTES: usize = 64 << 10;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -114,12 +122,32 @@ impl ServerConfig {
                 self.tick_interval, self.core.heartbeat_interval
             )));
         }
+        if self.core.max_value_bytes > MAX_VALUE_BYTES_LIMIT {
+            return Err(ConfigError::Other(format!(
+                "--max-value-bytes {} is above the largest supported, {MAX_VALUE_BYTES_LIMIT} (16 MiB)",
+                self.core.max_value_bytes
+            )));
+        }
+        if self.core.max_key_bytes > MAX_KEY_BYTES_LIMIT {
+            return Err(ConfigError::Other(format!(
+                "--max-key-bytes {} is above the largest supported, {MAX_KEY_BYTES_LIMIT} (64 KiB)",
+                self.core.max_key_bytes
+            )));
+        }
         if self.rate_limit_per_conn == 0 || self.peer_queue_len == 0 {
             return Err(ConfigError::Other(
                 "rate limit and peer queue length must be positive".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The largest gRPC request this node decodes: the largest key and
+    /// value it accepts plus [`REQUEST_OVERHEAD_BYTES`], so that a value
+    /// just too large is refused by the handler, with a message naming
+    /// `--max-value-bytes`, and not by gRPC's default 4 MiB limit.
+    pub fn max_request_bytes(&self) -> usize {
+        self.core.max_value_bytes + self.core.max_key_bytes + REQUEST_OVERHEAD_BYTES
     }
 
     /// The address clients should use for a node, this one included.

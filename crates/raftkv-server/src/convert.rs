@@ -34,7 +34,7 @@ pub enum ConvertError {
     BadSessionResult(i32),
     #[error("snapshot chunk has no meta")]
     MissingMeta,
-    #[error("{what} of {len} bytes exceeds the limit of {limit}")]
+    #[error("{what} of {len} bytes exceeds the limit of {limit} bytes (--max-{what}-bytes)")]
     TooLarge {
         what: &'static str,
         len: usize,

@@ -99,23 +99,34 @@ pub async fn run(
                 addr: config.listen,
                 source,
             })?;
-    let mut config = config;
-    let node_dir = config.data_dir.join(node_dir_name(config.core.id));
-    // Checked before the storage opens: a refusal changes nothing on disk.
-    let identity = check_identity(&node_dir, &config)?;
-    let (storage, restored, report) = FileStorage::open(
-        &config.data_dir,
-        config.core.id,
-        FileStorageOptions::default(),
-    )?;
-    adopt_stored_membership(&node_dir, &mut config, identity, &restored)?;
-    if let Some(plan) = &report.repair {
-        tracing::warn!(node = %config.core.id, "{plan}");
-    }
     let dump_level: DumpLevel = config
         .dump_level
         .parse()
         .map_err(|e: String| config::ConfigError::Other(e))?;
+    let mut config = config;
+    let node_dir = config.data_dir.join(node_dir_name(config.core.id));
+    // The identity is checked before the storage opens (a refusal changes
+    // nothing in the folder but for a line in `dump.txt`); the membership
+    // after, from what the storage holds.
+    let opened = check_identity(&node_dir, &config).and_then(|identity| {
+        let opened = FileStorage::open(
+            &config.data_dir,
+            config.core.id,
+            FileStorageOptions::default(),
+        )?;
+        adopt_stored_membership(&node_dir, &mut config, identity, &opened.1)?;
+        Ok(opened)
+    });
+    let (storage, restored, report) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            record_refusal(&node_dir, &config, dump_level, &e);
+            return Err(e);
+        }
+    };
+    if let Some(plan) = &report.repair {
+        tracing::warn!(node = %config.core.id, "{plan}");
+    }
     let dump = Arc::new(DumpLog::open(
         &node_dir,
         DumpOptions {
@@ -181,12 +192,25 @@ pub async fn run(
         book,
         lease_reads,
     });
-    let kv = pb::kv_server::KvServer::new(KvService(shared.clone()));
-    let admin = pb::admin_server::AdminServer::new(AdminService(shared.clone()));
+    let max_request = config.max_request_bytes();
+    let kv = pb::kv_server::KvServer::new(KvService(shared.clone()))
+        .max_decoding_message_size(max_request)
+        .max_encoding_message_size(raftkv_client::MAX_MESSAGE_BYTES);
+    let admin = pb::admin_server::AdminServer::new(AdminService(shared.clone()))
+        .max_decoding_message_size(max_request)
+        .max_encoding_message_size(raftkv_client::MAX_MESSAGE_BYTES);
+    let too_large = TooLargeMessage {
+        max_request,
+        max_key_bytes: config.core.max_key_bytes,
+        max_value_bytes: config.core.max_value_bytes,
+    };
     // Peer connections are served by `peer_inbound`; the rest go to tonic.
     let incoming = peer_inbound::accept(listener, shared, stop_rx.clone());
     let mut server_stop = stop_rx.clone();
     let server = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(move |r| {
+            too_large.rewrite(r)
+        }))
         .add_service(kv)
         .add_service(admin)
         .serve_with_incoming_shutdown(incoming, async move {
@@ -218,6 +242,48 @@ pub async fn run(
     }
 }
 
+/// Rewrites gRPC's own refusal of a request above the decoding limit
+/// (OUT_OF_RANGE "decoded message length too large") into INVALID_ARGUMENT
+/// naming the settings that set the limit: the handler's message for a value
+/// a little too large, and this one for a value far too large, both tell
+/// the user what to change.
+#[derive(Clone, Copy)]
+struct TooLargeMessage {
+    max_request: usize,
+    max_key_bytes: usize,
+    max_value_bytes: usize,
+}
+
+impl TooLargeMessage {
+    fn rewrite<B: Default>(
+        self,
+        response: tonic::codegen::http::Response<B>,
+    ) -> tonic::codegen::http::Response<B> {
+        let Some(status) = tonic::Status::from_header_map(response.headers()) else {
+            return response;
+        };
+        if status.code() != tonic::Code::OutOfRange
+            || !status
+                .message()
+                .contains("decoded message length too large")
+        {
+            return response;
+        }
+        let found = status
+            .message()
+            .split("found ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .map_or(String::new(), |n| format!(" of {n} bytes"));
+        tonic::Status::invalid_argument(format!(
+            "request{found} exceeds the limit of {} bytes: a value may have at most {} bytes \
+             (--max-value-bytes), a key {} bytes (--max-key-bytes)",
+            self.max_request, self.max_value_bytes, self.max_key_bytes
+        ))
+        .into_http()
+    }
+}
+
 fn transport_options(config: &ServerConfig) -> TransportOptions {
     TransportOptions {
         cluster_id: config.cluster_id.clone(),
@@ -234,6 +300,33 @@ fn transport_options(config: &ServerConfig) -> TransportOptions {
             * 4,
         max_batch_messages: 64,
         max_batch_bytes: 4 << 20,
+    }
+}
+
+/// Appends why the node refused to start to its folder's `dump.txt`, where
+/// the folder exists and another process does not hold it; best effort (a
+/// folder that cannot be written gets nothing, the message still goes to
+/// stderr).
+fn record_refusal(node_dir: &Path, config: &ServerConfig, level: DumpLevel, e: &ServerError) {
+    use raftkv_storage::StorageError;
+    if matches!(
+        e,
+        ServerError::Storage(StorageError::Locked { .. } | StorageError::DataDirMissing { .. })
+    ) || !node_dir.is_dir()
+    {
+        return;
+    }
+    let opts = DumpOptions {
+        level,
+        ..DumpOptions::new(config.core.id)
+    };
+    if let Ok(dump) = DumpLog::open(node_dir, opts) {
+        dump.record(
+            DumpLevel::Error,
+            raftkv_core::Term(0),
+            &format!("refused to start: {e}"),
+        );
+        dump.flush();
     }
 }
 

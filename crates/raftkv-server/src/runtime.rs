@@ -382,9 +382,33 @@ impl CoreTask {
             }));
             return;
         }
+        let m = self.node.membership();
+        // Removing a node that is not a member is a mistake (a mistyped id)
+        // far more often than a retry: say so, with the configuration.
+        // (A removal retried after an unknown outcome also lands here: then
+        // the first attempt took effect.)
+        if let ConfChange::Remove { id } = &change {
+            if !m.is_member(*id) {
+                let list = |ids: &std::collections::BTreeSet<NodeId>| {
+                    if ids.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        ids.iter()
+                            .map(|n| n.0.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                };
+                let _ = reply.send(Err(Refusal::Conflict(format!(
+                    "node {id} is not a member (voters: {}; learners: {})",
+                    list(&m.voters),
+                    list(&m.learners)
+                ))));
+                return;
+            }
+        }
         // A change already in force answers at once: a retried call (after
         // an unknown outcome) must not fail for having succeeded.
-        let m = self.node.membership();
         let in_force = match &change {
             ConfChange::AddLearner { id, addr } => {
                 m.is_learner(*id) && (addr.is_empty() || m.addrs.get(id) == Some(addr))

@@ -163,8 +163,18 @@ impl Shared {
         })
     }
 
+    /// A read checks its key as a write does: an empty key is refused
+    /// ("empty key"), not reported missing.
+    fn check_read_key(&self, key: &str) -> Result<(), Status> {
+        check_key(key, self.limits()).map_err(|e| self.invalid(e.to_string()))?;
+        if key.is_empty() {
+            return Err(self.invalid("empty key".into()));
+        }
+        Ok(())
+    }
+
     async fn read(&self, key: String) -> Result<Option<String>, Status> {
-        check_key(&key, self.limits()).map_err(|e| self.invalid(e.to_string()))?;
+        self.check_read_key(&key)?;
         if let Some(value) = self.lease_reads.try_read(&key) {
             bump(&self.metrics.reads_lease);
             bump(&self.metrics.reads_lease_in_handler);
@@ -175,7 +185,7 @@ impl Shared {
     }
 
     async fn read_stale(&self, key: String) -> Result<StaleAnswer, Status> {
-        check_key(&key, self.limits()).map_err(|e| self.invalid(e.to_string()))?;
+        self.check_read_key(&key)?;
         self.ask(|reply| CoreRequest::ReadStale { key, reply })
             .await
     }

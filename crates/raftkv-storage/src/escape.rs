@@ -13,7 +13,14 @@
 //! | line feed       | `\n`         |
 //! | carriage return | `\r`         |
 //! | other control or whitespace char (U+0000..U+001F, U+007F..U+009F, U+00A0, U+2028, ...) | `\u{HEX}` |
+//! | invisible or bidirectional char: format chars (Unicode category Cf: U+00AD, U+200B..U+200F, U+202A..U+202E, U+2060..U+206F, U+FEFF, ...), fillers (U+034F, U+115F, U+1160, U+3164, U+FFA0, ...), noncharacters (U+FFFE, ...) | `\u{HEX}` |
 //! | the empty string (whole token) | `\e` |
+//!
+//! Invisible characters are escaped so that two keys that differ only by one
+//! (`admin` and `admin\u{200B}`) look different in `logs.txt` and
+//! `snapshot.txt`, and a bidirectional override cannot reorder what a reader
+//! sees. Files written before they were escaped hold them raw: reading
+//! accepts that (only control and whitespace characters must be escaped).
 
 use std::fmt::Write as _;
 
@@ -68,8 +75,57 @@ fn is_plain(text: &str) -> bool {
     !bytes.is_ascii() && !text.chars().any(needs_escape)
 }
 
+/// What [`escape`] writes as `\u{HEX}` or another escape.
 fn needs_escape(c: char) -> bool {
+    must_escape(c) || is_invisible(c)
+}
+
+/// What a token may never hold raw: it would split or end the line, or
+/// (a backslash) start an escape. Older files hold invisible characters raw,
+/// so reading rejects only these.
+fn must_escape(c: char) -> bool {
     c == '\\' || c.is_control() || c.is_whitespace()
+}
+
+/// Characters that print as nothing or reorder text around them: Unicode's
+/// format characters (general category Cf, Unicode 15.1), the Hangul and
+/// other fillers that render blank, the combining grapheme joiner, and
+/// noncharacters.
+pub(crate) fn is_invisible(c: char) -> bool {
+    let u = c as u32;
+    if u < 0xAD {
+        return false;
+    }
+    matches!(
+        u,
+        0xAD
+            | 0x034F
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0x3164
+            | 0xFDD0..=0xFDEF
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    ) || (u & 0xFFFE) == 0xFFFE
 }
 
 /// Reverses [`escape`]. Rejects anything `escape` would never write, so a
@@ -86,7 +142,7 @@ pub fn unescape(token: &str) -> Result<String, String> {
         return Ok(token.to_owned());
     }
     if !token.contains('\\') {
-        if let Some(c) = token.chars().find(|&c| needs_escape(c)) {
+        if let Some(c) = token.chars().find(|&c| must_escape(c)) {
             return Err(format!("unescaped character U+{:04X}", c as u32));
         }
         return Ok(token.to_owned());
@@ -95,7 +151,7 @@ pub fn unescape(token: &str) -> Result<String, String> {
     let mut chars = token.chars();
     while let Some(c) = chars.next() {
         if c != '\\' {
-            if needs_escape(c) {
+            if must_escape(c) {
                 return Err(format!("unescaped character U+{:04X}", c as u32));
             }
             out.push(c);
@@ -167,6 +223,38 @@ mod tests {
     }
 
     #[test]
+    fn invisible_and_bidi_characters_are_escaped() {
+        assert_eq!(escape("admin\u{200b}"), "admin\\u{200B}");
+        assert_ne!(escape("admin\u{200b}"), escape("admin"));
+        assert_eq!(
+            escape("\u{ad}\u{feff}\u{202e}\u{2066}\u{2069}\u{200d}\u{3164}\u{e0041}\u{ffff}"),
+            "\\u{AD}\\u{FEFF}\\u{202E}\\u{2066}\\u{2069}\\u{200D}\\u{3164}\\u{E0041}\\u{FFFF}"
+        );
+        // A right-to-left override inside a value cannot flip what follows.
+        assert_eq!(escape("abc\u{202e}fed"), "abc\\u{202E}fed");
+        for s in [
+            "x\u{200b}",
+            "\u{feff}",
+            "a\u{ad}b\u{202e}c",
+            "\u{600}\u{1d173}",
+        ] {
+            assert_eq!(unescape(&escape(s)).unwrap(), s, "{s:?}");
+        }
+        // Visible text next to them is untouched.
+        assert_eq!(escape("é\u{200b}日"), "é\\u{200B}日");
+    }
+
+    #[test]
+    fn old_files_with_raw_invisible_characters_still_read() {
+        // Written before invisible characters were escaped.
+        for raw in ["admin\u{200b}", "\u{feff}key", "a\u{ad}b", "rtl\u{202e}x"] {
+            assert_eq!(unescape(raw).unwrap(), raw, "{raw:?}");
+        }
+        // Mixed with escapes of the old rules.
+        assert_eq!(unescape("a\\sb\u{200b}").unwrap(), "a b\u{200b}");
+    }
+
+    #[test]
     fn damaged_tokens_are_rejected() {
         for bad in [
             "",
@@ -189,6 +277,13 @@ mod tests {
             let e = escape(&s);
             prop_assert!(!e.is_empty());
             prop_assert!(!e.contains(' ') && !e.contains('\n') && !e.contains('\t') && !e.contains('\r'));
+            prop_assert_eq!(unescape(&e).unwrap(), s);
+        }
+
+        #[test]
+        fn escape_round_trips_invisible(s in "[a\u{ad}\u{200b}-\u{200f}\u{202a}-\u{202e}\u{2060}-\u{206f}\u{feff}\u{e0001}\u{fff9}-\u{fffb} \\\\u{}]{0,20}") {
+            let e = escape(&s);
+            prop_assert!(!e.chars().any(is_invisible), "{:?} left raw in {:?}", s, e);
             prop_assert_eq!(unescape(&e).unwrap(), s);
         }
 

@@ -1,6 +1,7 @@
 //! The client subcommands: `set`, `get`, `delete`, `status`, `client`.
 
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -29,7 +30,13 @@ pub struct ConnArgs {
 #[derive(Args, Debug)]
 pub struct SetArgs {
     pub key: String,
-    pub value: String,
+    /// The value (or give --value-file).
+    #[arg(required_unless_present = "value_file", conflicts_with = "value_file")]
+    pub value: Option<String>,
+    /// Read the value from this file, `-` for standard input, byte for byte
+    /// (a final newline is kept): for values too large for the command line.
+    #[arg(long, value_name = "FILE")]
+    pub value_file: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -142,9 +149,42 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The value of `raftkv set`: the argument, or the contents of --value-file.
+fn set_value(args: &SetArgs) -> anyhow::Result<String> {
+    let bytes = match (&args.value, &args.value_file) {
+        (Some(v), _) => return Ok(v.clone()),
+        (None, Some(path)) if path == Path::new("-") => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read the value from standard input")?;
+            bytes
+        }
+        (None, Some(path)) => std::fs::read(path)
+            .with_context(|| format!("--value-file {}: cannot read", path.display()))?,
+        (None, None) => anyhow::bail!("give a value or --value-file"),
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "--value-file: the value is not valid UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Get and delete refuse an empty key as set does (the server would answer
+/// a read of it "not found").
+fn check_key(key: &str) -> anyhow::Result<()> {
+    if key.is_empty() {
+        anyhow::bail!("invalid argument: empty key");
+    }
+    Ok(())
+}
+
 pub fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
+    let value = set_value(&args)?;
     let client = args.conn.client()?;
-    let answer = runtime()?.block_on(client.set(&args.key, &args.value))?;
+    let answer = runtime()?.block_on(client.set(&args.key, &value))?;
     eprintln!(
         "OK (node {}, index {})",
         answer.served_by, answer.value.index
@@ -153,6 +193,7 @@ pub fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn delete(args: KeyArgs) -> anyhow::Result<ExitCode> {
+    check_key(&args.key)?;
     let client = args.conn.client()?;
     let answer = runtime()?.block_on(client.delete(&args.key))?;
     let what = if answer.value.existed {
@@ -168,6 +209,7 @@ pub fn delete(args: KeyArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+    check_key(&args.key)?;
     let client = args.conn.client()?;
     let stale = args.stale || args.consistency == ConsistencyArg::Stale;
     let consistency = if stale {
@@ -213,11 +255,27 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", status_table(&rows));
     }
-    let reachable = rows.iter().any(|(_, r)| r.is_ok());
-    Ok(if reachable {
-        ExitCode::SUCCESS
+    let answered = rows.iter().filter(|(_, r)| r.is_ok()).count();
+    match quorum_verdict(answered, rows.len()) {
+        None => Ok(ExitCode::SUCCESS),
+        Some(why) => {
+            eprintln!("raftkv: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `None` when a majority of the nodes asked answered; else what to say.
+/// (One node asked and answering passes: a health check of that node.)
+fn quorum_verdict(answered: usize, asked: usize) -> Option<String> {
+    let majority = asked / 2 + 1;
+    if answered >= majority {
+        return None;
+    }
+    Some(if answered == 0 {
+        format!("no node answered (asked {asked})")
     } else {
-        ExitCode::FAILURE
+        format!("no quorum: only {answered} of {asked} nodes answered (a majority is {majority})")
     })
 }
 
@@ -456,7 +514,7 @@ fn status_json(endpoint: &str, row: &Result<pb::StatusReply, ClientError>) -> se
 
 const HELP: &str = "\
 commands (case-insensitive):
-  SET <key> <value>   write (the value is the rest of the line)
+  SET <key> <value>   write (the value is the rest of the line; TAB types a tab)
   GET <key>           linearizable read from the leader
   GET! <key>          stale read from whichever node answers
   DELETE <key>        delete
@@ -475,6 +533,11 @@ pub fn prompt(args: &ConnArgs) -> anyhow::Result<()> {
     let endpoints = args.endpoint_list()?;
     let rt = runtime()?;
     let mut editor = rustyline::DefaultEditor::new().context("cannot start line editor")?;
+    // No completion here: TAB types a tab (values may hold tabs).
+    editor.bind_sequence(
+        rustyline::KeyEvent(rustyline::KeyCode::Tab, rustyline::Modifiers::NONE),
+        rustyline::Cmd::Insert(1, "\t".into()),
+    );
     let history = std::env::var_os("HOME").map(|h| Path::new(&h).join(".raftkv_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
@@ -491,34 +554,24 @@ pub fn prompt(args: &ConnArgs) -> anyhow::Result<()> {
             ) => break,
             Err(e) => return Err(e.into()),
         };
-        let line = line.trim();
-        if line.is_empty() {
+        if line.trim().is_empty() {
             continue;
         }
-        let _ = editor.add_history_entry(line);
-        let (verb, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        let rest = rest.trim();
-        match verb.to_ascii_uppercase().as_str() {
-            "QUIT" | "EXIT" => break,
-            "HELP" => println!("{HELP}"),
-            "STATUS" => print!(
+        let _ = editor.add_history_entry(line.as_str());
+        match parse_prompt_line(&line) {
+            Err(message) => println!("{message}"),
+            Ok(PromptCommand::Quit) => break,
+            Ok(PromptCommand::Help) => println!("{HELP}"),
+            Ok(PromptCommand::Status) => print!(
                 "{}",
                 status_table(&rt.block_on(collect_status(&client, &endpoints)))
             ),
-            "SET" => match rest.split_once(char::is_whitespace) {
-                Some((k, v)) => match rt.block_on(client.set(k, v.trim_start())) {
-                    Ok(a) => println!("OK (node {}, index {})", a.served_by, a.value.index),
-                    Err(e) => println!("error: {e}"),
-                },
-                None => println!("usage: SET <key> <value>"),
+            Ok(PromptCommand::Set { key, value }) => match rt.block_on(client.set(&key, &value)) {
+                Ok(a) => println!("OK (node {}, index {})", a.served_by, a.value.index),
+                Err(e) => println!("error: {e}"),
             },
-            "GET" | "GET!" if !rest.is_empty() => {
-                let consistency = if verb.ends_with('!') {
-                    Consistency::Stale
-                } else {
-                    Consistency::Linearizable
-                };
-                match rt.block_on(client.get_with(rest, consistency)) {
+            Ok(PromptCommand::Get { key, consistency }) => {
+                match rt.block_on(client.get_with(&key, consistency)) {
                     Ok(a) => {
                         let origin = match consistency {
                             Consistency::Stale => staleness(a.served_by, &a.value.1),
@@ -532,7 +585,7 @@ pub fn prompt(args: &ConnArgs) -> anyhow::Result<()> {
                     Err(e) => println!("error: {e}"),
                 }
             }
-            "DELETE" | "DEL" if !rest.is_empty() => match rt.block_on(client.delete(rest)) {
+            Ok(PromptCommand::Delete { key }) => match rt.block_on(client.delete(&key)) {
                 Ok(a) => {
                     let what = if a.value.existed {
                         "deleted"
@@ -543,11 +596,143 @@ pub fn prompt(args: &ConnArgs) -> anyhow::Result<()> {
                 }
                 Err(e) => println!("error: {e}"),
             },
-            _ => println!("cannot parse {line:?}; type HELP"),
         }
     }
     if let Some(h) = &history {
         let _ = editor.save_history(h);
     }
     Ok(())
+}
+
+/// One line of the interactive prompt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PromptCommand {
+    Quit,
+    Help,
+    Status,
+    Set {
+        key: String,
+        value: String,
+    },
+    Get {
+        key: String,
+        consistency: Consistency,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+/// Parses a prompt line. The verb and the key end at the first space or tab;
+/// a SET's value is the rest of the line after the blanks that follow the
+/// key, tabs inside it and at its end kept (trailing spaces are dropped).
+pub fn parse_prompt_line(line: &str) -> Result<PromptCommand, String> {
+    let blank = |c: char| c == ' ' || c == '\t';
+    let text = line.trim_start_matches(blank);
+    let (verb, rest) = text.split_once(blank).unwrap_or((text, ""));
+    let rest = rest.trim_start_matches(blank);
+    let key_only = || {
+        let key = rest.trim_end_matches(blank);
+        if key.is_empty() {
+            Err(format!("usage: {} <key>", verb.to_ascii_uppercase()))
+        } else {
+            Ok(key.to_owned())
+        }
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "QUIT" | "EXIT" => Ok(PromptCommand::Quit),
+        "HELP" => Ok(PromptCommand::Help),
+        "STATUS" => Ok(PromptCommand::Status),
+        "SET" => match rest.split_once(blank) {
+            Some((key, value)) => Ok(PromptCommand::Set {
+                key: key.to_owned(),
+                value: value
+                    .trim_start_matches(' ')
+                    .trim_end_matches(' ')
+                    .to_owned(),
+            }),
+            None => Err("usage: SET <key> <value>".into()),
+        },
+        "GET" => Ok(PromptCommand::Get {
+            key: key_only()?,
+            consistency: Consistency::Linearizable,
+        }),
+        "GET!" => Ok(PromptCommand::Get {
+            key: key_only()?,
+            consistency: Consistency::Stale,
+        }),
+        "DELETE" | "DEL" => Ok(PromptCommand::Delete { key: key_only()? }),
+        _ => Err(format!("cannot parse {:?}; type HELP", line.trim())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_values_keep_their_tabs() {
+        assert_eq!(
+            parse_prompt_line("SET k a\tb"),
+            Ok(PromptCommand::Set {
+                key: "k".into(),
+                value: "a\tb".into()
+            })
+        );
+        // A tab typed as the separator, and tabs at the value's ends.
+        assert_eq!(
+            parse_prompt_line("set\tk\t\tcol1\tcol2\t"),
+            Ok(PromptCommand::Set {
+                key: "k".into(),
+                value: "\tcol1\tcol2\t".into()
+            })
+        );
+        assert_eq!(
+            parse_prompt_line("SET k   hello world  "),
+            Ok(PromptCommand::Set {
+                key: "k".into(),
+                value: "hello world".into()
+            })
+        );
+    }
+
+    #[test]
+    fn prompt_commands_parse() {
+        assert_eq!(
+            parse_prompt_line("get! k "),
+            Ok(PromptCommand::Get {
+                key: "k".into(),
+                consistency: Consistency::Stale
+            })
+        );
+        assert_eq!(
+            parse_prompt_line("DEL k"),
+            Ok(PromptCommand::Delete { key: "k".into() })
+        );
+        assert_eq!(parse_prompt_line(" quit"), Ok(PromptCommand::Quit));
+        assert_eq!(parse_prompt_line("GET"), Err("usage: GET <key>".into()));
+        assert_eq!(
+            parse_prompt_line("SET k"),
+            Err("usage: SET <key> <value>".into())
+        );
+        assert!(parse_prompt_line("FROB")
+            .unwrap_err()
+            .contains("cannot parse"));
+    }
+
+    #[test]
+    fn status_needs_a_majority_of_the_nodes_asked() {
+        assert_eq!(quorum_verdict(3, 3), None);
+        assert_eq!(quorum_verdict(2, 3), None);
+        assert_eq!(quorum_verdict(1, 1), None);
+        assert_eq!(
+            quorum_verdict(1, 3).as_deref(),
+            Some("no quorum: only 1 of 3 nodes answered (a majority is 2)")
+        );
+        assert_eq!(
+            quorum_verdict(0, 3).as_deref(),
+            Some("no node answered (asked 3)")
+        );
+        assert!(quorum_verdict(2, 4).is_some());
+    }
 }

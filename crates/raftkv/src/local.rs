@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub struct LocalArgs {
     #[arg(long, allow_hyphen_values = true, default_value = "")]
     pub server_args: String,
     /// Log level of the nodes.
-    #[arg(long, default_value = "info")]
+    #[arg(long, default_value = "info", value_parser = crate::parse_log_level)]
     pub log_level: String,
     /// Do not open the interactive prompt even on a terminal; just wait for
     /// Ctrl-C.
@@ -48,6 +48,9 @@ pub fn run(args: LocalArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    // Before anything in the folder is touched: a second `raftkv local`
+    // there would rewrite endpoints.txt and truncate the nodes' logs.
+    let _lock = lock_data_dir(&args.data_dir)?;
     let ports = choose_ports(args.nodes, args.base_port)?;
     let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let peers: Vec<String> = endpoints
@@ -156,6 +159,49 @@ pub fn run(args: LocalArgs) -> anyhow::Result<ExitCode> {
     stop_children(&mut children, Duration::from_secs(5));
     println!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lock file `raftkv local` holds in its data directory while it runs.
+pub const LOCK_FILE: &str = "local.lock";
+
+/// Takes an exclusive flock on DATA_DIR/local.lock and writes this pid in
+/// it; the lock goes when the returned file is closed, or when this process
+/// dies however it dies. Refuses, naming the folder and the pid, when
+/// another `raftkv local` holds it.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor this function owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = match text.trim() {
+                "" => "pid unknown".to_owned(),
+                pid => format!("pid {pid}"),
+            };
+            bail!(
+                "{} is in use by another `raftkv local` ({holder}); stop it, or give another --data-dir",
+                dir.display()
+            );
+        }
+        return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    file.flush()?;
+    Ok(file)
 }
 
 fn choose_ports(nodes: u64, base_port: u16) -> anyhow::Result<Vec<u16>> {

@@ -62,15 +62,65 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("raftkv: error: {e:#}");
+            eprintln!("raftkv: error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line, `: `-separated, each message once:
+/// many errors already include their source in their own message (a
+/// storage error names the I/O error it wraps), which anyhow's `{:#}` would
+/// print a second time.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// Checks a `--log-level`: a level, or comma-separated `target=level`
+/// directives. A tracing filter would take a misspelt level (`debg`) as the
+/// name of a target and then print nothing at all.
+pub fn parse_log_level(text: &str) -> Result<String, String> {
+    let accepted = || {
+        format!(
+            "accepted: {}, or target=level directives such as raftkv_server=debug (comma-separated)",
+            LEVELS.join(", ")
+        )
+    };
+    let is_level = |l: &str| LEVELS.iter().any(|x| x.eq_ignore_ascii_case(l.trim()));
+    if text.trim().is_empty() {
+        return Err(format!("--log-level is empty; {}", accepted()));
+    }
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !is_level(level) {
+            return Err(format!(
+                "--log-level {text:?}: {level:?} is not a level; {}",
+                accepted()
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map_err(|e| format!("--log-level {text:?}: {e}; {}", accepted()))?;
+    Ok(text.to_owned())
+}
+
 /// Tracing to stderr at `level` (a tracing filter such as `info` or
 /// `raftkv_server=debug`).
 fn init_tracing(level: &str) -> anyhow::Result<()> {
+    parse_log_level(level).map_err(|e| anyhow::anyhow!(e))?;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .map_err(|e| anyhow::anyhow!("bad --log-level {level:?}: {e}"))?;
     // Colours only on a terminal: `raftkv local` sends node logs to files.
@@ -81,4 +131,41 @@ fn init_tracing(level: &str) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_are_checked() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "warn,raftkv_server=debug",
+            "raftkv_core=trace",
+            "off",
+        ] {
+            assert_eq!(parse_log_level(ok).as_deref(), Ok(ok));
+        }
+        assert_eq!(
+            parse_log_level("debg").unwrap_err(),
+            "--log-level \"debg\": \"debg\" is not a level; accepted: error, warn, info, \
+             debug, trace, off, or target=level directives such as raftkv_server=debug \
+             (comma-separated)"
+        );
+        assert!(parse_log_level("raftkv_server=debg").is_err());
+        assert!(parse_log_level("").is_err());
+    }
+
+    #[test]
+    fn an_error_chain_prints_each_message_once() {
+        let io = std::io::Error::other("disk on fire");
+        let inner = anyhow::Error::new(io).context("metadata.txt: read failed: disk on fire");
+        let e = inner.context("node stopped with an error");
+        assert_eq!(
+            error_chain(&e),
+            "node stopped with an error: metadata.txt: read failed: disk on fire"
+        );
+    }
 }

@@ -96,7 +96,7 @@ pub struct ServerArgs {
     pub client_timeout_ms: Option<u64>,
     /// Log filter for stderr: error, warn, info, debug, trace, or a tracing
     /// filter such as raftkv_server=debug [default: info].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::parse_log_level)]
     pub log_level: Option<String>,
     /// What goes into dump.txt: off, error, info, debug [default: info].
     #[arg(long)]

@@ -333,6 +333,7 @@ pub fn client_options() -> ClientOptions {
         backoff_min: Duration::from_millis(5),
         backoff_max: Duration::from_millis(50),
         suspect_for: Duration::from_millis(600),
+        give_up_unreachable_after: Duration::from_millis(2000),
     }
 }
 
