@@ -12,6 +12,9 @@ use raftkv_core::{Config, NodeId};
 pub const DEFAULT_MAX_KEY_BYTES: usize = 4 << 10;
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 pub const DEFAULT_RATE_LIMIT_PER_CONN: u32 = 50_000;
+/// How long a new connection has to identify itself: the peer preface and
+/// first frame, or the HTTP/2 preface and first frame (docs/server.md).
+pub const DEFAULT_PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -47,6 +50,14 @@ pub struct ServerConfig {
     pub rate_limit_per_conn: u32,
     /// `dump.txt` level: off, error, info, debug.
     pub dump_level: String,
+    /// Inbound client connections open at once; `None` derives the cap
+    /// from the descriptor limit ([`crate::fds::conn_budget`]).
+    pub max_client_connections: Option<usize>,
+    /// Inbound peer connections open at once; `None` derives it too.
+    pub max_peer_connections: Option<usize>,
+    /// How long a new connection may take to send its preface and first
+    /// frame before it is closed.
+    pub preface_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +130,16 @@ impl ServerConfig {
                 self.tick_interval, self.core.heartbeat_interval
             )));
         }
+        if self.max_client_connections == Some(0) || self.max_peer_connections == Some(0) {
+            return Err(ConfigError::Other(
+                "connection caps must be at least 1".into(),
+            ));
+        }
+        if self.preface_timeout.is_zero() {
+            return Err(ConfigError::Other(
+                "the preface time-out must be positive".into(),
+            ));
+        }
         if self.rate_limit_per_conn == 0 || self.peer_queue_len == 0 {
             return Err(ConfigError::Other(
                 "rate limit and peer queue length must be positive".into(),
@@ -179,11 +200,17 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> 
     Ok(peers)
 }
 
+/// A valid configuration of node 1 of three, cluster `test`, for tests.
+#[cfg(test)]
+pub(crate) fn sample() -> ServerConfig {
+    tests::config()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn config() -> ServerConfig {
+    pub(super) fn config() -> ServerConfig {
         let peers = parse_peers("2=127.0.0.1:7002, 3=127.0.0.1:7003").unwrap();
         ServerConfig {
             core: Config::new(NodeId(1), vec![NodeId(1), NodeId(2), NodeId(3)]),
@@ -199,6 +226,9 @@ mod tests {
             client_wait_timeout: Duration::from_secs(2),
             rate_limit_per_conn: 100,
             dump_level: "info".into(),
+            max_client_connections: None,
+            max_peer_connections: None,
+            preface_timeout: DEFAULT_PREFACE_TIMEOUT,
         }
     }
 
@@ -231,6 +261,23 @@ mod tests {
         c.core.voters.clear();
         c.validate().unwrap();
         c.peers.clear();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_zero_connection_caps_and_preface_timeout() {
+        let mut c = config();
+        c.max_client_connections = Some(0);
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.max_peer_connections = Some(0);
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.preface_timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.max_client_connections = Some(10);
+        c.max_peer_connections = Some(4);
         c.validate().unwrap();
     }
 
