@@ -331,20 +331,24 @@ async fn serve_peer(
 ) {
     let from = stream.peer_addr().ok();
     let peer = from.map_or_else(|| "?".to_owned(), |a| a.to_string());
-    let mut head = [0u8; PEER_MAGIC.len() + 4];
-    match timeout_at(deadline, stream.read_exact(&mut head)).await {
+    let mut magic = [0u8; PEER_MAGIC.len()];
+    let mut len = [0u8; 4];
+    let why = "no complete peer preface within the preface time-out";
+    match timeout_at(deadline, stream.read_exact(&mut magic)).await {
         Ok(Ok(_)) => {}
         Ok(Err(_)) => return,
-        Err(_) => {
-            let why = "no complete peer preface within the preface time-out";
-            return inbound.log_preface(&shared, from, why, true);
-        }
+        Err(_) => return inbound.log_preface(&shared, from, why, true),
     }
-    if &head[..PEER_MAGIC.len()] != PEER_MAGIC {
+    if &magic != PEER_MAGIC {
         bump(&shared.metrics.peer_messages_malformed);
         return inbound.log_preface(&shared, from, "bad peer preface", false);
     }
-    let len = u32::from_be_bytes(head[PEER_MAGIC.len()..].try_into().expect("4 bytes")) as usize;
+    match timeout_at(deadline, stream.read_exact(&mut len)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return,
+        Err(_) => return inbound.log_preface(&shared, from, why, true),
+    }
+    let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME_BYTES {
         bump(&shared.metrics.peer_messages_malformed);
         return inbound.log_preface(&shared, from, "oversized first peer frame", false);
