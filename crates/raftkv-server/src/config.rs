@@ -20,6 +20,9 @@ pub const MAX_KEY_BYTES_LIMIT: usize = 64 << 10;
 /// What a client request carries besides its key and value (ids, sequence
 /// numbers, protobuf framing), with a wide margin.
 pub const REQUEST_OVERHEAD_BYTES: usize = 64 << 10;
+/// How long a new connection has to identify itself: the peer preface and
+/// first frame, or the HTTP/2 preface and first frame (docs/server.md).
+pub const DEFAULT_PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -60,6 +63,14 @@ pub struct ServerConfig {
     /// (`raftkv_storage::identity::start_voters`), and `core.voters` is
     /// replaced by it at start.
     pub membership: raftkv_storage::identity::MembershipFlags,
+    /// Inbound client connections open at once; `None` derives the cap
+    /// from the descriptor limit ([`crate::fds::conn_budget`]).
+    pub max_client_connections: Option<usize>,
+    /// Inbound peer connections open at once; `None` derives it too.
+    pub max_peer_connections: Option<usize>,
+    /// How long a new connection may take to send its preface and first
+    /// frame before it is closed.
+    pub preface_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +145,16 @@ impl ServerConfig {
                 self.core.max_key_bytes
             )));
         }
+        if self.max_client_connections == Some(0) || self.max_peer_connections == Some(0) {
+            return Err(ConfigError::Other(
+                "connection caps must be at least 1".into(),
+            ));
+        }
+        if self.preface_timeout.is_zero() {
+            return Err(ConfigError::Other(
+                "the preface time-out must be positive".into(),
+            ));
+        }
         if self.rate_limit_per_conn == 0 || self.peer_queue_len == 0 {
             return Err(ConfigError::Other(
                 "rate limit and peer queue length must be positive".into(),
@@ -202,11 +223,17 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> 
     Ok(peers)
 }
 
+/// A valid configuration of node 1 of three, cluster `test`, for tests.
+#[cfg(test)]
+pub(crate) fn sample() -> ServerConfig {
+    tests::config()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn config() -> ServerConfig {
+    pub(super) fn config() -> ServerConfig {
         let peers = parse_peers("2=127.0.0.1:7002, 3=127.0.0.1:7003").unwrap();
         ServerConfig {
             core: Config::new(NodeId(1), vec![NodeId(1), NodeId(2), NodeId(3)]),
@@ -223,6 +250,9 @@ mod tests {
             rate_limit_per_conn: 100,
             dump_level: "info".into(),
             membership: Default::default(),
+            max_client_connections: None,
+            max_peer_connections: None,
+            preface_timeout: DEFAULT_PREFACE_TIMEOUT,
         }
     }
 
@@ -255,6 +285,23 @@ mod tests {
         c.core.voters.clear();
         c.validate().unwrap();
         c.peers.clear();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_zero_connection_caps_and_preface_timeout() {
+        let mut c = config();
+        c.max_client_connections = Some(0);
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.max_peer_connections = Some(0);
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.preface_timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.max_client_connections = Some(10);
+        c.max_peer_connections = Some(4);
         c.validate().unwrap();
     }
 

@@ -15,12 +15,16 @@
 //! - [`peer_wire`]: the framing of peer connections.
 //! - [`service`]: the gRPC `Kv` and `Admin` services.
 //! - [`convert`]: protobuf ↔ core types, with validation.
+//! - [`conn_caps`]: caps on inbound connections; [`fds`]: the descriptor
+//!   limit, the connection budget, reserve descriptors.
 //! - [`config`], [`limits`], [`metrics`].
 //!
 //! Wire protocol and operations: docs/server.md.
 
 pub mod config;
+pub mod conn_caps;
 pub mod convert;
+pub mod fds;
 pub mod lease_reads;
 pub mod limits;
 pub mod metrics;
@@ -47,9 +51,12 @@ use tokio::net::TcpListener;
 pub use config::{parse_peers, ServerConfig};
 pub use raftkv_storage::identity::MembershipFlags;
 
+use crate::conn_caps::ConnCaps;
+use crate::fds::FdReserve;
 use crate::lease_reads::LeaseReads;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
+use crate::peer_inbound::Inbound;
 use crate::runtime::{Clock, CoreParts, CoreTask};
 use crate::service::{AdminService, KvService, Shared};
 use crate::storage_thread::StorageThread;
@@ -92,6 +99,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let nofile = match fds::raise_nofile_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                soft = limit.soft,
+                hard = limit.hard,
+                was = limit.was,
+                "file descriptor limit (RLIMIT_NOFILE)"
+            );
+            limit.soft
+        }
+        Err(e) => {
+            let soft = rlimit::Resource::NOFILE
+                .get()
+                .map_or(1024, |(soft, _)| soft);
+            tracing::warn!(soft, "cannot raise the file descriptor limit: {e}");
+            soft
+        }
+    };
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -163,7 +188,9 @@ pub async fn run(
         metrics.clone(),
         dump.clone(),
     );
-    let (storage, done_rx) = StorageThread::start(storage, metrics.clone())?;
+    // Descriptors the storage frees for itself around each job.
+    let storage_reserve = Arc::new(FdReserve::new("storage", STORAGE_RESERVE_FDS));
+    let (storage, done_rx) = StorageThread::start(storage, metrics.clone(), storage_reserve)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let lease_reads = Arc::new(LeaseReads::new(clock));
     let parts = CoreParts {
@@ -192,6 +219,10 @@ pub async fn run(
         book,
         lease_reads,
     });
+    let inbound = Inbound::new(
+        connection_caps(&config, nofile, shared.metrics.clone()),
+        config.preface_timeout,
+    );
     let max_request = config.max_request_bytes();
     let kv = pb::kv_server::KvServer::new(KvService(shared.clone()))
         .max_decoding_message_size(max_request)
@@ -205,9 +236,13 @@ pub async fn run(
         max_value_bytes: config.core.max_value_bytes,
     };
     // Peer connections are served by `peer_inbound`; the rest go to tonic.
-    let incoming = peer_inbound::accept(listener, shared, stop_rx.clone());
+    let incoming = peer_inbound::accept(listener, shared, inbound, stop_rx.clone());
     let mut server_stop = stop_rx.clone();
     let server = tonic::transport::Server::builder()
+        // An established client that answers no PING (gone, or a socket
+        // that sent a preface and nothing since) is closed.
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
         .layer(tower::util::MapResponseLayer::new(move |r| {
             too_large.rewrite(r)
         }))
@@ -282,6 +317,48 @@ impl TooLargeMessage {
         ))
         .into_http()
     }
+}
+
+/// Descriptors on `/dev/null` held by the storage and freed for each of
+/// its jobs (a job opens at most a few files at once).
+const STORAGE_RESERVE_FDS: usize = 8;
+
+/// How often tonic PINGs an idle client connection, and how long it waits
+/// for the answer before closing it.
+pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The caps on inbound connections: the flags, or a share of the
+/// descriptor limit `nofile` (see [`fds::conn_budget`]); logged.
+fn connection_caps(config: &ServerConfig, nofile: u64, metrics: Arc<Metrics>) -> Arc<ConnCaps> {
+    let in_use = fds::open_descriptors().unwrap_or(64);
+    let (budget, lowered) = fds::conn_budget(
+        nofile,
+        in_use,
+        config.peers.len(),
+        config.max_client_connections,
+        config.max_peer_connections,
+    );
+    if lowered {
+        tracing::warn!(
+            nofile,
+            in_use,
+            available = budget.available,
+            "--max-client-connections / --max-peer-connections do not fit the file \
+             descriptor limit: lowered to {} and {}",
+            budget.max_client,
+            budget.max_peer
+        );
+    }
+    tracing::info!(
+        max_client = budget.max_client,
+        max_peer = budget.max_peer,
+        nofile,
+        in_use,
+        preface_timeout_ms = config.preface_timeout.as_millis() as u64,
+        "inbound connection caps"
+    );
+    ConnCaps::new(budget.max_client, budget.max_peer, metrics)
 }
 
 fn transport_options(config: &ServerConfig) -> TransportOptions {

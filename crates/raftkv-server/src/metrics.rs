@@ -1,4 +1,4 @@
-//! Counters shown by the admin `Status` call. Plain atomics: they are read
+//! Counters (and two gauges) shown by the admin `Status` call. Plain atomics: they are read
 //! rarely and written on every message, so no locking.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,6 +77,16 @@ counters!(
     // Storage.
     persist_jobs,
     persist_syncs,
+    // Inbound connections (docs/operations.md, "File descriptors"). The two
+    // `_open` ones are gauges: connections open now, a connection not yet
+    // identified counting as a client (or as a peer when clients are full).
+    connections_open_client,
+    connections_open_peer,
+    connections_refused_cap,
+    connections_preface_timeout,
+    connections_bad_preface,
+    accept_out_of_fds,
+    storage_fd_waits,
 );
 
 impl Metrics {

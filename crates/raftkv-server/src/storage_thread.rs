@@ -14,10 +14,18 @@
 //! up to a second for a million keys) while this thread keeps appending and
 //! syncing the log; then this thread renames it into place and cuts the log
 //! (`commit_snapshot`), in order with everything else, and reports it.
+//!
+//! Running out of file descriptors must not stop the store (which
+//! fail-stops on any I/O error): the network's share is capped
+//! ([`crate::fds::conn_budget`]), each job runs with the storage's reserve
+//! descriptors freed for it after waiting, if need be, until they could be
+//! reopened ([`FdReserve::around`]), and a background snapshot whose file
+//! cannot be created for want of descriptors is retried.
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use raftkv_core::{HardState, LogIndex, Ready, SnapshotOrigin};
 use raftkv_storage::{
@@ -26,7 +34,15 @@ use raftkv_storage::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::fds::{storage_out_of_fds, FdReserve};
 use crate::metrics::{bump, Metrics};
+
+/// How long a job waits for descriptors before it runs anyway (and may
+/// fail-stop the store).
+const FD_WAIT: Duration = Duration::from_secs(30);
+
+/// Between two attempts of a background snapshot that found no descriptor.
+const FD_RETRY: Duration = Duration::from_millis(50);
 
 pub enum Job {
     Persist(Ready),
@@ -52,12 +68,14 @@ pub struct StorageThread {
     /// [`StorageThread::persist_inline`]; dropped at `close`.
     storage: Option<Arc<Mutex<FileStorage>>>,
     metrics: Arc<Metrics>,
+    reserve: Arc<FdReserve>,
 }
 
 impl StorageThread {
     pub fn start(
         storage: FileStorage,
         metrics: Arc<Metrics>,
+        reserve: Arc<FdReserve>,
     ) -> std::io::Result<(StorageThread, mpsc::UnboundedReceiver<Done>)> {
         // Unbounded on purpose: the core task keeps at most a few jobs in
         // flight (MAX_INFLIGHT_JOBS), which bounds this queue.
@@ -70,7 +88,8 @@ impl StorageThread {
                 let job_tx = job_tx.clone();
                 let storage = storage.clone();
                 let metrics = metrics.clone();
-                move || run(storage, job_rx, job_tx, done_tx, metrics)
+                let reserve = reserve.clone();
+                move || run(storage, job_rx, job_tx, done_tx, metrics, reserve)
             })?;
         Ok((
             StorageThread {
@@ -78,6 +97,7 @@ impl StorageThread {
                 thread: Some(thread),
                 storage: Some(storage),
                 metrics,
+                reserve,
             },
             done_rx,
         ))
@@ -91,7 +111,13 @@ impl StorageThread {
         let storage = self.storage.as_ref().ok_or("storage closed")?;
         let mut storage = storage.lock().expect("storage lock poisoned");
         count_persist(&self.metrics, std::slice::from_ref(ready));
-        persist_ready_with(&mut *storage, ready, PersistOptions::default())
+        // On the runtime's thread: free the reserve, but never wait.
+        self.reserve
+            .around(
+                Duration::ZERO,
+                || bump(&self.metrics.storage_fd_waits),
+                || persist_ready_with(&mut *storage, ready, PersistOptions::default()),
+            )
             .map_err(|e| e.to_string())
     }
 
@@ -140,7 +166,10 @@ fn run(
     jobs_tx: std_mpsc::Sender<Job>,
     done: mpsc::UnboundedSender<Done>,
     metrics: Arc<Metrics>,
+    reserve: Arc<FdReserve>,
 ) {
+    let with_fds =
+        |job: &mut dyn FnMut()| reserve.around(FD_WAIT, || bump(&metrics.storage_fd_waits), job);
     let mut failed = false;
     // A job taken while gathering a group, to handle next.
     let mut next: Option<Job> = None;
@@ -177,7 +206,9 @@ fn run(
                         .partition(|w| w.origin == SnapshotOrigin::Compaction);
                     ready.snapshots = rest;
                     for write in background {
-                        if let Err(e) = write_in_background(&storage, write, &jobs_tx) {
+                        if let Err(e) =
+                            write_in_background(&storage, write, &jobs_tx, &reserve, &metrics)
+                        {
                             failed = true;
                             let _ = done.send(Done {
                                 ready: Ready::default(),
@@ -191,8 +222,12 @@ fn run(
                 let result = if failed {
                     Err("storage failed earlier".to_owned())
                 } else {
-                    persist_readies_with(&mut *storage, &group, PersistOptions::default())
-                        .map_err(|e| e.to_string())
+                    let mut result = Ok(());
+                    with_fds(&mut || {
+                        result =
+                            persist_readies_with(&mut *storage, &group, PersistOptions::default())
+                    });
+                    result.map_err(|e| e.to_string())
                 };
                 failed |= result.is_err();
                 drop(storage);
@@ -213,10 +248,13 @@ fn run(
                 }
                 let result = prepared
                     .and_then(|p| {
-                        storage
-                            .lock()
-                            .expect("storage lock poisoned")
-                            .commit_snapshot(p)
+                        let mut storage = storage.lock().expect("storage lock poisoned");
+                        let mut p = Some(p);
+                        let mut result = Ok(());
+                        with_fds(&mut || {
+                            result = storage.commit_snapshot(p.take().expect("runs once"))
+                        });
+                        result
                     })
                     .map_err(|e| e.to_string());
                 failed |= result.is_err();
@@ -242,7 +280,9 @@ fn run(
                         ..PersistOptions::default()
                     };
                     let mut storage = storage.lock().expect("storage lock poisoned");
-                    persist_ready_with(&mut *storage, &ready, opts).map_err(|e| e.to_string())
+                    let mut result = Ok(());
+                    with_fds(&mut || result = persist_ready_with(&mut *storage, &ready, opts));
+                    result.map_err(|e| e.to_string())
                 };
                 // The folder's lock is released when the last holder of the
                 // store (this thread or the `StorageThread`) drops it.
@@ -255,19 +295,40 @@ fn run(
 }
 
 /// Writes a compaction snapshot on a helper thread, which queues its
-/// `CommitSnapshot` when done.
+/// `CommitSnapshot` when done. Writing the `.tmp` file changes nothing the
+/// store reads, so a write that found no free descriptor is tried again
+/// (for up to [`FD_WAIT`]).
 fn write_in_background(
     storage: &FileStorage,
     write: raftkv_core::SnapshotWrite,
     jobs_tx: &std_mpsc::Sender<Job>,
+    reserve: &Arc<FdReserve>,
+    metrics: &Arc<Metrics>,
 ) -> std::io::Result<()> {
     let dir = storage.dir().to_path_buf();
     let tx = jobs_tx.clone();
+    let reserve = reserve.clone();
+    let metrics = metrics.clone();
     std::thread::Builder::new()
         .name("raftkv-snapshot".into())
         .spawn(move || {
             let index = write.snapshot.meta.index;
-            let prepared = FileStorage::prepare_snapshot(&dir, &write);
+            let started = Instant::now();
+            let prepared = loop {
+                let prepared = reserve.around(
+                    FD_WAIT,
+                    || bump(&metrics.storage_fd_waits),
+                    || FileStorage::prepare_snapshot(&dir, &write),
+                );
+                match prepared {
+                    Err(e) if storage_out_of_fds(&e) && started.elapsed() < FD_WAIT => {
+                        bump(&metrics.storage_fd_waits);
+                        tracing::warn!("snapshot {index}: {e}; retrying");
+                        std::thread::sleep(FD_RETRY);
+                    }
+                    other => break other,
+                }
+            };
             drop(write);
             let _ = tx.send(Job::CommitSnapshot(index, prepared));
         })

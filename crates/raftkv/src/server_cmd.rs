@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use raftkv_core::{Config, NodeId};
 use raftkv_server::config::{
-    DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_RATE_LIMIT_PER_CONN,
+    DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PREFACE_TIMEOUT,
+    DEFAULT_RATE_LIMIT_PER_CONN,
 };
 use raftkv_server::{parse_peers, MembershipFlags, ServerConfig};
 use serde::Deserialize;
@@ -94,6 +95,20 @@ pub struct ServerArgs {
     /// How long a client call waits for its outcome [default: 5000].
     #[arg(long)]
     pub client_timeout_ms: Option<u64>,
+    /// Client connections open at once; more are closed on accept
+    /// [default: derived from the file descriptor limit, see
+    /// docs/operations.md].
+    #[arg(long)]
+    pub max_client_connections: Option<usize>,
+    /// Connections from other nodes open at once (each node opens two)
+    /// [default: derived from the file descriptor limit, 8 to 256].
+    #[arg(long)]
+    pub max_peer_connections: Option<usize>,
+    /// A new connection that has not sent its whole preface (HTTP/2 preface
+    /// and SETTINGS, or the peer preface and first frame) within this many
+    /// milliseconds is closed [default: 5000].
+    #[arg(long)]
+    pub preface_timeout_ms: Option<u64>,
     /// Log filter for stderr: error, warn, info, debug, trace, or a tracing
     /// filter such as raftkv_server=debug [default: info].
     #[arg(long, value_parser = crate::parse_log_level)]
@@ -178,6 +193,9 @@ impl ServerArgs {
             max_value_bytes: self.max_value_bytes,
             rate_limit: self.rate_limit,
             client_timeout_ms: self.client_timeout_ms,
+            max_client_connections: self.max_client_connections,
+            max_peer_connections: self.max_peer_connections,
+            preface_timeout_ms: self.preface_timeout_ms,
             log_level: self.log_level.clone(),
             dump_level: self.dump_level.clone(),
             join: self.join,
@@ -222,6 +240,9 @@ fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
         max_value_bytes: flags.max_value_bytes.or(file.max_value_bytes),
         rate_limit: flags.rate_limit.or(file.rate_limit),
         client_timeout_ms: flags.client_timeout_ms.or(file.client_timeout_ms),
+        max_client_connections: flags.max_client_connections.or(file.max_client_connections),
+        max_peer_connections: flags.max_peer_connections.or(file.max_peer_connections),
+        preface_timeout_ms: flags.preface_timeout_ms.or(file.preface_timeout_ms),
         log_level: flags.log_level.or(file.log_level),
         dump_level: flags.dump_level.or(file.dump_level),
         join: flags.join || file.join,
@@ -332,6 +353,9 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         rate_limit_per_conn: args.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT_PER_CONN),
         dump_level: args.dump_level.clone().unwrap_or_else(|| "info".into()),
         membership,
+        max_client_connections: args.max_client_connections,
+        max_peer_connections: args.max_peer_connections,
+        preface_timeout: args.preface_timeout_ms.map_or(DEFAULT_PREFACE_TIMEOUT, ms),
     })
 }
 
@@ -414,6 +438,28 @@ mod tests {
         assert_eq!(config.core.snapshot_threshold, 50);
         assert_eq!(config.core.snapshot_keep_entries, 0);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn connection_flags_reach_the_config() {
+        let file: ServerArgs =
+            toml::from_str("id = 1\nmax-client-connections = 100\npreface-timeout-ms = 800\n")
+                .unwrap();
+        let flags = ServerArgs {
+            max_peer_connections: Some(12),
+            ..Default::default()
+        };
+        let config = build_config(&merge(flags, file)).unwrap();
+        assert_eq!(config.max_client_connections, Some(100));
+        assert_eq!(config.max_peer_connections, Some(12));
+        assert_eq!(config.preface_timeout, Duration::from_millis(800));
+        let defaults = build_config(&ServerArgs {
+            id: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(defaults.max_client_connections, None);
+        assert_eq!(defaults.preface_timeout, DEFAULT_PREFACE_TIMEOUT);
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct Node {
     pub stopped: bool,
     /// Started with `--join` (added at run time, not a bootstrap voter).
     pub join: bool,
+    /// Started with this RLIMIT_NOFILE (soft and hard), if set.
+    pub nofile: Option<u64>,
 }
 
 /// A cluster's timing flags, in milliseconds.
@@ -90,6 +92,17 @@ impl Cluster {
 
     /// `n` bootstrap nodes with `extra_args` added to every command line.
     pub fn start_with_args(n: usize, timing: Timing, extra_args: &[&str]) -> Cluster {
+        Cluster::start_with_limits(n, timing, extra_args, &[])
+    }
+
+    /// Like [`Cluster::start_with_args`], node `id` of each `(id, limit)`
+    /// running with RLIMIT_NOFILE `limit` (soft and hard).
+    pub fn start_with_limits(
+        n: usize,
+        timing: Timing,
+        extra_args: &[&str],
+        nofile: &[(u64, u64)],
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("raftkv-test-")
             .tempdir()
@@ -107,6 +120,10 @@ impl Cluster {
                 child: None,
                 stopped: false,
                 join: false,
+                nofile: nofile
+                    .iter()
+                    .find(|(id, _)| *id == i as u64 + 1)
+                    .map(|(_, limit)| *limit),
             })
             .collect();
         drop(listeners);
@@ -154,6 +171,7 @@ impl Cluster {
             child: None,
             stopped: false,
             join: true,
+            nofile: None,
         });
         id
     }
@@ -242,11 +260,25 @@ impl Cluster {
     pub fn spawn_with(&mut self, id: u64, with_peers: bool) {
         let log = std::fs::File::create(self.data_dir().join(format!("node-{id}.stderr")))
             .expect("log file");
-        let child = self
-            .server_command_with(id, with_peers)
-            .stderr(log)
-            .spawn()
-            .expect("spawn raftkv server");
+        let mut cmd = self.server_command_with(id, with_peers);
+        if let Some(limit) = self.node(id).nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit(2) is async-signal-safe; the closure touches
+            // nothing else between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit as libc::rlim_t,
+                        rlim_max: limit as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.stderr(log).spawn().expect("spawn raftkv server");
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
         node.child = Some(child);
