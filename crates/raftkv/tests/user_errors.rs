@@ -38,6 +38,7 @@ fn server_args(addr: &str, dir: &std::path::Path) -> Vec<String> {
         "user-errors",
         "--log-level",
         "warn",
+        "--single-node",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -352,7 +353,7 @@ fn a_damaged_folder_is_refused_once_on_stderr_and_in_dump_txt() {
     let status = wait_exit(&mut child, Duration::from_secs(10), "server");
     assert!(!status.success());
     let err = stderr(&child.wait_with_output().unwrap());
-    let reason = "metadata.txt:1: unknown name \"garbage\" (expected term, voted_for, commit)";
+    let reason = "metadata.txt:1: unknown name \"garbage\" (expected term, voted_for, commit, repair)";
     assert_eq!(err.matches(reason).count(), 1, "{err}");
     assert_eq!(err.matches("raftkv: error:").count(), 1, "{err}");
     let dump = std::fs::read_to_string(node_dir.join("dump.txt")).unwrap();
