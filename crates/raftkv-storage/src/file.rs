@@ -17,7 +17,7 @@ use crate::lock::DirLock;
 use crate::recovery::{self, Damage, LogFindings, RecoveryOptions, RepairPlan};
 use crate::snapfile::{self, SNAPSHOT_FILE, SNAPSHOT_TMP_FILE};
 use crate::storage::{check_append, plan_snapshot, recovered_hard_state, SnapshotPlan, Storage};
-use crate::{dump, line, metadata};
+use crate::{dump, fd_retry, line, metadata};
 
 pub const LOG_FILE: &str = "logs.txt";
 /// The kept tail of `logs.txt` while a log cut writes it.
@@ -555,13 +555,15 @@ impl FileStorage {
         let from = self.offsets.get(p).copied().unwrap_or(self.log_bytes);
         let tmp_path = self.dir.join(LOG_TMP_FILE);
         let result = (|| {
-            let tmp = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp_path)
-                .map_err(|e| StorageError::io(&tmp_path, "create", e))?;
+            let tmp = fd_retry::open(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+                &tmp_path,
+            )
+            .map_err(|e| StorageError::io(&tmp_path, "create", e))?;
             let mut chunk = vec![0u8; (1 << 20).min((self.log_bytes - from) as usize)];
             let mut at = from;
             while at < self.log_bytes {

@@ -175,7 +175,8 @@ pub fn read(node_dir: &Path) -> Result<Option<Identity>, StorageError> {
 pub fn write(node_dir: &Path, id: &Identity) -> Result<(), StorageError> {
     let tmp = node_dir.join(format!("{IDENTITY_FILE}.tmp"));
     let path = node_dir.join(IDENTITY_FILE);
-    let mut f = fs::File::create(&tmp).map_err(|e| StorageError::io(&tmp, "create", e))?;
+    let mut f = crate::fd_retry::retry(&tmp, || fs::File::create(&tmp))
+        .map_err(|e| StorageError::io(&tmp, "create", e))?;
     f.write_all(encode(id).as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| StorageError::io(&tmp, "write", e))?;

@@ -17,6 +17,7 @@ pub mod conformance;
 pub mod dump;
 mod error;
 pub mod escape;
+pub mod fd_retry;
 mod file;
 pub mod identity;
 pub mod line;

@@ -197,12 +197,11 @@ pub fn read(dir: &Path) -> Result<Option<HardState>, StorageError> {
 pub fn write(dir: &Path, hs: &HardState) -> Result<(), StorageError> {
     let tmp = dir.join(METADATA_TMP_FILE);
     let path = dir.join(METADATA_FILE);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| StorageError::io(&tmp, "create", e))?;
+    let mut f = crate::fd_retry::open(
+        OpenOptions::new().write(true).create(true).truncate(true),
+        &tmp,
+    )
+    .map_err(|e| StorageError::io(&tmp, "create", e))?;
     f.write_all(encode(hs).as_bytes())
         .map_err(|e| StorageError::io(&tmp, "write", e))?;
     f.sync_all()
@@ -215,7 +214,7 @@ pub fn write(dir: &Path, hs: &HardState) -> Result<(), StorageError> {
 
 /// fsyncs a folder so that a create or rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
+    crate::fd_retry::retry(dir, || File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(|e| StorageError::io(dir, "fsync folder", e))
 }

@@ -143,12 +143,11 @@ pub fn is_tmp_name(name: &str) -> bool {
 pub fn write_tmp(dir: &Path, tmp_name: &str, snap: &Snapshot) -> Result<WriteStats, StorageError> {
     let started = Instant::now();
     let tmp = dir.join(tmp_name);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| StorageError::io(&tmp, "create", e))?;
+    let file = crate::fd_retry::open(
+        OpenOptions::new().write(true).create(true).truncate(true),
+        &tmp,
+    )
+    .map_err(|e| StorageError::io(&tmp, "create", e))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     encode_to(snap, &mut out).map_err(|e| StorageError::io(&tmp, "write", e))?;
     let file = out

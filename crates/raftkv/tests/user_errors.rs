@@ -353,7 +353,8 @@ fn a_damaged_folder_is_refused_once_on_stderr_and_in_dump_txt() {
     let status = wait_exit(&mut child, Duration::from_secs(10), "server");
     assert!(!status.success());
     let err = stderr(&child.wait_with_output().unwrap());
-    let reason = "metadata.txt:1: unknown name \"garbage\" (expected term, voted_for, commit, repair)";
+    let reason =
+        "metadata.txt:1: unknown name \"garbage\" (expected term, voted_for, commit, repair)";
     assert_eq!(err.matches(reason).count(), 1, "{err}");
     assert_eq!(err.matches("raftkv: error:").count(), 1, "{err}");
     let dump = std::fs::read_to_string(node_dir.join("dump.txt")).unwrap();
