@@ -225,7 +225,7 @@ pub enum DenyReason {
     AlreadyVoted(NodeId),
     LogBehind,
     /// Vote stickiness: this node heard from a live leader within the minimum
-    /// election timeout (LEASES.md rule 9).
+    /// election timeout (lease rule 9).
     LeaderAlive,
     /// This node started empty to join a cluster and no leader has reached
     /// it yet.
@@ -243,7 +243,7 @@ pub enum DenyReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepDownReason {
     HigherTerm(Term),
-    /// LEASES.md rule 8: no word from a majority for an election timeout.
+    /// lease rule 8: no word from a majority for an election timeout.
     LostQuorum,
     /// A configuration without this node as a voter committed.
     RemovedFromConfig,
@@ -417,7 +417,7 @@ pub struct LeaseStatus {
     pub holds: bool,
     /// Time left on the leader's lease (zero when it does not hold).
     pub remaining: Duration,
-    /// Time until a new leader may serve (LEASES.md rule 5), if still waiting.
+    /// Time until a new leader may serve (lease rule 5), if still waiting.
     pub wait_remaining: Duration,
     /// What this node protects for whoever leads (rule 1): `lease_until - now`.
     pub protecting: Duration,

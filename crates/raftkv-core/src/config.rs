@@ -20,9 +20,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
-    /// `D` of LEASES.md.
+    /// `D` of the lease rules (docs/protocol.md).
     pub lease_duration: Duration,
-    /// `ρ` of LEASES.md, in parts per million.
+    /// `ρ` of the lease rules (docs/protocol.md), in parts per million.
     pub clock_drift_bound_ppm: Ppm,
     /// Serve linearizable reads from memory under the lease. When false,
     /// every read takes a ReadIndex round (for comparison, or for clocks
@@ -67,9 +67,9 @@ pub struct Config {
 /// See [`Config::unsafe_test_knobs`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UnsafeTestKnobs {
-    /// Disable LEASES.md rule 3 (a restarted node assumes the worst lease).
+    /// Disable lease rule 3 (a restarted node assumes the worst lease).
     pub disable_restart_lease: bool,
-    /// Disable LEASES.md rule 5 (a new leader waits out the old lease).
+    /// Disable lease rule 5 (a new leader waits out the old lease).
     pub disable_new_leader_wait: bool,
     /// A node repairing a damaged log votes as if its log were whole
     /// (ignores the vote floor of `node/repair.rs`).
@@ -170,7 +170,7 @@ impl Config {
         Ok(())
     }
 
-    /// The leader's usable lease after the drift shrink of LEASES.md rule 4:
+    /// The leader's usable lease after the drift shrink of lease rule 4:
     /// `D·(1-ρ)/(1+ρ)`.
     pub fn leader_lease(&self) -> Duration {
         let d = self.lease_duration.as_nanos();

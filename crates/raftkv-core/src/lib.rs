@@ -11,7 +11,8 @@
 //!
 //! Where things live:
 //! - [`node`]: the node and its input methods; role handlers in
-//!   `election`, `replication`, `lease` and `read`.
+//!   `election`, `replication`, `lease` (leases and both kinds of
+//!   linearizable read), `membership`, `snapshot`, `transfer` and `repair`.
 //! - [`log`]: the in-memory log (with room for a snapshot prefix).
 //! - [`kv`]: the key-value state machine with client sessions.
 //! - [`snapshot`]: snapshots of it, for compaction and `InstallSnapshot`.

@@ -34,10 +34,10 @@ pub struct AppendEntries {
     pub prev_log_term: Term,
     pub entries: Vec<Entry>,
     pub leader_commit: LogIndex,
-    /// LEASES.md rule 1: how long the follower must protect this leader's
+    /// lease rule 1: how long the follower must protect this leader's
     /// lease from the moment it accepts this message.
     pub lease_duration: Duration,
-    /// LEASES.md rule 4: the leader's clock when it sent this message; echoed
+    /// lease rule 4: the leader's clock when it sent this message; echoed
     /// back in the response. Only ever compared with the leader's own clock.
     pub send_time: MonoTime,
 }
@@ -78,7 +78,7 @@ pub struct RequestVote {
 pub struct RequestVoteResponse {
     pub pre_vote: bool,
     pub granted: bool,
-    /// LEASES.md rule 2: what remains of the lease this voter protects,
+    /// lease rule 2: what remains of the lease this voter protects,
     /// `max(0, lease_until - now)`, carried by every reply.
     pub lease_remaining: Duration,
 }

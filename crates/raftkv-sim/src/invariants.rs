@@ -12,7 +12,7 @@
 //!   committing leader: followers learn commits from it).
 //! - lease exclusion (checked at the end of a run): no lease read by the
 //!   leader of term `t` comes after any answer by the leader of a later
-//!   term — LEASES.md rule 5 made visible without relying on the workload
+//!   term — lease rule 5 made visible without relying on the workload
 //!   to expose it. (ReadIndex reads may legally *return* later: they are
 //!   linearized when their quorum acknowledged.)
 //! - state machines (checked at the end of a run): each node's key-value
@@ -27,7 +27,7 @@
 //! fed the committed history up to the snapshot's index (data and session
 //! sequence numbers), so nothing committed can be lost inside a snapshot.
 //!
-//! Membership (LEASES.md rule 10 and the one-server-at-a-time rules):
+//! Membership (lease rule 10 and the one-server-at-a-time rules):
 //! - vote counting: a node that wins term `t` has granted votes delivered to
 //!   it (plus its own) from a majority of the *voters* of its configuration;
 //!   votes of learners and non-members never make the count;
@@ -38,12 +38,12 @@
 //! - lease protection: whenever a leader serves a lease read, a majority of
 //!   the voters of each configuration its lease needs (the one in force, and
 //!   the one before while the newest is uncommitted) protect a lease at that
-//!   instant (LEASES.md rule 1: `lease_until` ahead of their own clock), or
+//!   instant (lease rule 1: `lease_until` ahead of their own clock), or
 //!   are down (rule 3 makes them protect one when they restart). Otherwise a
 //!   new leader could be elected without waiting, inside the lease;
 //! - a node that is not a voter of its own configuration (a learner, a
 //!   spare, a removed node that knows it) never campaigns, and a leader
-//!   transferring leadership serves no lease read (LEASES.md rule 10);
+//!   transferring leadership serves no lease read (lease rule 10);
 //! - one change at a time: a leader accepts a change only when the previous
 //!   one has committed, never holds two uncommitted configurations, and
 //!   every committed configuration differs from the one before in at most
@@ -318,7 +318,7 @@ impl Cluster {
     }
 
     /// Live lease exclusion: as leader `i` answers a client, no leader of an
-    /// older term holds a lease (LEASES.md rule 5, checked at the instant
+    /// older term holds a lease (lease rule 5, checked at the instant
     /// rather than only when the old leader next serves a lease read).
     pub(crate) fn check_no_older_lease(&mut self, i: usize) {
         let Some(raft) = self.nodes[i].raft.as_ref() else {

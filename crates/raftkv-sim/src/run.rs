@@ -25,7 +25,7 @@ pub struct RunOptions {
     pub nodes: Option<usize>,
     /// Negative control: clock rates far outside `±ρ`.
     pub clock_drift_beyond_bound: bool,
-    /// Negative control: switch off LEASES.md rule 3 or 5 in every node.
+    /// Negative control: switch off lease rule 3 or 5 in every node.
     pub disable_rule: Option<u8>,
     /// Negative control: the published lease-read view is never withdrawn
     /// nor checked against its end.
@@ -851,7 +851,7 @@ impl MembershipMix {
         // of accepted changes are followed at once by cutting the leader off
         // (clients still reach it): the change is in its log only, and the
         // rest must not elect, under either configuration, a leader that
-        // serves inside its lease (LEASES.md rule 10).
+        // serves inside its lease (lease rule 10).
         if r.is_ok() && rng.below(4) == 0 {
             c.note("fault: leader cut off with its change uncommitted");
             c.isolate(leader);

@@ -1,4 +1,4 @@
-//! Leader-lease scenarios (LEASES.md, "What the tests must show"): timing of
+//! Leader-lease scenarios (lease rules in docs/protocol.md; docs/simulator.md, "What the tests cover"): timing of
 //! the old and new leader's service, the restart rule, quick successions of
 //! leaders, clock drift within and beyond the bound, and negative controls
 //! with rule 3 or rule 5 switched off that the checker must catch.

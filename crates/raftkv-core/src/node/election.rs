@@ -1,5 +1,5 @@
 //! Leader election: pre-vote, votes with vote stickiness, and becoming leader
-//! (including the wait for the old leader's lease, LEASES.md rule 5).
+//! (including the wait for the old leader's lease, lease rule 5).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,7 +72,7 @@ impl RaftNode {
         }
     }
 
-    /// LEASES.md rule 9: a node that heard from a live leader within the
+    /// lease rule 9: a node that heard from a live leader within the
     /// minimum election timeout (or is the leader) does not help unseat it.
     fn leader_is_alive(&self) -> bool {
         if self.role == Role::Leader {
@@ -232,7 +232,7 @@ impl RaftNode {
         self.leader = Some(self.cfg.id);
         self.votes.clear();
         let now = self.now;
-        // LEASES.md rule 5: wait out any lease a voter (or this node) may
+        // lease rule 5: wait out any lease a voter (or this node) may
         // still protect for the previous leader.
         let own = self.lease_remaining();
         let wait = self.max_vote_lease_remaining.max(own);

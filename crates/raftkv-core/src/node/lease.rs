@@ -1,4 +1,4 @@
-//! The leader lease (LEASES.md rules 4–7) and linearizable reads.
+//! The leader lease (lease rules (docs/protocol.md) 4–7) and linearizable reads.
 //!
 //! A read is served from memory, with no message, when the lease holds
 //! (rule 7). Otherwise it waits for a ReadIndex round: the leader notes the

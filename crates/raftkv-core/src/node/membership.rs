@@ -12,7 +12,7 @@
 //! - the single-server bug (Ongaro, raft-dev 2015): a new leader starts no
 //!   change before an entry of its own term (its no-op) has committed.
 //!
-//! Quorums (LEASES.md rule 10):
+//! Quorums (lease rule 10):
 //! - votes and commits count voters of the configuration in force only;
 //!   acknowledgements and votes of learners and non-members never count;
 //! - the leader's lease needs a quorum of acknowledgements in the

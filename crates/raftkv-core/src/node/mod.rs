@@ -58,9 +58,9 @@ const NUMBER_ABSURD: u64 = 1 << 62;
 #[derive(Debug)]
 struct LeaderState {
     progress: BTreeMap<NodeId, Progress>,
-    /// The no-op appended on election (LEASES.md rule 6).
+    /// The no-op appended on election (lease rule 6).
     noop_index: LogIndex,
-    /// LEASES.md rule 5: no client-visible read or write before this.
+    /// lease rule 5: no client-visible read or write before this.
     wait_until: MonoTime,
     /// When this node became leader; echoed send times before it are stale.
     since: MonoTime,
@@ -120,12 +120,12 @@ pub struct RaftNode {
     election_deadline: MonoTime,
     /// When this node last heard from a leader of its term (vote stickiness).
     last_leader_contact: Option<MonoTime>,
-    /// LEASES.md rule 1: the lease this node protects. Never decreases.
+    /// lease rule 1: the lease this node protects. Never decreases.
     lease_until: MonoTime,
 
     /// Votes received in the current (pre-)election: voter → granted.
     votes: BTreeMap<NodeId, bool>,
-    /// LEASES.md rule 5: the largest `lease_remaining` among vote replies.
+    /// lease rule 5: the largest `lease_remaining` among vote replies.
     max_vote_lease_remaining: Duration,
 
     leader_state: Option<LeaderState>,
@@ -178,7 +178,7 @@ impl RaftNode {
         // write was lost; the term can only be at least the log's.
         let term = hs.term.max(log_last_term);
         let voted_for = if term == hs.term { hs.voted_for } else { None };
-        // LEASES.md rule 3: this node may have acknowledged a leader just
+        // lease rule 3: this node may have acknowledged a leader just
         // before it crashed, so it protects a full lease from now.
         let lease_until = if cfg.unsafe_test_knobs.disable_restart_lease {
             MonoTime::ZERO

@@ -28,7 +28,7 @@ pub(super) struct Progress {
     /// Appends in flight while streaming: (last index, bytes, send time).
     pub(super) inflight: VecDeque<(LogIndex, usize, MonoTime)>,
     pub(super) inflight_bytes: usize,
-    /// LEASES.md rule 4: the latest send time echoed by a successful reply
+    /// lease rule 4: the latest send time echoed by a successful reply
     /// in this term.
     pub(super) acked_send_time: Option<MonoTime>,
     /// When the leader last heard anything from this peer in this term
@@ -288,7 +288,7 @@ impl RaftNode {
         self.reply_append(from, true, &req, last_new, None);
     }
 
-    /// A message from the leader of this term: follow it, and (LEASES.md
+    /// A message from the leader of this term: follow it, and (lease
     /// rule 1) protect its lease before replying.
     pub(super) fn accept_leader_contact(&mut self, from: NodeId, lease_duration: Duration) {
         if self.role != Role::Follower || self.leader != Some(from) {

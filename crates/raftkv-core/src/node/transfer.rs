@@ -1,7 +1,7 @@
 //! Leadership transfer (Raft thesis §3.10): hand leadership to a chosen
 //! voter, for maintenance.
 //!
-//! The leader first stops serving lease reads and accepting writes (LEASES.md
+//! The leader first stops serving lease reads and accepting writes (lease
 //! rule 10; reads still complete through ReadIndex), brings the target's log
 //! up to its own, then sends it `TimeoutNow`. The target campaigns at once,
 //! and voters set vote stickiness aside for it. The new leader still waits

@@ -19,7 +19,7 @@ struct Args {
     /// Negative control: clock rates far outside the drift bound.
     #[arg(long)]
     clock_drift_beyond_bound: bool,
-    /// Negative control: disable LEASES.md rule 3 (restart lease) or 5
+    /// Negative control: disable lease rule 3 (restart lease) or 5
     /// (new leader's wait) in every node.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5"]))]
     disable_rule: Option<String>,
