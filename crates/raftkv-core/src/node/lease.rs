@@ -127,7 +127,7 @@ impl RaftNode {
     /// no step of the core: `Some` when a lease read at this node's `now`
     /// would be served, with the time until which it still would be.
     ///
-    /// Every condition of [`Self::lease_read_ok`] but the lease end is
+    /// Every condition of `lease_read_ok` but the lease end is
     /// monotone in time (the wait, once over, stays over; the no-op stays
     /// committed), and the leader's own entry in `T_q` only grows with
     /// `now`, so while nothing is stepped a read at any local time in
