@@ -81,7 +81,7 @@ pub fn entry(index: u64, term: u64) -> Entry {
         EntryPayload::Noop
     } else {
         let key = format!("key {index}");
-        let op = if index % 7 == 0 {
+        let op = if index.is_multiple_of(7) {
             Op::Delete { key }
         } else {
             // Sizes vary from a few bytes to a few hundred.

@@ -180,7 +180,7 @@ pub fn provably_unsynced(text: &[u8], offset: u64) -> Option<&'static str> {
         }
     }
     let newline_at = offset + text.len() as u64 - 1;
-    if newline_at % SECTOR_BYTES == 0 && !crate::line::has_crc_suffix(body) {
+    if newline_at.is_multiple_of(SECTOR_BYTES) && !crate::line::has_crc_suffix(body) {
         return Some("it stops at a sector boundary without its crc (a write cut short)");
     }
     None

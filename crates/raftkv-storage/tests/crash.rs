@@ -130,7 +130,7 @@ fn kill_9_at_random_moments_loses_nothing_synced() {
         // Power loss: unsynced bytes may be lost, so cut at a random point
         // past the synced length (only when the pending write is a pure append).
         let file_len = std::fs::metadata(&log_path).unwrap().len();
-        let pure_append = pending.map_or(true, |(from, _, _)| from as usize == synced.len() + 1);
+        let pure_append = pending.is_none_or(|(from, _, _)| from as usize == synced.len() + 1);
         if let Some(bytes) = synced_bytes {
             if pure_append && file_len > bytes && rng.range(0, 2) == 0 {
                 let cut = rng.range(bytes, file_len);

@@ -564,7 +564,7 @@ fn a_short_line_in_the_padding_not_at_a_sector_boundary_may_have_been_synced() {
     let (data, log, log_bytes) = padded_store_with(10);
     let whole = line::encode(&entry(11, 1));
     let mut part = whole.len() / 2;
-    if (log_bytes + part as u64) % 512 == 0 {
+    if (log_bytes + part as u64).is_multiple_of(512) {
         part -= 1;
     }
     let f = fs::OpenOptions::new().write(true).open(&log).unwrap();
