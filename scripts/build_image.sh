@@ -9,7 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag=${1:-raftkv:latest}
-cargo build --release --bin raftkv
+# The image carries the server and the client commands, not the benchmark
+# (no etcd client, no load generator): --no-default-features.
+cargo build --release --bin raftkv --no-default-features
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 scripts/make_rootfs.sh target/release/raftkv "$ctx"

@@ -42,6 +42,7 @@ enum Command {
     /// Hand leadership to another voter (before maintenance of the leader).
     TransferLeader(client_cmd::TransferArgs),
     /// Load generator (raftkv or etcd), geo-mode proxy and benchmark tools.
+    #[cfg(feature = "bench")]
     Bench(raftkv_bench::BenchArgs),
 }
 
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         Command::Client(args) => client_cmd::repl(args),
         Command::Member(args) => client_cmd::member(args),
         Command::TransferLeader(args) => client_cmd::transfer_leader(args),
+        #[cfg(feature = "bench")]
         Command::Bench(args) => raftkv_bench::run(args),
     };
     match result {
