@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::message::Message;
 use crate::node::{RaftNode, Restored};
 use crate::snapshot::{Snapshot, SnapshotOrigin};
-use crate::types::{MonoTime, NodeId};
+use crate::types::{ClientCommand, ClientId, MonoTime, NodeId, Op};
 
 pub struct InstantCluster {
     pub nodes: Vec<RaftNode>,
@@ -138,5 +138,32 @@ impl InstantCluster {
         (0..self.nodes.len())
             .filter(|&i| !self.down[i] && self.nodes[i].role() == Role::Leader)
             .max_by_key(|&i| self.nodes[i].term())
+    }
+}
+
+/// `SET key value` as the `seq`-th command of client session `client`.
+pub fn set_cmd(client: u64, seq: u64, key: &str, value: &str) -> ClientCommand {
+    ClientCommand {
+        client_id: ClientId(client),
+        seq,
+        op: Op::Set {
+            key: key.into(),
+            value: value.into(),
+        },
+    }
+}
+
+impl InstantCluster {
+    /// Runs (up to 6 s) until one node leads and holds its lease; its index.
+    pub fn leader_with_lease(&mut self) -> usize {
+        for _ in 0..600 {
+            if let Some(l) = self.leader() {
+                if self.nodes[l].status(self.now).lease.holds {
+                    return l;
+                }
+            }
+            self.run(Duration::from_millis(10));
+        }
+        panic!("no leader with a lease");
     }
 }

@@ -4,30 +4,11 @@
 
 use std::time::Duration;
 
-use raftkv_core::testkit::InstantCluster;
+use raftkv_core::testkit::{set_cmd, InstantCluster};
 use raftkv_core::*;
 
-fn set(client: u64, seq: u64, k: &str, v: &str) -> ClientCommand {
-    ClientCommand {
-        client_id: ClientId(client),
-        seq,
-        op: Op::Set {
-            key: k.into(),
-            value: v.into(),
-        },
-    }
-}
-
 fn leader(c: &mut InstantCluster) -> usize {
-    for _ in 0..600 {
-        if let Some(l) = c.leader() {
-            if c.nodes[l].status(c.now).lease.holds {
-                return l;
-            }
-        }
-        c.run(Duration::from_millis(10));
-    }
-    panic!("no leader with a lease");
+    c.leader_with_lease()
 }
 
 /// Propose a change at the leader and run until it commits.
@@ -53,7 +34,7 @@ fn write_keys(c: &mut InstantCluster, client: u64, n: u64) {
         c.nodes[l]
             .propose(
                 now,
-                set(client, seq, &format!("k{seq}"), &format!("v{client}-{seq}")),
+                set_cmd(client, seq, &format!("k{seq}"), &format!("v{client}-{seq}")),
             )
             .unwrap();
         c.drain();
@@ -133,7 +114,7 @@ fn learner_acks_and_votes_do_not_count() {
         }
     }
     let now = c.now;
-    let index = c.nodes[l].propose(now, set(1, 1, "x", "1")).unwrap();
+    let index = c.nodes[l].propose(now, set_cmd(1, 1, "x", "1")).unwrap();
     // Longer than the lease, shorter than check quorum's election timeout.
     c.run(Duration::from_millis(450));
     assert_eq!(c.nodes[l].role(), Role::Leader);
@@ -218,7 +199,7 @@ fn a_learner_that_never_answered_is_not_promoted() {
         ),
         "{r:?}"
     );
-    let index = c.nodes[l].propose(now, set(1, 1, "k", "v")).unwrap();
+    let index = c.nodes[l].propose(now, set_cmd(1, 1, "k", "v")).unwrap();
     c.run(Duration::from_millis(100));
     assert_eq!(c.nodes[l].commit_index(), index, "writes still commit");
 }
@@ -311,7 +292,7 @@ fn transfer_moves_leadership_and_pauses_lease_reads() {
     let r = c.nodes[old].read(now, ReadId(1), "k1".into()).unwrap();
     assert_eq!(r, ReadNow::Pending, "no lease read during a transfer");
     assert!(matches!(
-        c.nodes[old].propose(now, set(2, 1, "a", "b")),
+        c.nodes[old].propose(now, set_cmd(2, 1, "a", "b")),
         Err(ProposeError::TransferInProgress { .. })
     ));
     c.down[target] = false;

@@ -3,19 +3,8 @@
 
 use std::time::Duration;
 
-use raftkv_core::testkit::InstantCluster;
+use raftkv_core::testkit::{set_cmd, InstantCluster};
 use raftkv_core::*;
-
-fn set(client: u64, seq: u64, k: &str, v: &str) -> ClientCommand {
-    ClientCommand {
-        client_id: ClientId(client),
-        seq,
-        op: Op::Set {
-            key: k.into(),
-            value: v.into(),
-        },
-    }
-}
 
 #[test]
 fn elects_replicates_and_serves_lease_reads() {
@@ -23,7 +12,7 @@ fn elects_replicates_and_serves_lease_reads() {
     c.run(Duration::from_secs(3));
     let l = c.leader().expect("a leader is elected");
     let now = c.now;
-    c.nodes[l].propose(now, set(1, 1, "k", "v1")).unwrap();
+    c.nodes[l].propose(now, set_cmd(1, 1, "k", "v1")).unwrap();
     c.drain();
     c.run(Duration::from_millis(100));
     assert_eq!(c.writes.len(), 1, "{:?}", c.writes);
@@ -80,7 +69,7 @@ fn single_node_cluster_commits() {
     c.run(Duration::from_secs(2));
     assert_eq!(c.leader(), Some(0));
     let now = c.now;
-    c.nodes[0].propose(now, set(1, 1, "a", "b")).unwrap();
+    c.nodes[0].propose(now, set_cmd(1, 1, "a", "b")).unwrap();
     c.drain();
     c.run(Duration::from_millis(600));
     assert_eq!(c.writes.len(), 1);
@@ -102,7 +91,7 @@ fn with_lease_reads_off_every_read_takes_a_read_index_round() {
     c.run(Duration::from_secs(3));
     let l = c.leader().unwrap();
     let now = c.now;
-    c.nodes[l].propose(now, set(1, 1, "k", "v")).unwrap();
+    c.nodes[l].propose(now, set_cmd(1, 1, "k", "v")).unwrap();
     c.run(Duration::from_millis(100));
     let before = c.delivered;
     let r = c.nodes[l].read(c.now, ReadId(7), "k".into()).unwrap();
@@ -125,7 +114,7 @@ fn lease_read_view_tells_until_when_the_core_would_serve() {
     c.run(Duration::from_secs(3));
     let l = c.leader().unwrap();
     let now = c.now;
-    c.nodes[l].propose(now, set(1, 1, "k", "v1")).unwrap();
+    c.nodes[l].propose(now, set_cmd(1, 1, "k", "v1")).unwrap();
     c.drain();
     c.run(Duration::from_millis(20));
     for (i, n) in c.nodes.iter().enumerate() {

@@ -6,30 +6,11 @@
 
 use std::time::Duration;
 
-use raftkv_core::testkit::InstantCluster;
+use raftkv_core::testkit::{set_cmd, InstantCluster};
 use raftkv_core::*;
 
-fn set(seq: u64, k: &str, v: &str) -> ClientCommand {
-    ClientCommand {
-        client_id: ClientId(1),
-        seq,
-        op: Op::Set {
-            key: k.into(),
-            value: v.into(),
-        },
-    }
-}
-
 fn leader(c: &mut InstantCluster) -> usize {
-    for _ in 0..600 {
-        if let Some(l) = c.leader() {
-            if c.nodes[l].status(c.now).lease.holds {
-                return l;
-            }
-        }
-        c.run(Duration::from_millis(10));
-    }
-    panic!("no leader with a lease");
+    c.leader_with_lease()
 }
 
 /// Restart node `i` as recovery would after finding its last `lost` entries
@@ -75,13 +56,13 @@ fn damaged_scenario(
     let mut c = InstantCluster::with_config(3, tweak);
     let a = leader(&mut c);
     let now = c.now;
-    c.nodes[a].propose(now, set(1, "k", "old")).unwrap();
+    c.nodes[a].propose(now, set_cmd(1, 1, "k", "old")).unwrap();
     c.run(Duration::from_millis(100));
     let b = (a + 1) % 3;
     let cc = (a + 2) % 3;
     c.down[cc] = true;
     let now = c.now;
-    let w = c.nodes[a].propose(now, set(2, "k", "W")).unwrap();
+    let w = c.nodes[a].propose(now, set_cmd(1, 2, "k", "W")).unwrap();
     c.run(Duration::from_millis(100));
     assert!(c.writes.iter().any(|r| r.index == w), "W acknowledged");
     assert_eq!(c.nodes[b].log().last_index(), w);

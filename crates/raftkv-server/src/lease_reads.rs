@@ -125,19 +125,12 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raftkv_core::testkit::InstantCluster;
-    use raftkv_core::{ClientCommand, ClientId, Op};
+    use raftkv_core::testkit::{set_cmd, InstantCluster};
+    use raftkv_core::ClientCommand;
     use std::time::Duration;
 
     fn set(seq: u64, k: &str, v: &str) -> ClientCommand {
-        ClientCommand {
-            client_id: ClientId(1),
-            seq,
-            op: Op::Set {
-                key: k.into(),
-                value: v.into(),
-            },
-        }
+        set_cmd(1, seq, k, v)
     }
 
     /// The instant cluster's clock starts at zero, as does a fresh

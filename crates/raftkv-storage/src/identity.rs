@@ -80,12 +80,7 @@ pub fn decode(text: &str, path: &Path) -> Result<Identity, StorageError> {
             let line_no = text[..at].lines().count() + 1;
             let stated = text[at + 4..]
                 .strip_suffix('\n')
-                .filter(|h| {
-                    h.len() == 8
-                        && h.bytes()
-                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                })
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .and_then(crate::line::parse_crc_hex)
                 .ok_or_else(|| {
                     corrupt(
                         line_no,

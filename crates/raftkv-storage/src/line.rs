@@ -182,6 +182,16 @@ pub fn decode(line: &[u8]) -> Result<Entry, String> {
     decode_fields(check_crc(line)?)
 }
 
+/// A checksum written as 8 lowercase hex digits (the only spelling the
+/// files use, so a flipped case bit is caught too).
+pub(crate) fn parse_crc_hex(h: &str) -> Option<u32> {
+    (h.len() == 8
+        && h.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then(|| u32::from_str_radix(h, 16).ok())
+    .flatten()
+}
+
 /// Whether `line` (without its `\n`) ends in ` crc=` and 8 lowercase hex
 /// digits, matching or not: a line cut short by a crash does not.
 pub(crate) fn has_crc_suffix(line: &[u8]) -> bool {

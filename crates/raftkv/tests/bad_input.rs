@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -12,49 +12,12 @@ use std::io::{Read, Write};
 use raftkv_client::{pb, ClientError, Consistency};
 use raftkv_server::peer_wire::{encode_frame, PEER_MAGIC};
 
-/// A one-node cluster (it elects itself) with extra flags.
-struct SingleNode {
-    child: Child,
-    addr: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for SingleNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn server_args(addr: &str, dir: &std::path::Path, cluster: &str) -> Vec<String> {
-    vec![
-        "server".into(),
-        "--id".into(),
-        "1".into(),
-        "--listen".into(),
-        addr.into(),
-        "--data-dir".into(),
-        dir.display().to_string(),
-        "--cluster-id".into(),
-        cluster.into(),
-        "--log-level".into(),
-        "warn".into(),
-        "--single-node".into(),
-    ]
+    single_node_args(addr, dir, cluster)
 }
 
 fn start_single(extra: &[&str]) -> SingleNode {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(BIN)
-        .args(server_args(&addr, dir.path(), "bad-input"))
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    SingleNode { child, addr, dir }
+    spawn_single("bad-input", extra)
 }
 
 /// Runs `raftkv server` expecting it to refuse to start within 10 s.
@@ -82,14 +45,6 @@ fn expect_start_failure(args: &[String]) -> String {
 
 fn cli(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run raftkv")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 #[test]

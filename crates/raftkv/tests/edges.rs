@@ -103,31 +103,19 @@ fn a_member_restarted_without_peers_keeps_its_stored_configuration() {
     });
 }
 
-/// Runs `raftkv server` with `args` expecting it to refuse to start;
-/// returns its stderr.
+/// Runs `cmd` (a `raftkv server`) expecting it to refuse to start within
+/// 10 s; returns its stderr.
 fn refused(mut cmd: Command) -> String {
-    let out = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let start = Instant::now();
-    let mut out = out;
-    loop {
-        if let Some(status) = out.try_wait().unwrap() {
-            assert!(!status.success(), "the node started");
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = out.kill();
-            let _ = out.wait();
-            panic!("the node did not refuse to start within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = wait_exit(&mut child, Duration::from_secs(10), "the refused node");
+    assert!(!status.success(), "the node started");
     let mut text = String::new();
-    std::io::Read::read_to_string(out.stderr.as_mut().unwrap(), &mut text).unwrap();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut text).unwrap();
     text
 }
 

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::BIN;
+use common::{local_command, BIN};
 
 struct Local {
     child: Child,
@@ -25,20 +25,7 @@ impl Drop for Local {
 fn start_local() -> (Local, Vec<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let child = Command::new(BIN)
-        .args([
-            "local",
-            "--nodes",
-            "3",
-            "--base-port",
-            "0",
-            "--log-level",
-            "warn",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let child = local_command(&data)
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn raftkv local");

@@ -11,52 +11,12 @@ use common::*;
 use raftkv_client::codec::RaftkvCodec;
 use raftkv_client::{pb, ClientError, Consistency};
 
-/// A one-node cluster (it elects itself) with extra flags; killed on drop.
-struct SingleNode {
-    child: Child,
-    addr: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for SingleNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn server_args(addr: &str, dir: &std::path::Path) -> Vec<String> {
-    [
-        "server",
-        "--id",
-        "1",
-        "--listen",
-        addr,
-        "--data-dir",
-        &dir.display().to_string(),
-        "--cluster-id",
-        "user-errors",
-        "--log-level",
-        "warn",
-        "--single-node",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    single_node_args(addr, dir, "user-errors")
 }
 
 fn start_single(extra: &[&str]) -> SingleNode {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(BIN)
-        .args(server_args(&addr, dir.path()))
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let node = SingleNode { child, addr, dir };
+    let node = spawn_single("user-errors", extra);
     runtime().block_on(async {
         client_for(std::slice::from_ref(&node.addr))
             .set("ready", "yes")
@@ -64,14 +24,6 @@ fn start_single(extra: &[&str]) -> SingleNode {
             .expect("the node serves");
     });
     node
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn cli(args: &[&str]) -> Output {
@@ -84,22 +36,6 @@ fn cli(args: &[&str]) -> Output {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Waits for `child` to exit within `within`; kills it and panics if not.
-fn wait_exit(child: &mut Child, within: Duration, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -489,20 +425,7 @@ fn a_second_local_in_the_same_folder_is_refused_before_touching_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let local = |stderr: Stdio| {
-        Command::new(BIN)
-            .args([
-                "local",
-                "--nodes",
-                "3",
-                "--base-port",
-                "0",
-                "--log-level",
-                "warn",
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        local_command(&data)
             .stderr(stderr)
             .spawn()
             .expect("spawn raftkv local")

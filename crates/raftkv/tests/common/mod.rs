@@ -307,18 +307,11 @@ impl Cluster {
     pub fn stop(&mut self, id: u64) -> ExitStatus {
         self.signal(id, libc::SIGTERM);
         let mut child = self.node_mut(id).child.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("node {id} did not stop within 10 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_exit(
+            &mut child,
+            Duration::from_secs(10),
+            &format!("node {id}, sent SIGTERM,"),
+        )
     }
 
     pub fn pause(&mut self, id: u64) {
@@ -440,4 +433,99 @@ pub fn counter(s: &pb::StatusReply, name: &str) -> u64 {
 
 pub fn workspace_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A one-node cluster (`--single-node`, it elects itself), killed on drop.
+pub struct SingleNode {
+    pub child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for SingleNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The command line of a one-node cluster in `dir` (node 1 of `cluster`).
+pub fn single_node_args(addr: &str, dir: &Path, cluster: &str) -> Vec<String> {
+    [
+        "server",
+        "--id",
+        "1",
+        "--listen",
+        addr,
+        "--data-dir",
+        &dir.display().to_string(),
+        "--cluster-id",
+        cluster,
+        "--log-level",
+        "warn",
+        "--single-node",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Starts a one-node cluster of `cluster` with `extra` flags, in a fresh
+/// temporary folder; does not wait for it to serve.
+pub fn spawn_single(cluster: &str, extra: &[&str]) -> SingleNode {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(BIN)
+        .args(single_node_args(&addr, dir.path(), cluster))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    SingleNode { child, addr, dir }
+}
+
+/// Waits for `child` to exit within `within`; kills it and panics if not.
+pub fn wait_exit(child: &mut Child, within: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A multi-thread runtime for tests that are not `run_serial`.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// `raftkv local` with three nodes on free ports in `data`, quiet.
+pub fn local_command(data: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "local",
+        "--nodes",
+        "3",
+        "--base-port",
+        "0",
+        "--log-level",
+        "warn",
+    ])
+    .arg("--data-dir")
+    .arg(data)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    cmd
 }
