@@ -309,7 +309,10 @@ impl FileStorage {
         let repair = if fresh {
             None
         } else {
-            recovery::plan_repair(&hard_state, snapshot.is_some(), &findings, opts.recovery)
+            // With the term raised to the intact log's last term (the
+            // restart rule), so a floor's term bounds every entry's.
+            let hs = recovered_hard_state(hard_state, last_term);
+            recovery::plan_repair(&hs, snapshot.is_some(), &findings, opts.recovery)
         };
 
         // Act: nothing below refuses.

@@ -119,7 +119,11 @@ impl MemStorage {
         } else {
             self.synced[keep - 1].index
         };
-        let plan = plan_repair(&self.hard_state, self.snapshot.is_some(), &found, opts);
+        let last_term = self.synced[..keep]
+            .last()
+            .map_or(self.snap_term(), |e| e.term);
+        let hs = recovered_hard_state(self.hard_state, last_term);
+        let plan = plan_repair(&hs, self.snapshot.is_some(), &found, opts);
         self.synced.truncate(keep);
         self.log.truncate(keep);
         if let Some(p) = &plan {

@@ -83,7 +83,8 @@ impl std::fmt::Display for RepairPlan {
 }
 
 /// Plans the repair for what recovery found (`None`: the log is whole).
-/// `hs` is the stored hard state; a floor it already holds (a repair not
+/// `hs` is the stored hard state with its term raised to the intact log's
+/// last term (`recovered_hard_state`), the bound of a floor's term; a floor it already holds (a repair not
 /// finished before the last stop) is kept, merged with any new one.
 pub fn plan_repair(
     hs: &HardState,
@@ -115,7 +116,7 @@ pub fn plan_repair(
             Some(RepairPlan {
                 floor: VoteFloor {
                     index: Some(d.last_index),
-                    term: d.last_term.unwrap_or(hs.term).max(Term(0)),
+                    term: d.last_term.unwrap_or(hs.term),
                     exact: d.last_term.is_some(),
                 },
                 reason,
