@@ -9,8 +9,6 @@ use std::io;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use raftkv_storage::StorageError;
-
 /// The soft and hard `RLIMIT_NOFILE` after [`raise_nofile_limit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NofileLimit {
@@ -40,14 +38,7 @@ pub fn open_descriptors() -> Option<usize> {
 }
 
 /// True for EMFILE (this process is at its limit) and ENFILE (the system is).
-pub fn is_fd_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-}
-
-/// [`is_fd_exhaustion`] for a storage error.
-pub fn storage_out_of_fds(e: &StorageError) -> bool {
-    matches!(e, StorageError::Io { source, .. } if is_fd_exhaustion(source))
-}
+pub use raftkv_storage::fd_retry::out_of_descriptors as is_fd_exhaustion;
 
 /// Descriptors kept free beyond those open at start: storage's short-lived
 /// files (`metadata.txt.tmp`, `logs.txt.tmp` beside `logs.txt`, a snapshot
@@ -307,11 +298,5 @@ mod tests {
         assert!(!is_fd_exhaustion(&io::Error::from_raw_os_error(
             libc::ENOSPC
         )));
-        let e = StorageError::Io {
-            path: "snapshot.txt.100.tmp".into(),
-            op: "create",
-            source: io::Error::from_raw_os_error(libc::EMFILE),
-        };
-        assert!(storage_out_of_fds(&e));
     }
 }

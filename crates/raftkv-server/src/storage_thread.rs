@@ -25,7 +25,7 @@
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use raftkv_core::{HardState, LogIndex, Ready, SnapshotOrigin};
 use raftkv_storage::{
@@ -34,15 +34,12 @@ use raftkv_storage::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::fds::{storage_out_of_fds, FdReserve};
+use crate::fds::FdReserve;
 use crate::metrics::{bump, Metrics};
 
 /// How long a job waits for descriptors before it runs anyway (and may
 /// fail-stop the store).
 const FD_WAIT: Duration = Duration::from_secs(30);
-
-/// Between two attempts of a background snapshot that found no descriptor.
-const FD_RETRY: Duration = Duration::from_millis(50);
 
 pub enum Job {
     Persist(Ready),
@@ -296,8 +293,8 @@ fn run(
 
 /// Writes a compaction snapshot on a helper thread, which queues its
 /// `CommitSnapshot` when done. Writing the `.tmp` file changes nothing the
-/// store reads, so a write that found no free descriptor is tried again
-/// (for up to [`FD_WAIT`]).
+/// store reads; its files wait for free descriptors
+/// (`raftkv_storage::fd_retry`).
 fn write_in_background(
     storage: &FileStorage,
     write: raftkv_core::SnapshotWrite,
@@ -313,22 +310,13 @@ fn write_in_background(
         .name("raftkv-snapshot".into())
         .spawn(move || {
             let index = write.snapshot.meta.index;
-            let started = Instant::now();
-            let prepared = loop {
-                let prepared = reserve.around(
-                    FD_WAIT,
-                    || bump(&metrics.storage_fd_waits),
-                    || FileStorage::prepare_snapshot(&dir, &write),
-                );
-                match prepared {
-                    Err(e) if storage_out_of_fds(&e) && started.elapsed() < FD_WAIT => {
-                        bump(&metrics.storage_fd_waits);
-                        tracing::warn!("snapshot {index}: {e}; retrying");
-                        std::thread::sleep(FD_RETRY);
-                    }
-                    other => break other,
-                }
-            };
+            // Every file the store creates waits for a descriptor itself
+            // (`raftkv_storage::fd_retry`).
+            let prepared = reserve.around(
+                FD_WAIT,
+                || bump(&metrics.storage_fd_waits),
+                || FileStorage::prepare_snapshot(&dir, &write),
+            );
             drop(write);
             let _ = tx.send(Job::CommitSnapshot(index, prepared));
         })
