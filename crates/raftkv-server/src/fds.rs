@@ -106,8 +106,9 @@ pub fn conn_budget(
 
 /// Descriptors held open on `/dev/null` to be given back when descriptors
 /// run out (the "reserve descriptor" trick): the listener frees one to
-/// accept and close a connection it cannot serve, the storage thread frees
-/// its own around each job so that a job never finds the table full.
+/// accept and close a connection it cannot serve; the storage's is freed by
+/// `raftkv_storage::fd_retry`'s shortage hook when one of its opens finds
+/// no descriptor, and topped up after each job.
 pub struct FdReserve {
     name: &'static str,
     size: usize,
@@ -155,42 +156,6 @@ impl FdReserve {
 
     pub fn size(&self) -> usize {
         self.size
-    }
-
-    /// Runs `f` with the reserve's descriptors freed for it, first waiting
-    /// (up to `wait`, retrying every 10 ms) until the whole reserve could be
-    /// reopened, so that `f` finds at least `size` descriptors free unless
-    /// another thread takes them meanwhile. Blocks the calling thread;
-    /// calls `on_wait` if it has to wait.
-    pub fn around<T>(&self, wait: Duration, on_wait: impl FnOnce(), f: impl FnOnce() -> T) -> T {
-        let mut on_wait = Some(on_wait);
-        let started = Instant::now();
-        let mut warned = false;
-        while self.refill() < self.size && started.elapsed() < wait {
-            if let Some(on_wait) = on_wait.take() {
-                on_wait();
-            }
-            if !warned {
-                warned = true;
-                tracing::warn!(
-                    reserve = self.name,
-                    "out of file descriptors: waiting for some to be freed"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if warned {
-            tracing::warn!(
-                reserve = self.name,
-                held = self.held(),
-                waited_ms = started.elapsed().as_millis() as u64,
-                "file descriptor wait over"
-            );
-        }
-        self.release();
-        let out = f();
-        self.refill();
-        out
     }
 }
 
@@ -280,11 +245,10 @@ mod tests {
     fn the_reserve_gives_back_and_reopens_its_descriptors() {
         let reserve = FdReserve::new("test", 3);
         assert_eq!(reserve.held(), 3);
-        let seen = reserve.around(Duration::ZERO, || {}, || reserve.held());
-        assert_eq!(seen, 0, "released while the job runs");
-        assert_eq!(reserve.held(), 3, "refilled after");
         assert_eq!(reserve.release(), 3);
-        assert_eq!(reserve.refill(), 3);
+        assert_eq!(reserve.held(), 0, "released");
+        assert_eq!(reserve.refill(), 3, "refilled");
+        assert_eq!(reserve.refill(), 3, "a full reserve opens nothing");
     }
 
     #[test]

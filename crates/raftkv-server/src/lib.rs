@@ -188,7 +188,8 @@ pub async fn run(
         metrics.clone(),
         dump.clone(),
     );
-    // Descriptors the storage frees for itself around each job.
+    // Descriptors the storage frees for itself when one of its opens finds
+    // none (`raftkv_storage::fd_retry`).
     let storage_reserve = Arc::new(FdReserve::new("storage", STORAGE_RESERVE_FDS));
     let (storage, done_rx) = StorageThread::start(storage, metrics.clone(), storage_reserve)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

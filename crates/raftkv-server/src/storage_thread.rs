@@ -17,15 +17,15 @@
 //!
 //! Running out of file descriptors must not stop the store (which
 //! fail-stops on any I/O error): the network's share is capped
-//! ([`crate::fds::conn_budget`]), each job runs with the storage's reserve
-//! descriptors freed for it after waiting, if need be, until they could be
-//! reopened ([`FdReserve::around`]), and a background snapshot whose file
-//! cannot be created for want of descriptors is retried.
+//! ([`crate::fds::conn_budget`]); every file the store opens waits for a
+//! descriptor instead of failing (`raftkv_storage::fd_retry`), and the first
+//! open that finds none frees the storage's reserve descriptors (the
+//! shortage hook registered in [`StorageThread::start`]), which are topped up
+//! again after each job (no system call while the reserve is full).
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use raftkv_core::{HardState, LogIndex, Ready, SnapshotOrigin};
 use raftkv_storage::{
@@ -36,10 +36,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::fds::FdReserve;
 use crate::metrics::{bump, Metrics};
-
-/// How long a job waits for descriptors before it runs anyway (and may
-/// fail-stop the store).
-const FD_WAIT: Duration = Duration::from_secs(30);
 
 pub enum Job {
     Persist(Ready),
@@ -79,6 +75,16 @@ impl StorageThread {
         let (job_tx, job_rx) = std_mpsc::channel();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let storage = Arc::new(Mutex::new(storage));
+        // A storage open that finds no descriptor frees the reserve first
+        // (`raftkv_storage::fd_retry`).
+        raftkv_storage::fd_retry::set_shortage_hook({
+            let reserve = reserve.clone();
+            let metrics = metrics.clone();
+            move || {
+                reserve.release();
+                bump(&metrics.storage_fd_waits);
+            }
+        });
         let thread = std::thread::Builder::new()
             .name("raftkv-storage".into())
             .spawn({
@@ -108,14 +114,9 @@ impl StorageThread {
         let storage = self.storage.as_ref().ok_or("storage closed")?;
         let mut storage = storage.lock().expect("storage lock poisoned");
         count_persist(&self.metrics, std::slice::from_ref(ready));
-        // On the runtime's thread: free the reserve, but never wait.
-        self.reserve
-            .around(
-                Duration::ZERO,
-                || bump(&self.metrics.storage_fd_waits),
-                || persist_ready_with(&mut *storage, ready, PersistOptions::default()),
-            )
-            .map_err(|e| e.to_string())
+        let result = persist_ready_with(&mut *storage, ready, PersistOptions::default());
+        self.reserve.refill();
+        result.map_err(|e| e.to_string())
     }
 
     pub fn submit(&self, job: Job) -> Result<(), String> {
@@ -165,8 +166,13 @@ fn run(
     metrics: Arc<Metrics>,
     reserve: Arc<FdReserve>,
 ) {
-    let with_fds =
-        |job: &mut dyn FnMut()| reserve.around(FD_WAIT, || bump(&metrics.storage_fd_waits), job);
+    // The reserve is freed by `fd_retry`'s shortage hook only when an open
+    // finds no descriptor; after a job it is topped up again (no system call
+    // while it is full).
+    let with_fds = |job: &mut dyn FnMut()| {
+        job();
+        reserve.refill();
+    };
     let mut failed = false;
     // A job taken while gathering a group, to handle next.
     let mut next: Option<Job> = None;
@@ -203,9 +209,7 @@ fn run(
                         .partition(|w| w.origin == SnapshotOrigin::Compaction);
                     ready.snapshots = rest;
                     for write in background {
-                        if let Err(e) =
-                            write_in_background(&storage, write, &jobs_tx, &reserve, &metrics)
-                        {
+                        if let Err(e) = write_in_background(&storage, write, &jobs_tx, &reserve) {
                             failed = true;
                             let _ = done.send(Done {
                                 ready: Ready::default(),
@@ -300,23 +304,18 @@ fn write_in_background(
     write: raftkv_core::SnapshotWrite,
     jobs_tx: &std_mpsc::Sender<Job>,
     reserve: &Arc<FdReserve>,
-    metrics: &Arc<Metrics>,
 ) -> std::io::Result<()> {
     let dir = storage.dir().to_path_buf();
     let tx = jobs_tx.clone();
     let reserve = reserve.clone();
-    let metrics = metrics.clone();
     std::thread::Builder::new()
         .name("raftkv-snapshot".into())
         .spawn(move || {
             let index = write.snapshot.meta.index;
             // Every file the store creates waits for a descriptor itself
             // (`raftkv_storage::fd_retry`).
-            let prepared = reserve.around(
-                FD_WAIT,
-                || bump(&metrics.storage_fd_waits),
-                || FileStorage::prepare_snapshot(&dir, &write),
-            );
+            let prepared = FileStorage::prepare_snapshot(&dir, &write);
+            reserve.refill();
             drop(write);
             let _ = tx.send(Job::CommitSnapshot(index, prepared));
         })
