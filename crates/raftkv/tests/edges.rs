@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -103,24 +103,8 @@ fn a_member_restarted_without_peers_keeps_its_stored_configuration() {
     });
 }
 
-/// Runs `cmd` (a `raftkv server`) expecting it to refuse to start within
-/// 10 s; returns its stderr.
-fn refused(mut cmd: Command) -> String {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let status = wait_exit(&mut child, Duration::from_secs(10), "the refused node");
-    assert!(!status.success(), "the node started");
-    let mut text = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut text).unwrap();
-    text
-}
-
 #[test]
-fn flags_that_contradict_the_stored_configuration_are_refused() {
+fn flags_that_contradict_the_stored_configuration_are_refused_start() {
     run_serial(async {
         let mut cluster = Cluster::start(3);
         wait_for_leader(&cluster, LEADER_WAIT).await;
@@ -129,7 +113,7 @@ fn flags_that_contradict_the_stored_configuration_are_refused() {
         // --peers naming a node the configuration does not have.
         let mut cmd = cluster.server_command_with(1, false);
         cmd.args(["--peers", &format!("{},5=127.0.0.1:1", cluster.peers_arg())]);
-        let err = refused(cmd);
+        let err = refused_start(cmd);
         assert!(
             err.contains("--peers names node(s) 5 that the stored configuration does not have (voters 1,2,3, learners none) and that were not bootstrap voters"),
             "{err}"
@@ -137,14 +121,14 @@ fn flags_that_contradict_the_stored_configuration_are_refused() {
         // --single-node for a member of a three-node cluster.
         let mut cmd = cluster.server_command_with(1, false);
         cmd.arg("--single-node");
-        let err = refused(cmd);
+        let err = refused_start(cmd);
         assert!(
             err.contains("--single-node contradicts the stored configuration (voters 1,2,3)"),
             "{err}"
         );
         // A new node with no membership flag at all.
         let empty = tempfile::tempdir().unwrap();
-        let err = refused({
+        let err = refused_start({
             let mut c = Command::new(env!("CARGO_BIN_EXE_raftkv"));
             c.args([
                 "server",

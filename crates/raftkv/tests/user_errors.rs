@@ -100,23 +100,15 @@ fn values_above_4_mib_work_up_to_max_value_bytes_and_beyond_it_name_the_setting(
 fn max_value_bytes_above_16_mib_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(BIN)
-        .args(server_args(&addr, dir.path()))
-        .args(["--max-value-bytes", "33554432"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let status = wait_exit(&mut child, Duration::from_secs(10), "server");
-    assert!(!status.success());
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(server_args(&addr, dir.path()))
+        .args(["--max-value-bytes", "33554432"]);
+    let err = refused_start(cmd);
     assert!(
-        stderr(&out).contains(
+        err.contains(
             "--max-value-bytes 33554432 is above the largest supported, 16777216 (16 MiB)"
         ),
-        "{}",
-        stderr(&out)
+        "{err}"
     );
 }
 
@@ -279,16 +271,9 @@ fn a_damaged_folder_is_refused_once_on_stderr_and_in_dump_txt() {
     node.child.wait().unwrap();
     let node_dir = node.dir.path().join("logs_node_1");
     std::fs::write(node_dir.join("metadata.txt"), "garbage here\n").unwrap();
-    let mut child = Command::new(BIN)
-        .args(server_args(&node.addr, node.dir.path()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let status = wait_exit(&mut child, Duration::from_secs(10), "server");
-    assert!(!status.success());
-    let err = stderr(&child.wait_with_output().unwrap());
+    let mut cmd = Command::new(BIN);
+    cmd.args(server_args(&node.addr, node.dir.path()));
+    let err = refused_start(cmd);
     let reason =
         "metadata.txt:1: unknown name \"garbage\" (expected term, voted_for, commit, repair)";
     assert_eq!(err.matches(reason).count(), 1, "{err}");

@@ -529,3 +529,18 @@ pub fn local_command(data: &Path) -> Command {
     .stdout(Stdio::null());
     cmd
 }
+
+/// Runs `cmd` (a `raftkv server`) expecting it to refuse to start within
+/// 10 s; returns its stderr.
+pub fn refused_start(mut cmd: Command) -> String {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status = wait_exit(&mut child, Duration::from_secs(10), "the refused node");
+    assert!(!status.success(), "the node started");
+    let out = child.wait_with_output().expect("output");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
