@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use raftkv_core::{
     ClientCommand, ConfChange, ConfChangeError, Event, HardState, LogIndex, Membership, Message,
-    MessageBody, MonoTime, NodeId, OpResult, ProposeError, RaftNode, ReadError, ReadId, ReadNow,
-    Ready, Role, Status, Term, TransferError, WriteError,
+    MessageBody, MonoTime, NodeId, NotLeader, OpResult, ProposeError, RaftNode, ReadError, ReadId,
+    ReadNow, Ready, Role, Status, Term, TransferError, WriteError,
 };
 use raftkv_storage::DumpLog;
 use tokio::sync::{mpsc, oneshot};
@@ -641,7 +641,7 @@ impl CoreTask {
             };
             let answer = match result.outcome {
                 Ok(m) => Ok((result.index, m)),
-                Err(WriteError::NotLeader { leader_hint }) => Err(Refusal::NotLeader {
+                Err(WriteError::NotLeader(NotLeader { leader_hint })) => Err(Refusal::NotLeader {
                     leader: leader_hint,
                     outcome_unknown: true,
                 }),
@@ -655,7 +655,7 @@ impl CoreTask {
             };
             let answer = match result.outcome {
                 Ok(op) => Ok((result.index, op)),
-                Err(WriteError::NotLeader { leader_hint }) => Err(Refusal::NotLeader {
+                Err(WriteError::NotLeader(NotLeader { leader_hint })) => Err(Refusal::NotLeader {
                     leader: leader_hint,
                     outcome_unknown: true,
                 }),
@@ -717,7 +717,7 @@ impl CoreTask {
 
 fn propose_refusal(e: ProposeError) -> Refusal {
     match e {
-        ProposeError::NotLeader { leader_hint } => Refusal::NotLeader {
+        ProposeError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
             leader: leader_hint,
             outcome_unknown: false,
         },
@@ -731,7 +731,7 @@ fn propose_refusal(e: ProposeError) -> Refusal {
 
 fn conf_refusal(e: ConfChangeError) -> Refusal {
     match e {
-        ConfChangeError::NotLeader { leader_hint } => Refusal::NotLeader {
+        ConfChangeError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
             leader: leader_hint,
             outcome_unknown: false,
         },
@@ -745,7 +745,7 @@ fn conf_refusal(e: ConfChangeError) -> Refusal {
 
 fn transfer_refusal(e: TransferError) -> Refusal {
     match e {
-        TransferError::NotLeader { leader_hint } => Refusal::NotLeader {
+        TransferError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
             leader: leader_hint,
             outcome_unknown: false,
         },
@@ -758,7 +758,7 @@ fn transfer_refusal(e: TransferError) -> Refusal {
 
 fn read_refusal(e: ReadError) -> Refusal {
     match e {
-        ReadError::NotLeader { leader_hint } => Refusal::NotLeader {
+        ReadError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
             leader: leader_hint,
             outcome_unknown: false,
         },

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use raftkv_checker::{Input, Operation, Output};
 use raftkv_core::{
-    ClientCommand, ClientId, NodeId, Op, ProposeError, ReadError, ReadId, ReadNow, ReadResult,
-    WriteError, WriteResult,
+    ClientCommand, ClientId, NodeId, NotLeader, Op, ProposeError, ReadError, ReadId, ReadNow,
+    ReadResult, WriteError, WriteResult,
 };
 
 use crate::cluster::{Cluster, Ev, ServedKind};
@@ -247,7 +247,7 @@ impl Cluster {
                             .waiting_writes
                             .insert(session, (client, attempt));
                     }
-                    Err(ProposeError::NotLeader { leader_hint }) => {
+                    Err(ProposeError::NotLeader(NotLeader { leader_hint })) => {
                         self.respond(client, attempt, Resp::Redirect(leader_hint))
                     }
                     Err(ProposeError::TooManyPending { .. }) => {
@@ -292,7 +292,7 @@ impl Cluster {
                             .waiting_reads
                             .insert(read_id, (client, attempt));
                     }
-                    Err(ReadError::NotLeader { leader_hint }) => {
+                    Err(ReadError::NotLeader(NotLeader { leader_hint })) => {
                         self.respond(client, attempt, Resp::Redirect(leader_hint))
                     }
                     Err(ReadError::TooManyPendingReads { .. }) => {
@@ -315,7 +315,7 @@ impl Cluster {
                 self.record_served(i, ServedKind::Write);
                 Resp::Done
             }
-            Err(WriteError::NotLeader { leader_hint }) => Resp::Redirect(leader_hint),
+            Err(WriteError::NotLeader(NotLeader { leader_hint })) => Resp::Redirect(leader_hint),
             Err(WriteError::StaleSequence) => Resp::Stale,
         };
         self.respond(client, attempt, resp);
@@ -330,7 +330,7 @@ impl Cluster {
                 self.record_served(i, ServedKind::ReadIndex);
                 Resp::Value(v)
             }
-            Err(ReadError::NotLeader { leader_hint }) => Resp::Redirect(leader_hint),
+            Err(ReadError::NotLeader(NotLeader { leader_hint })) => Resp::Redirect(leader_hint),
             Err(_) => Resp::Redirect(None),
         };
         self.respond(client, attempt, resp);

@@ -5,8 +5,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::snapshot::SnapshotSend;
-use super::RaftNode;
-use crate::api::{Event, RejectReason, Role};
+use super::{LeaderState, RaftNode, RoleState};
+use crate::api::{Event, RejectReason};
+use crate::config::Config;
 use crate::message::{AppendEntries, AppendEntriesResponse, Message, MessageBody};
 use crate::types::{LogIndex, MonoTime, NodeId, Term};
 
@@ -56,6 +57,19 @@ impl Progress {
         }
     }
 
+    /// An append lost on the way leaves a streaming follower waiting for
+    /// entries that never come: after `timeout`, probe again from its match.
+    fn expire_stalled_stream(&mut self, now: MonoTime, timeout: Duration) {
+        let stalled = self
+            .inflight
+            .front()
+            .is_some_and(|&(_, _, sent)| now.saturating_since(sent) >= timeout);
+        if !self.probing && stalled {
+            let next = self.match_index.next();
+            self.start_probing(next);
+        }
+    }
+
     fn start_probing(&mut self, next: LogIndex) {
         self.probing = true;
         self.probe_sent_at = None;
@@ -73,50 +87,52 @@ impl Progress {
     }
 }
 
+/// What a leader's tick leaves to do once its own state is updated.
+pub(super) struct LeaderTick {
+    /// Snapshot transfers rewound after a stall: send to these peers again.
+    stalled_snapshots: Vec<NodeId>,
+    /// A leadership transfer given up (its target).
+    transfer_aborted: Option<NodeId>,
+    heartbeat: bool,
+}
+
+impl LeaderState {
+    /// A leader's tick, once check quorum passed: probe again where a stream
+    /// stalled, rewind stalled snapshot transfers, give up a late transfer,
+    /// and see whether a heartbeat is due.
+    pub(super) fn on_tick(&mut self, now: MonoTime, cfg: &Config) -> LeaderTick {
+        let stall_timeout = cfg.election_timeout_min / 2;
+        for p in self.progress.values_mut() {
+            p.expire_stalled_stream(now, stall_timeout);
+        }
+        let stalled_snapshots = self.rewind_stalled_snapshots(now, stall_timeout);
+        let transfer_aborted = self.take_expired_transfer(now);
+        let heartbeat = now >= self.next_heartbeat;
+        if heartbeat {
+            self.next_heartbeat = now + cfg.heartbeat_interval;
+        }
+        LeaderTick {
+            stalled_snapshots,
+            transfer_aborted,
+            heartbeat,
+        }
+    }
+}
+
 impl RaftNode {
-    pub(super) fn tick_leader(&mut self) {
-        if !self.check_quorum() {
-            return;
+    /// The sends and reports a leader's tick decided on (`on_tick`).
+    pub(super) fn tick_leader(&mut self, work: LeaderTick) {
+        for id in work.stalled_snapshots {
+            self.send_snapshot_chunks(id);
         }
-        self.expire_stalled_streams();
-        self.expire_stalled_snapshots();
-        if !self.check_transfer_timeout() {
-            return;
+        if let Some(to) = work.transfer_aborted {
+            self.events.push(Event::TransferAborted { to });
+            self.leader_progress_checks();
         }
-        let ls = self.leader_state.as_mut().expect("leader");
-        if self.now >= ls.next_heartbeat {
-            ls.next_heartbeat = self.now + self.cfg.heartbeat_interval;
+        if work.heartbeat {
             self.broadcast_append(true);
         }
         self.leader_progress_checks();
-    }
-
-    /// An append lost on the way leaves a streaming follower waiting for
-    /// entries that never come: after a while, probe again from its match.
-    fn expire_stalled_streams(&mut self) {
-        let timeout = self.cfg.election_timeout_min / 2;
-        let now = self.now;
-        let ls = self.leader_state.as_mut().expect("leader");
-        for p in ls.progress.values_mut() {
-            let stalled = p
-                .inflight
-                .front()
-                .is_some_and(|&(_, _, sent)| now.saturating_since(sent) >= timeout);
-            if !p.probing && stalled {
-                let next = p.match_index.next();
-                p.start_probing(next);
-            }
-        }
-    }
-
-    /// The leader's progress for `peer`, which must be a member.
-    pub(super) fn progress_mut(&mut self, peer: NodeId) -> &mut Progress {
-        self.leader_state
-            .as_mut()
-            .expect("leader")
-            .progress
-            .get_mut(&peer)
-            .expect("progress for every member")
     }
 
     /// Send whatever each follower needs: new entries where the window
@@ -131,7 +147,7 @@ impl RaftNode {
     /// Called by `ready()`: replicate what proposals added, and heartbeat
     /// for pending ReadIndex rounds, once per batch.
     pub(super) fn flush_leader_sends(&mut self) {
-        let Some(ls) = self.leader_state.as_mut() else {
+        let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
         let heartbeat = std::mem::take(&mut ls.heartbeat_pending);
@@ -145,7 +161,9 @@ impl RaftNode {
         let now = self.now;
         let last = self.log.last_index();
         let offset = self.log.offset();
-        let ls = self.leader_state.as_mut().expect("leader");
+        let RoleState::Leader(ls) = &mut self.role else {
+            return;
+        };
         let Some(p) = ls.progress.get_mut(&peer) else {
             return; // no longer a member
         };
@@ -175,10 +193,10 @@ impl RaftNode {
             );
             return self.send_entries(peer, next.prev(), entries);
         }
-        let mut sent = false;
+        // Streaming: fill the window, then send the (prev index, entries)
+        // appends it took.
+        let mut sends = Vec::new();
         loop {
-            let ls = self.leader_state.as_mut().expect("leader");
-            let p = ls.progress.get_mut(&peer).expect("progress");
             let window_full = p.inflight.len() >= self.cfg.max_inflight_appends
                 || p.inflight_bytes >= self.cfg.max_inflight_bytes;
             if p.next_index > last || window_full {
@@ -192,19 +210,19 @@ impl RaftNode {
             );
             let last_sent = entries.last().expect("next <= last").index;
             let bytes: usize = entries.iter().map(|e| e.size_bytes()).sum();
-            let p = self.progress_mut(peer);
             p.next_index = last_sent.next();
             p.inflight.push_back((last_sent, bytes, now));
             p.inflight_bytes += bytes;
-            self.send_entries(peer, next.prev(), entries);
-            sent = true;
+            sends.push((next.prev(), entries));
         }
-        if heartbeat && !sent {
+        if heartbeat && sends.is_empty() {
             // A heartbeat anchors at the match index, which the follower
             // certainly has, so it succeeds even while appends are in flight
             // (or at the log's start, if compaction passed the match index).
-            let match_index = self.leader_state.as_ref().unwrap().progress[&peer].match_index;
-            self.send_entries(peer, match_index.max(offset), Vec::new());
+            sends.push((p.match_index.max(offset), Vec::new()));
+        }
+        for (prev, entries) in sends {
+            self.send_entries(peer, prev, entries);
         }
     }
 
@@ -234,7 +252,7 @@ impl RaftNode {
             // A deposed leader: tell it the current term so it steps down.
             return self.reply_append(from, false, &req, LogIndex::ZERO, None);
         }
-        if self.role == Role::Leader {
+        if matches!(self.role, RoleState::Leader(_)) {
             // Two leaders in one term cannot happen with honest peers.
             return self.reject(from, RejectReason::UnexpectedResponse);
         }
@@ -291,7 +309,7 @@ impl RaftNode {
     /// A message from the leader of this term: follow it, and (lease
     /// rule 1) protect its lease before replying.
     pub(super) fn accept_leader_contact(&mut self, from: NodeId, lease_duration: Duration) {
-        if self.role != Role::Follower || self.leader != Some(from) {
+        if !matches!(self.role, RoleState::Follower { leader: Some(l) } if l == from) {
             self.become_follower(self.term, Some(from));
         }
         self.last_leader_contact = Some(self.now);
@@ -333,11 +351,13 @@ impl RaftNode {
         let MessageBody::AppendEntriesResponse(resp) = msg.body else {
             unreachable!()
         };
-        if msg.term < self.term || self.role != Role::Leader {
+        let (now, last) = (self.now, self.log.last_index());
+        let RoleState::Leader(ls) = &mut self.role else {
+            return; // stale: this node no longer leads
+        };
+        if msg.term < self.term {
             return; // stale
         }
-        let (now, last) = (self.now, self.log.last_index());
-        let ls = self.leader_state.as_mut().expect("leader");
         let since = ls.since;
         let Some(p) = ls.progress.get_mut(&msg.from) else {
             return; // not (or no longer) a member
@@ -365,8 +385,6 @@ impl RaftNode {
                 },
                 None => resp.conflict_index,
             };
-            let ls = self.leader_state.as_mut().expect("leader");
-            let p = ls.progress.get_mut(&msg.from).expect("progress");
             p.start_probing(next.min(last.next()).max(LogIndex(1)));
             self.send_append(msg.from, false);
             return self.leader_progress_checks();
@@ -389,7 +407,9 @@ impl RaftNode {
         self.maybe_commit();
         self.leader_progress_checks();
         self.maybe_send_timeout_now(msg.from);
-        let behind = self.leader_state.as_ref().is_some_and(|ls| {
+        // Committing may have removed this node from the configuration, and
+        // so from leadership: look again.
+        let behind = self.leader_state().is_some_and(|ls| {
             ls.progress
                 .get(&msg.from)
                 .is_some_and(|p| self.log.last_index() >= p.next_index)
@@ -402,7 +422,7 @@ impl RaftNode {
     /// Commit by counting replicas, only for entries of this term (Raft
     /// §5.4.2; the Figure 8 rule).
     pub(super) fn maybe_commit(&mut self) {
-        let Some(ls) = self.leader_state.as_ref() else {
+        let Some(ls) = self.leader_state() else {
             return;
         };
         // Only voters of the configuration in force count; the leader
@@ -428,7 +448,8 @@ impl RaftNode {
             self.log.set_commit(candidate);
             self.events.push(Event::Committed { index: candidate });
             self.apply_committed();
-            if let Some(ls) = self.leader_state.as_mut() {
+            // Applying may have removed this node (see `config_committed`).
+            if let RoleState::Leader(ls) = &mut self.role {
                 ls.replicate_pending = true;
             }
             self.complete_reads();

@@ -28,8 +28,8 @@
 use std::collections::VecDeque;
 use std::ops::Bound;
 
-use super::RaftNode;
-use crate::api::{Event, RejectReason, Role};
+use super::{LeaderState, RaftNode, RoleState};
+use crate::api::{Event, RejectReason};
 use crate::kv::KvStore;
 use crate::message::{InstallSnapshot, InstallSnapshotResponse, Message, MessageBody};
 use crate::snapshot::{KvData, Snapshot, SnapshotMeta, SnapshotOrigin, SnapshotWrite};
@@ -103,6 +103,32 @@ impl SnapshotSend {
     }
 }
 
+impl LeaderState {
+    /// Snapshot transfers whose oldest chunk went unanswered for `timeout`
+    /// rewind to what their follower acknowledged: the peers to resend to.
+    pub(super) fn rewind_stalled_snapshots(
+        &mut self,
+        now: MonoTime,
+        timeout: std::time::Duration,
+    ) -> Vec<NodeId> {
+        let mut stalled = Vec::new();
+        for (&id, p) in self.progress.iter_mut() {
+            if let Some(ss) = p.snapshot.as_mut() {
+                let late = ss
+                    .inflight
+                    .front()
+                    .is_some_and(|&(_, sent)| now.saturating_since(sent) >= timeout);
+                if late {
+                    let acked = ss.acked;
+                    ss.rewind_to(acked);
+                    stalled.push(id);
+                }
+            }
+        }
+        stalled
+    }
+}
+
 /// The follower's side: chunks received so far.
 #[derive(Debug)]
 pub(super) struct IncomingSnapshot {
@@ -114,24 +140,6 @@ pub(super) struct IncomingSnapshot {
 }
 
 impl RaftNode {
-    /// A snapshot of the applied state, an O(1) clone.
-    fn snapshot_of_applied(&self) -> Snapshot {
-        let index = self.kv.applied();
-        let (data, sessions) = self.kv.snapshot_parts();
-        Snapshot {
-            meta: SnapshotMeta {
-                index,
-                term: self
-                    .log
-                    .term(index)
-                    .expect("applied entries are in the log or the snapshot"),
-                membership: self.membership_at(index),
-            },
-            data,
-            sessions,
-        }
-    }
-
     /// After entries apply or become durable: take a compaction snapshot
     /// when enough has applied since the last one.
     pub(super) fn maybe_take_snapshot(&mut self) {
@@ -142,7 +150,7 @@ impl RaftNode {
         if since < due || self.snapshot_unsaved.is_some() || applied > self.log.persisted() {
             return;
         }
-        let snapshot = self.snapshot_of_applied();
+        let snapshot = snapshot_of_applied(&self.kv, &self.log, &self.configs);
         let (index, term) = (snapshot.meta.index, snapshot.meta.term);
         self.snapshot_unsaved = Some(snapshot.meta.clone());
         self.snapshots_out.push(SnapshotWrite {
@@ -186,18 +194,18 @@ impl RaftNode {
     /// Leader: start or continue a transfer to `peer`, within the window.
     pub(super) fn send_snapshot_chunks(&mut self, peer: NodeId) {
         let now = self.now;
-        let fresh = self
-            .leader_state
-            .as_ref()
-            .and_then(|ls| ls.progress.get(&peer))
-            .is_some_and(|p| p.snapshot.is_none());
-        if fresh {
-            let snap = self.snapshot_of_applied();
+        let RoleState::Leader(ls) = &mut self.role else {
+            return;
+        };
+        let Some(p) = ls.progress.get_mut(&peer) else {
+            return;
+        };
+        if p.snapshot.is_none() {
+            let snap = snapshot_of_applied(&self.kv, &self.log, &self.configs);
             self.events.push(Event::SnapshotSending {
                 to: peer,
                 index: snap.meta.index,
             });
-            let p = self.progress_mut(peer);
             p.snapshot = Some(SnapshotSend::new(snap));
             p.start_streaming();
         }
@@ -207,8 +215,7 @@ impl RaftNode {
         );
         let mut out = Vec::new();
         {
-            let ls = self.leader_state.as_mut().expect("leader");
-            let Some(ss) = ls.progress.get_mut(&peer).and_then(|p| p.snapshot.as_mut()) else {
+            let Some(ss) = p.snapshot.as_mut() else {
                 return;
             };
             while !ss.all_sent() && ss.inflight.len() < window {
@@ -264,39 +271,17 @@ impl RaftNode {
         }
     }
 
-    /// Leader: resend snapshot chunks that went unanswered too long.
-    pub(super) fn expire_stalled_snapshots(&mut self) {
-        let timeout = self.cfg.election_timeout_min / 2;
-        let now = self.now;
-        let ls = self.leader_state.as_mut().expect("leader");
-        let mut stalled = Vec::new();
-        for (&id, p) in ls.progress.iter_mut() {
-            if let Some(ss) = p.snapshot.as_mut() {
-                let late = ss
-                    .inflight
-                    .front()
-                    .is_some_and(|&(_, sent)| now.saturating_since(sent) >= timeout);
-                if late {
-                    let acked = ss.acked;
-                    ss.rewind_to(acked);
-                    stalled.push(id);
-                }
-            }
-        }
-        for id in stalled {
-            self.send_snapshot_chunks(id);
-        }
-    }
-
     pub(super) fn handle_install_snapshot_response(&mut self, msg: Message) {
         let MessageBody::InstallSnapshotResponse(resp) = msg.body else {
             unreachable!()
         };
-        if msg.term < self.term || self.role != Role::Leader {
+        let now = self.now;
+        let RoleState::Leader(ls) = &mut self.role else {
+            return; // stale: this node no longer leads
+        };
+        if msg.term < self.term {
             return;
         }
-        let now = self.now;
-        let ls = self.leader_state.as_mut().expect("leader");
         let since = ls.since;
         let Some(p) = ls.progress.get_mut(&msg.from) else {
             return;
@@ -346,7 +331,7 @@ impl RaftNode {
         if msg.term < self.term {
             return reply(self, 0, false);
         }
-        if self.role == Role::Leader {
+        if matches!(self.role, RoleState::Leader(_)) {
             return self.reject(from, RejectReason::UnexpectedResponse);
         }
         if req.meta.membership.validate().is_err() || req.meta.term > msg.term {
@@ -426,5 +411,27 @@ impl RaftNode {
             origin: SnapshotOrigin::Installed { keep_log_suffix },
         });
         self.apply_committed();
+    }
+}
+
+/// A snapshot of the applied state, an O(1) clone (a function of the parts
+/// it reads, so a leader can take one while it holds its own state).
+fn snapshot_of_applied(
+    kv: &KvStore,
+    log: &crate::log::RaftLog,
+    configs: &[(LogIndex, crate::types::Membership)],
+) -> Snapshot {
+    let index = kv.applied();
+    let (data, sessions) = kv.snapshot_parts();
+    Snapshot {
+        meta: SnapshotMeta {
+            index,
+            term: log
+                .term(index)
+                .expect("applied entries are in the log or the snapshot"),
+            membership: super::membership::config_at(configs, index),
+        },
+        data,
+        sessions,
     }
 }
