@@ -271,6 +271,85 @@ impl RaftNode {
         if now > self.now {
             self.now = now;
         }
+        self.debug_check();
+    }
+
+    /// In debug builds (tests, and the simulator's `sim` profile), check the
+    /// invariants at every input, before it acts: a broken one is caught on
+    /// the input after the one that broke it.
+    fn debug_check(&self) {
+        if cfg!(debug_assertions) {
+            self.assert_invariants();
+        }
+    }
+
+    /// Panics if an invariant stated on the node's fields or role does not
+    /// hold (see `RoleState`, `LeaderState`, `Progress`).
+    fn assert_invariants(&self) {
+        let me = self.cfg.id;
+        let (commit, last) = (self.log.commit(), self.log.last_index());
+        // Entries apply synchronously at commit (see `lease.rs`).
+        assert_eq!(self.kv.applied(), commit, "node {me}: applied lags commit");
+        assert!(
+            self.snapshot_meta.index <= commit,
+            "node {me}: a snapshot past the commit index"
+        );
+        let leading = matches!(self.role, RoleState::Leader(_));
+        assert!(
+            leading || self.pending_writes.is_empty() && self.held_writes.is_empty(),
+            "node {me}: writes wait on a node that does not lead"
+        );
+        assert!(
+            leading || self.pending_reads.is_empty(),
+            "node {me}: reads wait on a node that does not lead"
+        );
+        match &self.role {
+            RoleState::Follower { leader } => {
+                assert_ne!(*leader, Some(me), "node {me}: follows itself");
+            }
+            RoleState::PreCandidate { votes } => {
+                assert_eq!(
+                    votes.get(&me),
+                    Some(&true),
+                    "node {me}: pre-vote without its own"
+                );
+            }
+            RoleState::Candidate { votes, .. } => {
+                assert_eq!(
+                    votes.get(&me),
+                    Some(&true),
+                    "node {me}: candidate without its own vote"
+                );
+                assert_eq!(
+                    self.voted_for,
+                    Some(me),
+                    "node {me}: candidate voted for another"
+                );
+            }
+            RoleState::Leader(ls) => {
+                assert_eq!(
+                    self.voted_for,
+                    Some(me),
+                    "node {me}: leader voted for another"
+                );
+                assert!(ls.noop_index <= last, "node {me}: no-op past the log");
+                assert!(
+                    ls.progress
+                        .keys()
+                        .eq(self.peers.iter().collect::<std::collections::BTreeSet<_>>()),
+                    "node {me}: progress tracked for {:?}, peers {:?}",
+                    ls.progress.keys().collect::<Vec<_>>(),
+                    self.peers
+                );
+                assert!(
+                    ls.pending_conf.is_none_or(|i| commit < i && i <= last),
+                    "node {me}: a pending configuration change outside the uncommitted log"
+                );
+                for (&id, p) in &ls.progress {
+                    p.assert_invariants(id, last);
+                }
+            }
+        }
     }
 
     /// A message from a peer. Malformed or hostile messages are counted and
@@ -419,6 +498,7 @@ impl RaftNode {
 
     /// Everything to do now; see [`Ready`] for the order.
     pub fn ready(&mut self) -> Ready {
+        self.debug_check();
         self.flush_leader_sends();
         let hs = self.current_hard_state();
         let term_or_vote_changed = hs.term != self.emitted_hard_state.term
@@ -481,7 +561,7 @@ impl RaftNode {
                     id,
                     learner: self.membership().is_learner(id),
                     snapshot: p
-                        .and_then(|p| p.snapshot.as_ref())
+                        .and_then(|p| p.snapshot())
                         .map(|s| (s.snap.meta.index, s.acked)),
                     match_index: p.map(|p| p.match_index).unwrap_or_default(),
                     next_index: p.map(|p| p.next_index).unwrap_or_default(),
@@ -770,4 +850,63 @@ fn check_restored_log(snap: &SnapshotMeta, entries: &[Entry]) -> Result<(), Rest
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::InstantCluster;
+
+    fn leader_of_three() -> (InstantCluster, usize) {
+        let mut c = InstantCluster::new(3);
+        let l = c.leader_with_lease();
+        (c, l)
+    }
+
+    #[test]
+    fn a_running_cluster_keeps_its_invariants() {
+        let (c, l) = leader_of_three();
+        for node in &c.nodes {
+            node.assert_invariants();
+        }
+        assert_eq!(c.nodes[l].role(), Role::Leader);
+    }
+
+    /// The check runs on every input in debug builds: a progress broken by
+    /// hand is caught at the leader's next tick.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "not below next")]
+    fn a_broken_progress_is_caught_at_the_next_input() {
+        let (mut c, l) = leader_of_three();
+        let RoleState::Leader(ls) = &mut c.nodes[l].role else {
+            unreachable!()
+        };
+        let p = ls.progress.values_mut().next().unwrap();
+        p.match_index = p.next_index;
+        let now = c.now;
+        c.nodes[l].tick(now);
+    }
+
+    #[test]
+    #[should_panic(expected = "writes wait on a node that does not lead")]
+    fn a_write_waiting_on_a_follower_panics() {
+        let (mut c, l) = leader_of_three();
+        let f = (l + 1) % 3;
+        let cmd = crate::testkit::set_cmd(1, 1, "k", "v");
+        c.nodes[f]
+            .pending_writes
+            .insert(LogIndex(99), (cmd.client_id, cmd.seq));
+        c.nodes[f].assert_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "follows itself")]
+    fn a_follower_of_itself_panics() {
+        let (mut c, l) = leader_of_three();
+        let f = (l + 1) % 3;
+        let me = c.nodes[f].id();
+        c.nodes[f].role = RoleState::Follower { leader: Some(me) };
+        c.nodes[f].assert_invariants();
+    }
 }

@@ -28,6 +28,7 @@
 use std::collections::VecDeque;
 use std::ops::Bound;
 
+use super::replication::Replication;
 use super::{LeaderState, RaftNode, RoleState};
 use crate::api::{Event, RejectReason};
 use crate::kv::KvStore;
@@ -59,7 +60,7 @@ pub(super) struct SnapshotSend {
 }
 
 impl SnapshotSend {
-    fn new(snap: Snapshot) -> SnapshotSend {
+    pub(super) fn new(snap: Snapshot) -> SnapshotSend {
         SnapshotSend {
             snap,
             starts: vec![None],
@@ -85,6 +86,35 @@ impl SnapshotSend {
         self.next_seq = seq;
         self.acked = seq;
         self.inflight.clear();
+    }
+
+    /// Panics unless: the follower acknowledged no chunk not yet sent; the
+    /// chunks in flight are the unacknowledged ones, in order; the next
+    /// chunk's start is known; nothing is sent past the last chunk.
+    pub(super) fn assert_invariants(&self, peer: NodeId) {
+        assert!(
+            self.acked <= self.next_seq,
+            "peer {peer}: snapshot chunk {} acknowledged, {} sent",
+            self.acked,
+            self.next_seq
+        );
+        let mut expected = self.acked;
+        for &(seq, _) in &self.inflight {
+            assert!(
+                expected <= seq && seq < self.next_seq,
+                "peer {peer}: snapshot chunk {seq} in flight out of order"
+            );
+            expected = seq + 1;
+        }
+        assert!(
+            (self.next_seq as usize) < self.starts.len(),
+            "peer {peer}: snapshot chunk {} has no known start",
+            self.next_seq
+        );
+        assert!(
+            self.total.is_none_or(|t| self.next_seq <= t),
+            "peer {peer}: snapshot sent past its last chunk"
+        );
     }
 
     /// The follower has chunks `0..next`.
@@ -113,7 +143,7 @@ impl LeaderState {
     ) -> Vec<NodeId> {
         let mut stalled = Vec::new();
         for (&id, p) in self.progress.iter_mut() {
-            if let Some(ss) = p.snapshot.as_mut() {
+            if let Replication::Snapshot(ss) = &mut p.state {
                 let late = ss
                     .inflight
                     .front()
@@ -200,14 +230,13 @@ impl RaftNode {
         let Some(p) = ls.progress.get_mut(&peer) else {
             return;
         };
-        if p.snapshot.is_none() {
+        if p.snapshot().is_none() {
             let snap = snapshot_of_applied(&self.kv, &self.log, &self.configs);
             self.events.push(Event::SnapshotSending {
                 to: peer,
                 index: snap.meta.index,
             });
-            p.snapshot = Some(SnapshotSend::new(snap));
-            p.start_streaming();
+            p.state = Replication::Snapshot(SnapshotSend::new(snap));
         }
         let (window, chunk_bytes) = (
             self.cfg.max_inflight_snapshot_chunks,
@@ -215,7 +244,7 @@ impl RaftNode {
         );
         let mut out = Vec::new();
         {
-            let Some(ss) = p.snapshot.as_mut() else {
+            let Replication::Snapshot(ss) = &mut p.state else {
                 return;
             };
             while !ss.all_sent() && ss.inflight.len() < window {
@@ -290,7 +319,7 @@ impl RaftNode {
         if resp.send_time >= since && resp.send_time <= now {
             p.acked_send_time = p.acked_send_time.max(Some(resp.send_time));
         }
-        let Some(ss) = p.snapshot.as_mut() else {
+        let Replication::Snapshot(ss) = &mut p.state else {
             return self.leader_progress_checks();
         };
         if resp.snapshot_index != ss.snap.meta.index {
@@ -298,8 +327,7 @@ impl RaftNode {
         }
         if resp.installed {
             let index = ss.snap.meta.index;
-            p.snapshot = None;
-            p.match_index = p.match_index.max(index);
+            p.advance_match(index);
             p.next_index = p.match_index.next();
             p.start_streaming();
             self.maybe_commit();
@@ -433,5 +461,39 @@ fn snapshot_of_applied(
         },
         data,
         sessions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send() -> SnapshotSend {
+        SnapshotSend::new(Snapshot {
+            meta: SnapshotMeta::default(),
+            data: KvData::new(),
+            sessions: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_fresh_transfer_passes() {
+        send().assert_invariants(NodeId(2));
+    }
+
+    #[test]
+    #[should_panic(expected = "acknowledged")]
+    fn an_acknowledgement_past_what_was_sent_panics() {
+        let mut ss = send();
+        ss.acked = 1;
+        ss.assert_invariants(NodeId(2));
+    }
+
+    #[test]
+    #[should_panic(expected = "has no known start")]
+    fn a_chunk_with_no_start_panics() {
+        let mut ss = send();
+        ss.next_seq = 1;
+        ss.assert_invariants(NodeId(2));
     }
 }
