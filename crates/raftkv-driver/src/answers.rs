@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use raftkv_core::{
-    ClientCommand, ConfChange, ConfChangeError, LogIndex, Membership, NodeId, OpResult,
+    ClientCommand, ConfChange, ConfChangeError, LogIndex, Membership, NodeId, NotLeader, OpResult,
     ProposeError, ReadError, Status, TransferError, WriteError,
 };
 
@@ -106,7 +106,7 @@ pub enum Accepted {
 
 pub(crate) fn propose_refusal(e: ProposeError) -> Refusal {
     match e {
-        ProposeError::NotLeader { leader_hint } => Refusal::NotLeader {
+        ProposeError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
             leader: leader_hint,
             outcome_unknown: false,
         },
@@ -120,7 +120,7 @@ pub(crate) fn propose_refusal(e: ProposeError) -> Refusal {
 
 pub(crate) fn conf_refusal(e: ConfChangeError) -> Refusal {
     match e {
-        ConfChangeError::NotLeader { leader_hint } => Refusal::NotLeader {
+        ConfChangeError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
             leader: leader_hint,
             outcome_unknown: false,
         },
@@ -134,7 +134,7 @@ pub(crate) fn conf_refusal(e: ConfChangeError) -> Refusal {
 
 pub(crate) fn transfer_refusal(e: TransferError) -> Refusal {
     match e {
-        TransferError::NotLeader { leader_hint } => Refusal::NotLeader {
+        TransferError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
             leader: leader_hint,
             outcome_unknown: false,
         },
@@ -147,7 +147,7 @@ pub(crate) fn transfer_refusal(e: TransferError) -> Refusal {
 
 pub(crate) fn read_refusal(e: ReadError) -> Refusal {
     match e {
-        ReadError::NotLeader { leader_hint } => Refusal::NotLeader {
+        ReadError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
             leader: leader_hint,
             outcome_unknown: false,
         },
@@ -158,7 +158,7 @@ pub(crate) fn read_refusal(e: ReadError) -> Refusal {
 
 pub(crate) fn write_refusal(e: WriteError) -> Refusal {
     match e {
-        WriteError::NotLeader { leader_hint } => Refusal::NotLeader {
+        WriteError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
             leader: leader_hint,
             outcome_unknown: true,
         },
