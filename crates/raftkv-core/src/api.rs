@@ -70,6 +70,14 @@ impl Ready {
     }
 }
 
+/// The one refusal every leader-only input shares: this node does not lead.
+/// `leader_hint` is the leader it follows, when it knows one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not the leader (leader hint: {leader_hint:?})")]
+pub struct NotLeader {
+    pub leader_hint: Option<NodeId>,
+}
+
 /// The outcome of a proposed write, reported once it is applied (or once the
 /// proposer can no longer know).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,8 +93,8 @@ pub enum WriteError {
     /// This node lost leadership before the entry applied: the write may or
     /// may not take effect. Retry at the leader with the same session and
     /// sequence number; the session makes the retry safe.
-    #[error("not the leader any more (leader hint: {leader_hint:?}); outcome unknown")]
-    NotLeader { leader_hint: Option<NodeId> },
+    #[error("not the leader any more (leader hint: {:?}); outcome unknown", .0.leader_hint)]
+    NotLeader(#[from] NotLeader),
     /// The sequence number is older than the last one applied for the session.
     #[error("session sequence number is stale")]
     StaleSequence,
@@ -103,8 +111,8 @@ pub struct ConfChangeResult {
 /// Why a membership change was refused before it reached the log.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfChangeError {
-    #[error("not the leader (leader hint: {leader_hint:?})")]
-    NotLeader { leader_hint: Option<NodeId> },
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
     /// One change at a time: the previous one (at this index) has not
     /// committed yet.
     #[error("the membership change at index {0} has not committed yet; retry when it has")]
@@ -130,8 +138,8 @@ pub enum ConfChangeError {
 /// Why a leadership transfer could not start.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TransferError {
-    #[error("not the leader (leader hint: {leader_hint:?})")]
-    NotLeader { leader_hint: Option<NodeId> },
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
     #[error("node {0} is not a voter")]
     NotAVoter(NodeId),
     #[error("node {0} is already the leader")]
@@ -175,8 +183,8 @@ pub struct ReadResult {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
-    #[error("not the leader (leader hint: {leader_hint:?})")]
-    NotLeader { leader_hint: Option<NodeId> },
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
     #[error("too many reads waiting (limit {limit})")]
     TooManyPendingReads { limit: usize },
     #[error("key of {len} bytes exceeds the limit of {limit}")]
@@ -185,8 +193,8 @@ pub enum ReadError {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
-    #[error("not the leader (leader hint: {leader_hint:?})")]
-    NotLeader { leader_hint: Option<NodeId> },
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
     #[error("too many writes waiting to commit (limit {limit})")]
     TooManyPending { limit: usize },
     #[error("key of {len} bytes exceeds the limit of {limit}")]

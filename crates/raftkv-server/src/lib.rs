@@ -2,11 +2,11 @@
 //!
 //! The node runtime: it drives the pure `raftkv-core` with tokio and tonic.
 //!
-//! - [`runtime`]: the core task (the only owner of the `RaftNode`), the
-//!   monotonic clock, client requests.
-//! - [`lease_reads`]: lease reads answered in the gRPC handlers, from a view
-//!   the core task publishes.
-//! - [`storage_thread`]: persistence through `raftkv-storage`, off the runtime.
+//! - [`runtime`]: the core task (the only owner of the `RaftNode`), a tokio
+//!   shell around the shared driver (`raftkv-driver`), which orders
+//!   persistence, sends, the lease-read view and client answers; [`clock`].
+//! - [`storage_thread`]: the driver's storage worker on its own thread, off
+//!   the runtime.
 //! - [`transport`]: per peer, two sender tasks, each with its own TCP
 //!   connection (Raft messages; snapshot chunks), following the configuration
 //!   in force.
@@ -21,11 +21,11 @@
 //!
 //! Wire protocol and operations: docs/server.md.
 
+pub mod clock;
 pub mod config;
 pub mod conn_caps;
 pub mod convert;
 pub mod fds;
-pub mod lease_reads;
 pub mod limits;
 pub mod metrics;
 pub mod peer_inbound;
@@ -51,16 +51,17 @@ use tokio::net::TcpListener;
 pub use config::{parse_peers, ServerConfig};
 pub use raftkv_storage::identity::MembershipFlags;
 
+use crate::clock::Clock;
 use crate::conn_caps::ConnCaps;
 use crate::fds::FdReserve;
-use crate::lease_reads::LeaseReads;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::peer_inbound::Inbound;
-use crate::runtime::{Clock, CoreParts, CoreTask};
+use crate::runtime::{CoreParts, CoreTask};
 use crate::service::{AdminService, KvService, Shared};
 use crate::storage_thread::StorageThread;
 use crate::transport::{AddressBook, Transport, TransportOptions};
+use raftkv_driver::LeaseReads;
 
 /// The file in a node's folder that ties it to one cluster and node id, and
 /// records the configuration it was bootstrapped with.
@@ -193,7 +194,7 @@ pub async fn run(
     let storage_reserve = Arc::new(FdReserve::new("storage", STORAGE_RESERVE_FDS));
     let (storage, done_rx) = StorageThread::start(storage, metrics.clone(), storage_reserve)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let lease_reads = Arc::new(LeaseReads::new(clock));
+    let lease_reads = Arc::new(LeaseReads::new());
     let parts = CoreParts {
         lease_reads: lease_reads.clone(),
         node,
@@ -219,6 +220,7 @@ pub async fn run(
         started: Instant::now(),
         book,
         lease_reads,
+        clock,
     });
     let inbound = Inbound::new(
         connection_caps(&config, nofile, shared.metrics.clone()),

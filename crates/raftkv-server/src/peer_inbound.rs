@@ -427,11 +427,12 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease_reads::LeaseReads;
+    use crate::clock::Clock;
     use crate::limits::RateLimiter;
     use crate::metrics::Metrics;
-    use crate::runtime::{Clock, NodeHandle};
+    use crate::runtime::NodeHandle;
     use crate::transport::AddressBook;
+    use raftkv_driver::LeaseReads;
     use std::sync::atomic::Ordering;
     use tokio::io::AsyncReadExt;
 
@@ -460,7 +461,8 @@ mod tests {
             },
             metrics: metrics.clone(),
             started: std::time::Instant::now(),
-            lease_reads: Arc::new(LeaseReads::new(Clock::start())),
+            lease_reads: Arc::new(LeaseReads::new()),
+            clock: Clock::start(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

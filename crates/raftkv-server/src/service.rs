@@ -15,13 +15,16 @@ use raftkv_core::{
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
+use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::convert::{check_addr, check_key, check_value, membership_to_pb, WireLimits};
-use crate::lease_reads::LeaseReads;
 use crate::limits::RateLimiter;
 use crate::metrics::{bump, Metrics};
-use crate::runtime::{ConfAnswer, NodeHandle, Refusal, Request as CoreRequest, StaleAnswer};
+use crate::runtime::{
+    Answer, ConfAnswer, NodeHandle, Refusal, Request as CoreRequest, StaleAnswer,
+};
 use crate::transport::AddressBook;
+use raftkv_driver::LeaseReads;
 
 /// Shared by both services.
 pub struct Shared {
@@ -34,6 +37,8 @@ pub struct Shared {
     pub book: Arc<AddressBook>,
     /// Lease reads served here, without the core task.
     pub lease_reads: Arc<LeaseReads>,
+    /// The core task's clock (lease ends are in its time).
+    pub clock: Clock,
 }
 
 impl Shared {
@@ -108,22 +113,19 @@ impl Shared {
         Status::invalid_argument(message)
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> CoreRequest,
-    ) -> Result<T, Status> {
+    async fn ask<T>(&self, make: impl FnOnce(Answer<T>) -> CoreRequest) -> Result<T, Status> {
         self.ask_for(self.config.client_wait_timeout, make).await
     }
 
     async fn ask_for<T>(
         &self,
         wait: Duration,
-        make: impl FnOnce(oneshot::Sender<T>) -> CoreRequest,
+        make: impl FnOnce(Answer<T>) -> CoreRequest,
     ) -> Result<T, Status> {
         let (tx, rx) = oneshot::channel();
         self.handle
             .requests
-            .send(make(tx))
+            .send(make(Answer(tx)))
             .await
             .map_err(|_| self.refusal(Refusal::Stopping))?;
         match tokio::time::timeout(wait, rx).await {
@@ -175,7 +177,7 @@ impl Shared {
 
     async fn read(&self, key: String) -> Result<Option<String>, Status> {
         self.check_read_key(&key)?;
-        if let Some(value) = self.lease_reads.try_read(&key) {
+        if let Some(value) = self.lease_reads.try_read(self.clock.now(), &key) {
             bump(&self.metrics.reads_lease);
             bump(&self.metrics.reads_lease_in_handler);
             return Ok(value);

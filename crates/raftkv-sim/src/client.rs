@@ -9,12 +9,34 @@
 use std::time::Duration;
 
 use raftkv_checker::{Input, Operation, Output};
-use raftkv_core::{
-    ClientCommand, ClientId, NodeId, Op, ProposeError, ReadError, ReadId, ReadNow, ReadResult,
-    WriteError, WriteResult,
-};
+use raftkv_core::{ClientCommand, ClientId, NodeId, Op};
+use raftkv_driver::{Accepted, ReadAnswer, Refusal, Request, WriteAnswer};
 
 use crate::cluster::{Cluster, Ev, ServedKind};
+use crate::driver_host::{Answered, SimReply};
+
+/// A refusal a simulated client follows (to the leader it names, or to
+/// another node), or one a valid request must never get.
+fn redirect_or_fail(
+    r: Refusal,
+    what: &str,
+    answered: impl FnOnce(Resp, Option<ServedKind>, Option<String>),
+) {
+    match r {
+        Refusal::NotLeader { leader, .. } => answered(Resp::Redirect(leader), None, None),
+        Refusal::Busy(_) | Refusal::RetryLater(_) | Refusal::Conflict(_) => {
+            answered(Resp::Redirect(None), None, None)
+        }
+        // The node stops: no answer, the client times out.
+        Refusal::Stopping => {}
+        Refusal::Invalid(e) => answered(
+            Resp::Redirect(None),
+            None,
+            Some(format!("client: a valid {what} was refused: {e}")),
+        ),
+        Refusal::StaleSequence => answered(Resp::Stale, None, None),
+    }
+}
 
 /// What a client asks one node.
 #[derive(Clone, Debug)]
@@ -220,7 +242,7 @@ impl Cluster {
         self.schedule_in(timeout, Ev::ClientTimeout { client: c, attempt });
     }
 
-    fn respond(&mut self, client: usize, attempt: u64, resp: Resp) {
+    pub(crate) fn respond(&mut self, client: usize, attempt: u64, resp: Resp) {
         let latency = self.cfg.client.latency;
         self.schedule_in(
             latency,
@@ -234,106 +256,78 @@ impl Cluster {
 
     pub(crate) fn on_client_request(&mut self, i: usize, client: usize, attempt: u64, req: Req) {
         let local = self.local_now_at(i);
-        let read_id = ReadId(self.next_read_id);
-        let Some(raft) = self.nodes[i].raft.as_mut() else {
+        if self.nodes[i].raft.is_none() {
             return; // the client times out
-        };
-        match req {
-            Req::Write(cmd) => {
-                let session = (cmd.client_id, cmd.seq);
-                match raft.propose(local, cmd) {
-                    Ok(_) => {
-                        self.nodes[i]
-                            .waiting_writes
-                            .insert(session, (client, attempt));
-                    }
-                    Err(ProposeError::NotLeader { leader_hint }) => {
-                        self.respond(client, attempt, Resp::Redirect(leader_hint))
-                    }
-                    Err(ProposeError::TooManyPending { .. }) => {
-                        self.respond(client, attempt, Resp::Redirect(None))
-                    }
-                    Err(ProposeError::TransferInProgress { target }) => {
-                        self.respond(client, attempt, Resp::Redirect(Some(target)))
-                    }
-                    Err(e) => self.fail(format!("client: a valid write was refused: {e}")),
-                }
-            }
-            Req::Read(key) => {
-                self.next_read_id += 1;
-                // Every other read is served as the server's gRPC handlers
-                // serve it: from the view published after the last step,
-                // while the local clock is before its end.
-                if read_id.0.is_multiple_of(2) {
-                    if let Some((view, kv)) = &self.nodes[i].published {
-                        if local < view.until || self.cfg.unsafe_stale_view {
-                            let v = kv.get(&key).cloned();
-                            self.counts.lease_reads_from_view += 1;
-                            self.record_served(i, ServedKind::LeaseRead);
-                            self.respond(client, attempt, Resp::Value(v));
-                            self.end_input(i);
-                            return;
-                        }
-                    }
-                }
-                let raft = self.nodes[i].raft.as_mut().expect("up");
-                match raft.read(local, read_id, key) {
-                    Ok(ReadNow::Served(v)) => {
-                        self.record_served(i, ServedKind::LeaseRead);
-                        // As the server does: the view goes out before an
-                        // answer that may show what it lacks.
-                        if !self.cfg.unsafe_late_publish {
-                            self.publish_lease_view(i);
-                        }
-                        self.respond(client, attempt, Resp::Value(v));
-                    }
-                    Ok(ReadNow::Pending) => {
-                        self.nodes[i]
-                            .waiting_reads
-                            .insert(read_id, (client, attempt));
-                    }
-                    Err(ReadError::NotLeader { leader_hint }) => {
-                        self.respond(client, attempt, Resp::Redirect(leader_hint))
-                    }
-                    Err(ReadError::TooManyPendingReads { .. }) => {
-                        self.respond(client, attempt, Resp::Redirect(None))
-                    }
-                    Err(e) => self.fail(format!("client: a valid read was refused: {e}")),
+        }
+        if let Req::Read(key) = &req {
+            self.next_read_id += 1;
+            // Every other read is served as the server's gRPC handlers
+            // serve it: from the view the driver published, while the local
+            // clock is before its end (the same code: `LeaseReads`).
+            if self.next_read_id.is_multiple_of(2) {
+                if let Some(v) = self.nodes[i].lease_reads.try_read(local, key) {
+                    self.counts.lease_reads_from_view += 1;
+                    self.record_served(i, ServedKind::LeaseRead);
+                    self.respond(client, attempt, Resp::Value(v));
+                    self.end_input(i);
+                    return;
                 }
             }
         }
+        // A node blocked in an in-line fsync takes the request when it
+        // returns.
+        let stalled = self.nodes[i].stalled_until_ns;
+        if self.now_ns < stalled {
+            let ev = Ev::ClientReq {
+                node: i,
+                client,
+                attempt,
+                req,
+            };
+            self.schedule(stalled, ev);
+            return;
+        }
+        let outbox = self.answers.clone();
+        let answered = move |resp: Resp, served: Option<ServedKind>, wrong: Option<String>| {
+            outbox.borrow_mut().push(Answered {
+                node: i,
+                client,
+                attempt,
+                resp,
+                served,
+                wrong,
+            })
+        };
+        let request = match req {
+            Req::Write(cmd) => Request::Propose {
+                cmd,
+                reply: SimReply::new(move |a: WriteAnswer| match a {
+                    Ok(_) => answered(Resp::Done, Some(ServedKind::Write), None),
+                    Err(Refusal::StaleSequence) => answered(Resp::Stale, None, None),
+                    Err(r) => redirect_or_fail(r, "write", answered),
+                }),
+            },
+            Req::Read(key) => Request::Read {
+                key,
+                reply: SimReply::new(move |a: ReadAnswer| match a {
+                    // Served at once is a lease read, later a ReadIndex one
+                    // (see below).
+                    Ok(v) => answered(Resp::Value(v), Some(ServedKind::ReadIndex), None),
+                    Err(r) => redirect_or_fail(r, "read", answered),
+                }),
+            },
+        };
+        let accepted = self.drive_undelivered(i, |d, raft, host| d.request(raft, host, request));
+        if accepted == Some(Accepted::Served) {
+            // Answered by the core from its lease, before the turn's end.
+            if let Some(a) = self.answers.borrow_mut().last_mut() {
+                if a.served == Some(ServedKind::ReadIndex) {
+                    a.served = Some(ServedKind::LeaseRead);
+                }
+            }
+        }
+        self.deliver_answers();
         self.end_input(i);
-    }
-
-    pub(crate) fn on_write_result(&mut self, i: usize, w: WriteResult) {
-        let Some((client, attempt)) = self.nodes[i].waiting_writes.remove(&(w.client_id, w.seq))
-        else {
-            return; // a duplicate proposal of an answered write, or a test's
-        };
-        let resp = match w.outcome {
-            Ok(_) => {
-                self.record_served(i, ServedKind::Write);
-                Resp::Done
-            }
-            Err(WriteError::NotLeader { leader_hint }) => Resp::Redirect(leader_hint),
-            Err(WriteError::StaleSequence) => Resp::Stale,
-        };
-        self.respond(client, attempt, resp);
-    }
-
-    pub(crate) fn on_read_result(&mut self, i: usize, r: ReadResult) {
-        let Some((client, attempt)) = self.nodes[i].waiting_reads.remove(&r.id) else {
-            return; // a test's direct read
-        };
-        let resp = match r.outcome {
-            Ok(v) => {
-                self.record_served(i, ServedKind::ReadIndex);
-                Resp::Value(v)
-            }
-            Err(ReadError::NotLeader { leader_hint }) => Resp::Redirect(leader_hint),
-            Err(_) => Resp::Redirect(None),
-        };
-        self.respond(client, attempt, resp);
     }
 
     fn current_attempt(&self, c: usize, attempt: u64) -> bool {

@@ -5,22 +5,30 @@
 //! number)`, and every random choice comes from one [`SimRng`], so a seed and
 //! the same calls replay a run exactly.
 //!
-//! The storage model follows the `Ready` contract (see `raftkv_core::Ready`):
-//! `messages` go out at once, `entries` are appended at once but become
-//! durable only when the simulated fsync completes (a latency later), and
-//! only then are the hard state saved, `persisted_messages` sent and
-//! `on_persisted` called. A crash in between loses the unsynced entries
-//! ([`MemStorage::crash`]) and the unsaved hard state.
+//! Each node is driven by the server's own driver (`raftkv_driver`): the
+//! same code orders its publish, send, persist and answer steps, with the
+//! simulator's [`Host`](raftkv_driver::Host) (`driver_host.rs`) in place of
+//! sockets and files. Its storage worker runs on simulated time: a job
+//! queued by the driver waits for the storage thread to wake, a group is
+//! written (term and vote durable, entries appended but not synced), and
+//! its fsync completes a latency later, while the node keeps stepping
+//! inputs and queueing more. A crash in between loses the unsynced entries
+//! ([`MemStorage::crash`]). Compaction snapshots are prepared in the
+//! background and put in place later, in order with the other jobs; a
+//! follower may persist in line (the server's one-thread runtime), blocking
+//! its inputs for the fsync.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use raftkv_core::{
-    ClientCommand, ClientId, ConfChange, ConfChangeError, ConfChangeResult, Config, Entry,
-    EntryPayload, Event, HardState, LogIndex, Membership, Message, MessageBody, MonoTime, NodeId,
-    RaftNode, ReadId, Ready, Role, SnapshotOrigin, Status, StepDownReason, Term, TransferError,
-    UnsafeTestKnobs,
+    ClientCommand, ConfChange, ConfChangeError, ConfChangeResult, Config, Entry, EntryPayload,
+    Event, LogIndex, Membership, Message, MessageBody, MonoTime, NodeId, RaftNode, ReadId, Role,
+    SnapshotWrite, Status, StepDownReason, Term, TransferError, UnsafeTestKnobs,
 };
+use raftkv_driver::{DriverKnobs, DriverOptions, Job, LeaseReads};
 
 use raftkv_storage::identity::{self, start_voters, MembershipFlags};
 use raftkv_storage::recovery::RecoveryOptions;
@@ -28,6 +36,7 @@ use raftkv_storage::{DiskFault, MemStorage, Storage};
 
 use crate::client::{Req, Resp, SimClient, Workload};
 use crate::clock::Clock;
+use crate::driver_host::{Out, Outbox, SimDisk, SimDriver, SimHost};
 use crate::rng::SimRng;
 use crate::trace::{fmt_msg, fmt_real};
 
@@ -147,6 +156,15 @@ pub struct ClusterConfig {
     /// Negative control: a lease read answered by the core mid-turn does
     /// not republish the view first.
     pub unsafe_late_publish: bool,
+    /// Followers persist in line when nothing is in flight (the server on a
+    /// one-thread runtime): the node takes no input during the fsync.
+    pub inline_follower_persist: bool,
+    /// Negative control: the driver sends append acknowledgements before
+    /// the fsync that covers them.
+    pub unsafe_ack_before_sync: bool,
+    /// Negative control: the driver sends granted votes before the term and
+    /// vote are saved.
+    pub unsafe_vote_before_save: bool,
     /// Negative control: recovery cuts damaged lines that may have been
     /// synced as if they were a torn tail (no vote floor).
     pub unsafe_cut_damaged_tail: bool,
@@ -190,6 +208,9 @@ impl ClusterConfig {
             unsafe_stale_view: false,
             turn_hold_max: Duration::ZERO,
             unsafe_late_publish: false,
+            inline_follower_persist: false,
+            unsafe_ack_before_sync: false,
+            unsafe_vote_before_save: false,
             unsafe_cut_damaged_tail: false,
             unsafe_config_from_flags: false,
         }
@@ -271,6 +292,13 @@ pub type Election = (u64, NodeId, Term);
 pub(crate) enum Ev {
     Deliver(Message),
     Tick(usize),
+    /// The storage thread wakes: it begins the next step (writes a group).
+    StorageWake {
+        node: usize,
+        incarnation: u64,
+    },
+    /// The running step's fsync completes: its Readies go back to the
+    /// driver.
     SyncDone {
         node: usize,
         incarnation: u64,
@@ -303,24 +331,13 @@ pub(crate) enum Ev {
         node: usize,
         incarnation: u64,
     },
-    /// A compaction snapshot written in the background: saved, then
-    /// reported with `on_snapshot_saved`. Lost if the node crashes first.
-    SnapshotSave {
+    /// A compaction snapshot prepared in the background: queued on the
+    /// disk to be put in place. Lost if the node crashes first.
+    SnapshotPrepared {
         node: usize,
         incarnation: u64,
-        write: raftkv_core::SnapshotWrite,
+        job: Job<SnapshotWrite>,
     },
-}
-
-/// One `Ready`'s durable work, waiting for its fsync.
-struct PendingSync {
-    io: bool,
-    hard_state: Option<HardState>,
-    persisted_messages: Vec<Message>,
-    mark: Option<(LogIndex, Term)>,
-    /// A compaction snapshot of this `Ready`: written in the background
-    /// once the fsync completes (see `Ev::SnapshotSave`).
-    compaction: Option<raftkv_core::SnapshotWrite>,
 }
 
 /// What the membership and snapshot machinery did during a run.
@@ -350,12 +367,16 @@ pub struct MixCounts {
     /// configuration refused (the node then restarted with the right ones).
     pub wrong_flag_restarts: u64,
     pub wrong_flags_refused: u64,
+    /// Readies a follower persisted in line (blocking its inputs).
+    pub inline_persists: u64,
 }
 
 pub(crate) struct SimNode {
     pub(crate) id: NodeId,
     pub(crate) raft: Option<RaftNode>,
-    pub(crate) storage: MemStorage,
+    /// The shared driver of `raft` (see `raftkv_driver`).
+    pub(crate) driver: Option<SimDriver>,
+    pub(crate) disk: SimDisk,
     pub(crate) clock: Clock,
     pub(crate) paused: bool,
     /// Started (or wiped and restarted) with no bootstrap voters.
@@ -364,18 +385,15 @@ pub(crate) struct SimNode {
     /// folder, before its first start).
     pub(crate) bootstrap: Option<BTreeSet<NodeId>>,
     backlog: Vec<Ev>,
-    syncs: VecDeque<PendingSync>,
-    /// When the last fsync issued completes (fsyncs complete in order).
-    sync_busy_until_ns: u64,
-    incarnation: u64,
-    /// Client writes proposed here: session → (client, attempt).
-    pub(crate) waiting_writes: BTreeMap<(ClientId, u64), (usize, u64)>,
-    pub(crate) waiting_reads: BTreeMap<ReadId, (usize, u64)>,
+    pub(crate) incarnation: u64,
     /// Commit index already checked against the committed record.
     pub(crate) commit_seen: LogIndex,
-    /// The lease-read view as the server publishes it for its gRPC
-    /// handlers: after every `Ready` is taken and after every step.
-    pub(crate) published: Option<(raftkv_core::LeaseReadView, raftkv_core::KvData)>,
+    /// The lease-read view the driver publishes, as the server's gRPC
+    /// handlers read it.
+    pub(crate) lease_reads: Arc<LeaseReads>,
+    /// The node's thread is blocked in an in-line fsync until then: its
+    /// inputs wait (lease reads from the view do not).
+    pub(crate) stalled_until_ns: u64,
     /// A turn is open: inputs were stepped and their Readies not taken yet
     /// (see `ClusterConfig::turn_hold_max`).
     pub(crate) turn_open: bool,
@@ -422,6 +440,8 @@ pub struct Cluster {
     pub(crate) snapshot_checks: Vec<(NodeId, raftkv_core::Snapshot)>,
     /// Reference state at snapshot indexes already checked (digest).
     pub(crate) snapshot_digests: BTreeMap<LogIndex, u64>,
+    /// Answers the driver's waiters gave to simulated clients, to deliver.
+    pub(crate) answers: Outbox,
 }
 
 impl Cluster {
@@ -462,6 +482,7 @@ impl Cluster {
             committed_configs: BTreeMap::from([(LogIndex::ZERO, bootstrap)]),
             snapshot_checks: Vec::new(),
             snapshot_digests: BTreeMap::new(),
+            answers: Outbox::default(),
             rng: rng.fork(),
             cfg,
         };
@@ -474,22 +495,27 @@ impl Cluster {
             let bootstrap = Some(core.voters.iter().copied().collect());
             let raft = RaftNode::new(core, storage.restored(), clock.local(0), rng.next_u64())
                 .expect("the simulator builds valid configs");
+            let lease_reads = c.fresh_lease_reads();
+            let driver = SimDriver::new(
+                &raft,
+                clock.local(0),
+                lease_reads.clone(),
+                c.driver_options(),
+            );
             c.nodes.push(SimNode {
                 id,
                 raft: Some(raft),
-                storage,
+                driver: Some(driver),
+                disk: SimDisk::new(storage),
                 clock,
                 paused: false,
                 joining,
                 bootstrap,
                 backlog: Vec::new(),
-                syncs: VecDeque::new(),
-                sync_busy_until_ns: 0,
                 incarnation: 0,
-                waiting_writes: BTreeMap::new(),
-                waiting_reads: BTreeMap::new(),
                 commit_seen: LogIndex::ZERO,
-                published: None,
+                lease_reads,
+                stalled_until_ns: 0,
                 turn_open: false,
             });
             let phase = rng.below(c.cfg.tick_interval.as_nanos() as u64);
@@ -561,9 +587,10 @@ impl Cluster {
         let target = match &ev {
             Ev::Deliver(m) => self.position(m.to),
             Ev::SyncDone { node, .. }
+            | Ev::StorageWake { node, .. }
             | Ev::ClientReq { node, .. }
             | Ev::TurnEnd { node, .. }
-            | Ev::SnapshotSave { node, .. } => Some(*node),
+            | Ev::SnapshotPrepared { node, .. } => Some(*node),
             _ => None,
         };
         if let Some(i) = target {
@@ -571,10 +598,24 @@ impl Cluster {
                 self.nodes[i].backlog.push(ev);
                 return;
             }
+            // A node blocked in an in-line fsync takes no input until it
+            // returns (its storage thread runs on; client requests see the
+            // published view first, in `on_client_request`).
+            let stalled = self.nodes[i].stalled_until_ns;
+            if self.now_ns < stalled
+                && matches!(
+                    ev,
+                    Ev::Deliver(_) | Ev::SyncDone { .. } | Ev::TurnEnd { .. }
+                )
+            {
+                self.schedule(stalled, ev);
+                return;
+            }
         }
         match ev {
             Ev::Deliver(m) => self.deliver(m),
             Ev::Tick(i) => self.on_tick(i),
+            Ev::StorageWake { node, incarnation } => self.on_storage_wake(node, incarnation),
             Ev::SyncDone { node, incarnation } => self.on_sync_done(node, incarnation),
             Ev::ClientReq {
                 node,
@@ -590,11 +631,11 @@ impl Cluster {
             Ev::ClientTimeout { client, attempt } => self.on_client_timeout(client, attempt),
             Ev::ClientRetry { client, attempt } => self.on_client_retry(client, attempt),
             Ev::ClientThink { client } => self.on_client_think(client),
-            Ev::SnapshotSave {
+            Ev::SnapshotPrepared {
                 node,
                 incarnation,
-                write,
-            } => self.on_snapshot_save(node, incarnation, write),
+                job,
+            } => self.on_snapshot_prepared(node, incarnation, job),
             Ev::TurnEnd { node, incarnation } => {
                 let n = &self.nodes[node];
                 if n.incarnation == incarnation && n.turn_open && n.raft.is_some() {
@@ -609,13 +650,14 @@ impl Cluster {
     }
 
     fn on_tick(&mut self, i: usize) {
-        let local = self.local_now_at(i);
-        let n = &mut self.nodes[i];
-        if !n.paused {
-            if let Some(raft) = n.raft.as_mut() {
-                raft.tick(local);
-                self.pump(i);
-            }
+        let n = &self.nodes[i];
+        // A tick that finds the node paused or blocked is skipped (tokio's
+        // `MissedTickBehavior::Skip`).
+        if !n.paused
+            && self.now_ns >= n.stalled_until_ns
+            && self.drive(i, |d, raft, host| d.tick(raft, host)).is_some()
+        {
+            self.pump(i);
         }
         self.schedule_in(self.cfg.tick_interval, Ev::Tick(i));
     }
@@ -636,133 +678,221 @@ impl Cluster {
         self.nodes[i].clock.local(self.now_ns)
     }
 
-    /// Hand every `Ready` of node `i` to the simulated disk and network,
-    /// then check the invariants that node may have touched.
+    /// End node `i`'s turn: the driver takes its Readies (see
+    /// `raftkv_driver::Driver::end_turn`); then check the invariants that
+    /// node may have touched.
     pub(crate) fn pump(&mut self, i: usize) {
         self.nodes[i].turn_open = false;
-        loop {
-            let Some(raft) = self.nodes[i].raft.as_mut() else {
-                return;
-            };
-            if !raft.has_ready() {
-                break;
-            }
-            let rd = raft.ready();
-            self.publish_lease_view(i);
-            self.handle_ready(i, rd);
-        }
-        self.publish_lease_view(i);
+        self.drive(i, |d, raft, host| d.end_turn(raft, host));
         self.check_node(i);
     }
 
-    /// What the server's core task does for its gRPC handlers (see
-    /// `raftkv-server`'s `lease_reads`): publish the lease-read view and the
-    /// applied map before anything the step produced leaves the node.
-    pub(crate) fn publish_lease_view(&mut self, i: usize) {
+    /// Runs `f` on node `i`'s driver and core with a host over its disk,
+    /// then carries out what the call produced, in order, and delivers the
+    /// answers it gave. `None` when the node is down.
+    pub(crate) fn drive<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut SimDriver, &mut RaftNode, &mut SimHost<'_>) -> R,
+    ) -> Option<R> {
+        let r = self.drive_undelivered(i, f);
+        self.deliver_answers();
+        r
+    }
+
+    /// [`Cluster::drive`] leaving the answers in the outbox.
+    pub(crate) fn drive_undelivered<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut SimDriver, &mut RaftNode, &mut SimHost<'_>) -> R,
+    ) -> Option<R> {
+        let now = self.local_now_at(i);
         let n = &mut self.nodes[i];
-        let fresh = n
-            .raft
-            .as_ref()
-            .and_then(|r| r.lease_read_view().map(|v| (v, r.kv_data())));
-        if fresh.is_some() || !self.cfg.unsafe_stale_view {
-            n.published = fresh;
+        let (Some(raft), Some(driver)) = (n.raft.as_mut(), n.driver.as_mut()) else {
+            return None;
+        };
+        let mut host = SimHost {
+            id: n.id,
+            now,
+            disk: &mut n.disk,
+            out: Vec::new(),
+        };
+        let r = f(driver, raft, &mut host);
+        let out = std::mem::take(&mut host.out);
+        self.carry_out(i, out);
+        Some(r)
+    }
+
+    fn carry_out(&mut self, i: usize, out: Vec<Out>) {
+        let id = self.nodes[i].id;
+        for o in out {
+            match o {
+                Out::Send(m) => self.send(m),
+                Out::Event(e) => {
+                    self.tr(|| format!("n{id} {e}"));
+                    self.count_events(i, std::slice::from_ref(&e));
+                }
+                Out::Note(what) => self.tr(|| format!("n{id} {what}")),
+                Out::Observed(o) => {
+                    if let Some(upto) = o.record_commits_upto {
+                        self.record_commits(i, upto);
+                    }
+                    for s in o.snapshots {
+                        self.snapshot_checks.push((id, s));
+                    }
+                    self.check_config_append(i, &o.config_entries);
+                    for r in o.conf_results {
+                        if r.outcome.is_ok() {
+                            self.counts.conf_committed += 1;
+                        }
+                        let what = format!("{:?}", r.outcome);
+                        self.tr(|| format!("n{id} conf change at {} -> {what}", r.index));
+                        self.conf_results.push((id, r));
+                    }
+                }
+                Out::Kick => self.kick(i),
+                Out::Stall => {
+                    let latency = self.fsync_latency();
+                    self.nodes[i].stalled_until_ns = self.now_ns + latency;
+                    self.counts.inline_persists += 1;
+                }
+                Out::StorageFailed(e) => self.fail(format!("storage: node {id}: {e}")),
+                Out::Violation(p) => self.fail(p),
+            }
         }
     }
 
-    fn handle_ready(&mut self, i: usize, rd: Ready) {
-        let id = self.nodes[i].id;
-        let mark = rd.persist_mark();
-        for e in &rd.events {
-            self.tr(|| format!("n{id} {e}"));
-        }
-        self.count_events(i, &rd.events);
-        for m in rd.messages {
-            self.check_durable_promise(i, &m);
-            self.send(m);
-        }
-        let mut compaction = None;
-        if !rd.snapshots.is_empty() {
-            // The core may commit and compact in one step: record its
-            // commits while storage still holds the entries (those a
-            // compaction covers are durable and committed; an installed
-            // snapshot may cover stale ones).
-            // Entries the core dropped from memory were durable, so storage
-            // holds them as committed, beyond the compaction's index too
-            // (a driver turn may have committed further since).
-            let upto = if rd
-                .snapshots
-                .iter()
-                .all(|w| w.origin == SnapshotOrigin::Compaction)
-            {
-                raftkv_storage::Storage::last_index(&self.nodes[i].storage)
-            } else {
-                LogIndex::ZERO
-            };
-            self.record_commits(i, upto);
-        }
-        for w in rd.snapshots {
-            self.snapshot_checks.push((id, w.snapshot.clone()));
-            if w.origin == SnapshotOrigin::Compaction {
-                // Deferred: the log still holds everything it covers.
-                compaction = Some(w);
+    /// Answers the driver's waiters gave: to their clients, over the
+    /// simulated client network.
+    pub(crate) fn deliver_answers(&mut self) {
+        let answers = std::mem::take(&mut *self.answers.borrow_mut());
+        for a in answers {
+            if let Some(w) = a.wrong {
+                self.fail(w);
                 continue;
             }
-            if let Err(e) = self.nodes[i].storage.save_snapshot(&w) {
-                self.fail(format!(
-                    "storage: node {id} handed out a snapshot storage rejects: {e}"
-                ));
-                return;
+            if let Some(kind) = a.served {
+                self.record_served(a.node, kind);
             }
+            self.respond(a.client, a.attempt, a.resp);
         }
-        self.check_config_append(i, &rd.entries);
-        if !rd.entries.is_empty() {
-            if let Err(e) = self.nodes[i].storage.append(&rd.entries) {
-                self.fail(format!(
-                    "storage: node {id} handed out entries storage rejects: {e}"
-                ));
-                return;
-            }
+    }
+
+    fn fsync_latency(&mut self) -> u64 {
+        self.rng.range(
+            self.cfg.fsync_latency_min.as_nanos() as u64,
+            self.cfg.fsync_latency_max.as_nanos() as u64,
+        )
+    }
+
+    /// Wake node `i`'s storage thread, unless it is awake.
+    fn kick(&mut self, i: usize) {
+        if self.nodes[i].disk.busy {
+            return;
         }
-        let io = rd.must_sync || !rd.entries.is_empty() || compaction.is_some();
-        let pending = PendingSync {
-            io,
-            hard_state: rd.hard_state,
-            mark,
-            persisted_messages: rd.persisted_messages,
-            compaction,
+        self.nodes[i].disk.busy = true;
+        let incarnation = self.nodes[i].incarnation;
+        // A thread wake-up.
+        let at = self.now_ns + self.rng.range(1_000, 50_000);
+        self.schedule(
+            at,
+            Ev::StorageWake {
+                node: i,
+                incarnation,
+            },
+        );
+    }
+
+    /// The storage thread begins a step: writes a group (or puts a
+    /// prepared snapshot in place); its fsync completes a latency later.
+    fn on_storage_wake(&mut self, i: usize, incarnation: u64) {
+        if self.nodes[i].incarnation != incarnation || self.nodes[i].raft.is_none() {
+            return;
+        }
+        let Some((step, background)) = self.nodes[i].disk.worker.begin() else {
+            self.nodes[i].disk.busy = false;
+            return;
         };
-        self.nodes[i].syncs.push_back(pending);
-        if io {
-            let latency = self.rng.range(
-                self.cfg.fsync_latency_min.as_nanos() as u64,
-                self.cfg.fsync_latency_max.as_nanos() as u64,
-            );
-            let done = (self.now_ns + latency).max(self.nodes[i].sync_busy_until_ns);
-            self.nodes[i].sync_busy_until_ns = done;
-            let incarnation = self.nodes[i].incarnation;
+        for bg in background {
+            let job = bg.prepare::<MemStorage>();
+            let delay = self.rng.range(0, 20_000_000);
             self.schedule(
-                done,
-                Ev::SyncDone {
+                self.now_ns + delay,
+                Ev::SnapshotPrepared {
                     node: i,
                     incarnation,
+                    job,
                 },
             );
-        } else if self.nodes[i].syncs.len() == 1 {
-            self.complete_syncs(i, false);
         }
-        for w in rd.write_results {
-            self.on_write_result(i, w);
+        let latency = if step.syncs() {
+            self.fsync_latency()
+        } else {
+            0
+        };
+        self.nodes[i].disk.step = Some(step);
+        self.schedule(
+            self.now_ns + latency,
+            Ev::SyncDone {
+                node: i,
+                incarnation,
+            },
+        );
+    }
+
+    /// The running step's fsync completed: its Readies go back to the
+    /// driver, and the storage thread takes the next step if there is one.
+    fn on_sync_done(&mut self, i: usize, incarnation: u64) {
+        if self.nodes[i].incarnation != incarnation || self.nodes[i].raft.is_none() {
+            return;
         }
-        for r in rd.read_results {
-            self.on_read_result(i, r);
+        let disk = &mut self.nodes[i].disk;
+        let step = disk.step.take().expect("a step was running");
+        let dones = disk.worker.finish(step);
+        disk.busy = false;
+        if disk.worker.has_work() {
+            self.kick(i);
         }
-        for r in rd.conf_change_results {
-            if r.outcome.is_ok() {
-                self.counts.conf_committed += 1;
+        self.drive(i, |d, raft, host| {
+            for done in dones {
+                d.on_done(raft, host, done);
             }
-            let what = format!("{:?}", r.outcome);
-            self.tr(|| format!("n{id} conf change at {} -> {what}", r.index));
-            self.conf_results.push((id, r));
+        });
+        self.pump(i);
+    }
+
+    fn on_snapshot_prepared(&mut self, i: usize, incarnation: u64, job: Job<SnapshotWrite>) {
+        if self.nodes[i].incarnation != incarnation || self.nodes[i].raft.is_none() {
+            return; // the crash lost it; the log still holds its entries
+        }
+        if let Job::CommitSnapshot(index, _) = &job {
+            let id = self.nodes[i].id;
+            let index = *index;
+            self.tr(|| format!("n{id} compaction snapshot at {index} prepared"));
+        }
+        self.nodes[i].disk.worker.push(job);
+        self.kick(i);
+    }
+
+    /// A fresh lease-read view for a node (the control's kind when
+    /// `unsafe_stale_view`).
+    fn fresh_lease_reads(&self) -> Arc<LeaseReads> {
+        Arc::new(if self.cfg.unsafe_stale_view {
+            LeaseReads::new_unsafe_stale()
+        } else {
+            LeaseReads::new()
+        })
+    }
+
+    fn driver_options(&self) -> DriverOptions {
+        DriverOptions {
+            inline_follower_persist: self.cfg.inline_follower_persist,
+            knobs: DriverKnobs {
+                unsafe_ack_before_sync: self.cfg.unsafe_ack_before_sync,
+                unsafe_vote_before_save: self.cfg.unsafe_vote_before_save,
+                unsafe_late_publish: self.cfg.unsafe_late_publish,
+            },
+            ..DriverOptions::default()
         }
     }
 
@@ -794,144 +924,6 @@ impl Cluster {
                 }
                 _ => {}
             }
-        }
-    }
-
-    fn on_sync_done(&mut self, i: usize, incarnation: u64) {
-        if self.nodes[i].incarnation != incarnation || self.nodes[i].raft.is_none() {
-            return;
-        }
-        self.complete_syncs(i, true);
-        self.pump(i);
-    }
-
-    /// Finish the front fsync (when `io_done`), then every following
-    /// `Ready` that had nothing to make durable.
-    fn complete_syncs(&mut self, i: usize, io_done: bool) {
-        if io_done {
-            let front = self.nodes[i].syncs.pop_front().expect("a sync was pending");
-            assert!(front.io, "fsync completions arrive in issue order");
-            self.finish_sync(i, front);
-        }
-        while self.nodes[i].syncs.front().is_some_and(|s| !s.io) {
-            let next = self.nodes[i].syncs.pop_front().expect("checked");
-            self.finish_sync(i, next);
-        }
-    }
-
-    fn finish_sync(&mut self, i: usize, s: PendingSync) {
-        let local = self.local_now_at(i);
-        let n = &mut self.nodes[i];
-        if s.io {
-            n.storage.sync().expect("MemStorage sync cannot fail");
-        }
-        if let Some(hs) = s.hard_state {
-            let before = n.storage.hard_state();
-            if hs.term < before.term
-                || (hs.term == before.term
-                    && before.voted_for.is_some()
-                    && hs.voted_for != before.voted_for)
-            {
-                let id = n.id;
-                self.fail(format!(
-                    "persistence: node {id} would overwrite its durable term/vote {before:?} with {hs:?}"
-                ));
-                return;
-            }
-            let commit = hs.commit.min(n.storage.last_index());
-            n.storage
-                .save_hard_state(&HardState { commit, ..hs })
-                .expect("MemStorage save cannot fail");
-        }
-        if let Some((index, term)) = s.mark {
-            n.raft
-                .as_mut()
-                .expect("up")
-                .on_persisted(local, index, term);
-        }
-        if let Some(write) = s.compaction {
-            let incarnation = n.incarnation;
-            let delay = self.rng.range(0, 20_000_000);
-            self.schedule(
-                self.now_ns + delay,
-                Ev::SnapshotSave {
-                    node: i,
-                    incarnation,
-                    write,
-                },
-            );
-        }
-        for m in s.persisted_messages {
-            self.check_durable_promise(i, &m);
-            self.send(m);
-        }
-    }
-
-    fn on_snapshot_save(&mut self, i: usize, incarnation: u64, write: raftkv_core::SnapshotWrite) {
-        if self.nodes[i].incarnation != incarnation || self.nodes[i].raft.is_none() {
-            return; // the crash lost it; the log still holds its entries
-        }
-        let id = self.nodes[i].id;
-        let index = write.snapshot.meta.index;
-        if let Err(e) = self.nodes[i].storage.save_snapshot(&write) {
-            self.fail(format!(
-                "storage: node {id}'s compaction snapshot at {index} is refused: {e}"
-            ));
-            return;
-        }
-        self.tr(|| format!("n{id} compaction snapshot at {index} saved"));
-        let local = self.local_now_at(i);
-        self.nodes[i]
-            .raft
-            .as_mut()
-            .expect("up")
-            .on_snapshot_saved(local, index);
-        self.pump(i);
-    }
-
-    /// A granted vote or a successful append acknowledgement promises
-    /// durable state: it may leave only once that state survives a crash.
-    fn check_durable_promise(&mut self, i: usize, m: &Message) {
-        let st = &self.nodes[i].storage;
-        let problem = match &m.body {
-            MessageBody::RequestVoteResponse(r) if r.granted && !r.pre_vote => {
-                // A later durable term covers the vote too: the node can
-                // never vote in the vote's term again. (A driver turn may
-                // grant a vote and move to a higher term before its Ready.)
-                let hs = st.hard_state();
-                let covered = hs.term > m.term || (hs.term == m.term && hs.voted_for == Some(m.to));
-                (!covered).then(|| {
-                    format!(
-                        "a vote for node {} in term {} while its durable hard state is {hs:?}",
-                        m.to, m.term
-                    )
-                })
-            }
-            MessageBody::AppendEntriesResponse(r)
-                if r.success && r.match_index > LogIndex::ZERO =>
-            {
-                // Cheap when nothing is waiting for a sync; otherwise look at
-                // what a crash would leave.
-                (st.has_unsynced() && durable_last(st) < r.match_index).then(|| {
-                    format!(
-                        "an acknowledgement of index {} that is not durable",
-                        r.match_index
-                    )
-                })
-            }
-            MessageBody::InstallSnapshotResponse(r) if r.installed => {
-                (durable_last(st) < r.snapshot_index).then(|| {
-                    format!(
-                        "an acknowledgement of snapshot {} that is not durable",
-                        r.snapshot_index
-                    )
-                })
-            }
-            _ => None,
-        };
-        if let Some(p) = problem {
-            let id = self.nodes[i].id;
-            self.fail(format!("persist before send: node {id} sent {p}"));
         }
     }
 
@@ -982,7 +974,6 @@ impl Cluster {
             self.tr(|| format!("drop (partition, in flight) {}", fmt_msg(&m)));
             return;
         }
-        let local = self.local_now_at(to);
         if self.nodes[to].raft.is_none() {
             return;
         }
@@ -996,11 +987,7 @@ impl Cluster {
                     .insert(m.from);
             }
         }
-        self.nodes[to]
-            .raft
-            .as_mut()
-            .expect("checked")
-            .step(local, m);
+        self.drive(to, |d, raft, host| d.step(raft, host, m));
         self.end_input(to);
     }
 
@@ -1103,21 +1090,21 @@ impl Cluster {
     /// fsync and client request on its way to it.
     pub fn crash(&mut self, id: NodeId) {
         let i = self.pos(id);
+        let fresh_view = self.fresh_lease_reads();
         let n = &mut self.nodes[i];
         if n.raft.is_none() {
             return;
         }
         n.raft = None;
-        n.storage.crash();
-        n.syncs.clear();
+        // The driver's waiters go with it: their clients time out.
+        n.driver = None;
+        n.disk.crash();
         n.backlog.clear();
         n.paused = false;
         n.incarnation += 1;
-        n.sync_busy_until_ns = 0;
-        n.waiting_writes.clear();
-        n.waiting_reads.clear();
-        n.published = None;
+        n.stalled_until_ns = 0;
         n.turn_open = false;
+        n.lease_reads = fresh_view;
         self.tr(|| format!("fault: crash n{id}"));
     }
 
@@ -1158,7 +1145,7 @@ impl Cluster {
         let opts = RecoveryOptions {
             unsafe_cut_damaged_tail: self.cfg.unsafe_cut_damaged_tail,
         };
-        let (restored, plan) = self.nodes[i].storage.restart_after(disk, opts);
+        let (restored, plan) = self.nodes[i].disk.storage_mut().restart_after(disk, opts);
         if let Some(d) = disk {
             self.counts.disk_faults += 1;
             self.tr(|| format!("fault: disk of n{id}: {d:?}"));
@@ -1215,7 +1202,9 @@ impl Cluster {
         cfg.voters = voters.into_iter().collect();
         match RaftNode::new(cfg, restored, local, seed) {
             Ok(raft) => {
+                let opts = self.driver_options();
                 let n = &mut self.nodes[i];
+                n.driver = Some(SimDriver::new(&raft, local, n.lease_reads.clone(), opts));
                 n.raft = Some(raft);
                 n.commit_seen = LogIndex::ZERO;
                 self.tr(|| {
@@ -1233,7 +1222,7 @@ impl Cluster {
     /// entries after the snapshot, the snapshot index and the saved commit
     /// index.
     pub fn durable_summary(&self, id: NodeId) -> (usize, LogIndex, LogIndex) {
-        let st = &self.nodes[self.pos(id)].storage;
+        let st = self.nodes[self.pos(id)].disk.storage();
         let snap = st.first_index().prev();
         let entries = (durable_last(st).0 - snap.0) as usize;
         (entries, snap, st.hard_state().commit)
@@ -1244,7 +1233,7 @@ impl Cluster {
     pub fn any_repairing(&self) -> bool {
         self.nodes.iter().any(|n| match &n.raft {
             Some(r) => r.repairing().is_some(),
-            None => n.storage.hard_state().repair.is_some(),
+            None => n.disk.storage().hard_state().repair.is_some(),
         })
     }
 
@@ -1254,7 +1243,7 @@ impl Cluster {
     pub fn wipe(&mut self, id: NodeId) {
         self.crash(id);
         let i = self.pos(id);
-        self.nodes[i].storage = MemStorage::new();
+        self.nodes[i].disk = SimDisk::new(MemStorage::new());
         self.nodes[i].joining = true;
         self.nodes[i].bootstrap = None;
         self.counts.wipes += 1;

@@ -80,7 +80,7 @@ impl Cluster {
     pub(crate) fn check_node(&mut self, i: usize) {
         // The core drops applied, durable entries from memory as it goes
         // (`snapshot_keep_entries`): storage still holds those.
-        let durable = raftkv_storage::Storage::last_index(&self.nodes[i].storage);
+        let durable = raftkv_storage::Storage::last_index(self.nodes[i].disk.storage());
         self.record_commits(i, durable);
         let Some(raft) = self.nodes[i].raft.as_ref() else {
             return;
@@ -129,7 +129,16 @@ impl Cluster {
         let offset = raft.log().offset();
         let mut problem = None;
         let mut configs = Vec::new();
-        let storage = &self.nodes[i].storage;
+        let storage = self.nodes[i].disk.storage();
+        // Storage may lag the core (its jobs wait for the storage thread):
+        // after a snapshot installed in memory and not yet saved, storage
+        // still holds the entries the snapshot replaced. It speaks for the
+        // compacted entries only when it agrees with the core at the
+        // compaction point (log matching then covers every index below).
+        let storage_upto = match (stored_entry(storage, offset), raft.log().term(offset)) {
+            (Some(e), Some(t)) if e.term == t => storage_upto,
+            _ => LogIndex::ZERO,
+        };
         for k in seen.0 + 1..=commit.0 {
             // Compacted away: the entry may still be in storage (the core
             // compacts as it commits); otherwise only a snapshot holds it,
@@ -238,7 +247,7 @@ impl Cluster {
         // what its copy of the entry stood for (`node/repair.rs`).
         let floor = match n.raft.as_ref() {
             Some(r) => r.repairing(),
-            None => n.storage.hard_state().repair,
+            None => n.disk.storage().hard_state().repair,
         };
         if floor.is_some_and(|f| f.term >= term && f.index.is_none_or(|i| i >= index)) {
             return true;
@@ -250,8 +259,8 @@ impl Cluster {
             }
             // A crashed node's live view is its durable state.
             None => {
-                index < n.storage.first_index()
-                    || stored_entry(&n.storage, index).is_some_and(|e| e.term == term)
+                index < n.disk.storage().first_index()
+                    || stored_entry(n.disk.storage(), index).is_some_and(|e| e.term == term)
             }
         }
     }

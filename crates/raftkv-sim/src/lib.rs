@@ -1,8 +1,10 @@
 //! # raftkv-sim
 //!
 //! A deterministic, seeded simulator that runs 3, 5 or 7 copies of the real
-//! `raftkv-core` node, each with the in-memory storage model of
-//! `raftkv-storage` and its own drifting clock, over a network that loses,
+//! `raftkv-core` node, each driven by the server's own driver
+//! (`raftkv-driver`: persist, send, publish and answer in the server's
+//! order, its storage worker on simulated time) with the in-memory storage
+//! model of `raftkv-storage` and its own drifting clock, over a network that loses,
 //! delays, duplicates and reorders messages and can be partitioned in any
 //! shape; nodes crash (losing unsynced writes), restart and pause. Spare
 //! nodes join as learners, learners are promoted, voters (the leader too) and
@@ -20,6 +22,7 @@
 mod client;
 pub mod clock;
 mod cluster;
+mod driver_host;
 pub mod invariants;
 pub mod rng;
 mod run;

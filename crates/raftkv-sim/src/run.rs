@@ -58,6 +58,12 @@ pub struct RunOptions {
     /// Negative control: a node repairing a damaged log votes as if it
     /// were whole (no vote floor).
     pub ignore_vote_floor: bool,
+    /// Negative control: the driver sends append acknowledgements before
+    /// the fsync that covers them.
+    pub ack_before_sync: bool,
+    /// Negative control: the driver sends granted votes before the term
+    /// and vote they depend on are saved.
+    pub vote_before_save: bool,
     pub trace: bool,
     /// Simulated time with faults and workload.
     pub safety_duration: Duration,
@@ -81,6 +87,8 @@ impl RunOptions {
             cut_damaged_tail: false,
             config_from_flags: false,
             ignore_vote_floor: false,
+            ack_before_sync: false,
+            vote_before_save: false,
             trace: false,
             safety_duration: Duration::from_secs(20),
             liveness_bound: Duration::from_secs(10),
@@ -200,6 +208,11 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     cfg.client.wander_ppm = rng.range(0, 400_000) as u32;
     cfg.fsync_latency_min = Duration::from_micros(rng.range(50, 500));
     cfg.fsync_latency_max = cfg.fsync_latency_min + Duration::from_micros(rng.range(0, 5_000));
+    // Half the runs persist followers in line, as the server does on a
+    // one-thread runtime.
+    cfg.inline_follower_persist = rng.below(2) == 0;
+    cfg.unsafe_ack_before_sync = opts.ack_before_sync;
+    cfg.unsafe_vote_before_save = opts.vote_before_save;
     cfg
 }
 

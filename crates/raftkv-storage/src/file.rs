@@ -16,7 +16,9 @@ use crate::error::StorageError;
 use crate::lock::DirLock;
 use crate::recovery::{self, Damage, LogFindings, RecoveryOptions, RepairPlan};
 use crate::snapfile::{self, SNAPSHOT_FILE, SNAPSHOT_TMP_FILE};
-use crate::storage::{check_append, plan_snapshot, recovered_hard_state, SnapshotPlan, Storage};
+use crate::storage::{
+    check_append, plan_snapshot, recovered_hard_state, BackgroundSnapshots, SnapshotPlan, Storage,
+};
 use crate::{dump, fd_retry, line, metadata};
 
 pub const LOG_FILE: &str = "logs.txt";
@@ -664,6 +666,24 @@ impl FileStorage {
             None => self.log.write_all_at(&self.buf, self.log_bytes),
         };
         result.map_err(|e| self.stop(StorageError::io(&self.log_path, "write", e)))
+    }
+}
+
+impl BackgroundSnapshots for FileStorage {
+    type Prepared = PreparedSnapshot;
+    /// The node folder: a helper writes `snapshot.txt.<index>.tmp` there.
+    type Writer = PathBuf;
+    fn snapshot_writer(&self) -> PathBuf {
+        self.dir.clone()
+    }
+    fn prepare_snapshot(
+        dir: &PathBuf,
+        write: &SnapshotWrite,
+    ) -> Result<PreparedSnapshot, StorageError> {
+        FileStorage::prepare_snapshot(dir, write)
+    }
+    fn commit_snapshot(&mut self, prepared: PreparedSnapshot) -> Result<(), StorageError> {
+        FileStorage::commit_snapshot(self, prepared)
     }
 }
 

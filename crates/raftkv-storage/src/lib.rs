@@ -41,5 +41,6 @@ pub use mem::{DiskFault, MemStorage};
 pub use snapfile::{SNAPSHOT_FILE, SNAPSHOT_TMP_FILE};
 pub use storage::{
     persist_readies_with, persist_ready, persist_ready_with, recovered_hard_state,
-    saved_compactions, PersistOptions, Storage, DEFAULT_COMMIT_SAVE_INTERVAL,
+    saved_compactions, sync_readies, write_readies, BackgroundSnapshots, PersistOptions, Storage,
+    Written, DEFAULT_COMMIT_SAVE_INTERVAL,
 };

@@ -14,7 +14,9 @@ use raftkv_core::{
 
 use crate::error::StorageError;
 use crate::recovery::{plan_repair, Damage, LogFindings, RecoveryOptions, RepairPlan};
-use crate::storage::{check_append, plan_snapshot, recovered_hard_state, SnapshotPlan, Storage};
+use crate::storage::{
+    check_append, plan_snapshot, recovered_hard_state, BackgroundSnapshots, SnapshotPlan, Storage,
+};
 
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
@@ -158,6 +160,20 @@ impl MemStorage {
 fn term_in(log: &[Entry], snap_index: LogIndex, index: LogIndex) -> Option<Term> {
     let p = index.0.checked_sub(snap_index.0 + 1)?;
     log.get(p as usize).map(|e| e.term)
+}
+
+/// Preparing is a copy; the commit is [`Storage::save_snapshot`], so a
+/// crash before it loses the snapshot and keeps the log, as on disk.
+impl BackgroundSnapshots for MemStorage {
+    type Prepared = SnapshotWrite;
+    type Writer = ();
+    fn snapshot_writer(&self) {}
+    fn prepare_snapshot(_: &(), write: &SnapshotWrite) -> Result<SnapshotWrite, StorageError> {
+        Ok(write.clone())
+    }
+    fn commit_snapshot(&mut self, prepared: SnapshotWrite) -> Result<(), StorageError> {
+        self.save_snapshot(&prepared)
+    }
 }
 
 impl Storage for MemStorage {

@@ -269,14 +269,36 @@ pub fn persist_ready_with(
 /// entries); the one sync and the lazy commit save (with the last hard
 /// state) come after all of them. Nothing of any of them may be
 /// acknowledged before this returns `Ok`.
+///
+/// It is [`write_readies`] then [`sync_readies`]: a simulation runs the two
+/// halves at different times, so that a crash can fall between them.
 pub fn persist_readies_with(
     storage: &mut impl Storage,
     readies: &[Ready],
     opts: PersistOptions,
 ) -> Result<(), StorageError> {
-    let mut vote_changed = false;
-    let mut must_sync = false;
-    let mut last_hs = None;
+    let written = write_readies(storage, readies)?;
+    sync_readies(storage, written, opts)
+}
+
+/// What [`write_readies`] wrote and [`sync_readies`] must finish.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[must_use = "the written Readies are not durable before sync_readies"]
+pub struct Written {
+    /// Entries were appended (or a Ready asked for a sync).
+    pub must_sync: bool,
+    vote_changed: bool,
+    last_hs: Option<HardState>,
+}
+
+/// The first half of [`persist_readies_with`]: a changed term or vote is
+/// saved (durable), snapshots are saved, entries are appended. The entries
+/// are not durable until [`sync_readies`] returns.
+pub fn write_readies(
+    storage: &mut impl Storage,
+    readies: &[Ready],
+) -> Result<Written, StorageError> {
+    let mut written = Written::default();
     for ready in readies {
         let stored = storage.hard_state();
         if let Some(hs) = ready.hard_state {
@@ -295,9 +317,9 @@ pub fn persist_readies_with(
                     repair: stored.repair,
                     ..hs
                 })?;
-                vote_changed = true;
+                written.vote_changed = true;
             }
-            last_hs = Some(hs);
+            written.last_hs = Some(hs);
         }
         for write in &ready.snapshots {
             storage.save_snapshot(write)?;
@@ -305,17 +327,27 @@ pub fn persist_readies_with(
         if !ready.entries.is_empty() {
             storage.append(&ready.entries)?;
         }
-        must_sync |= ready.must_sync || !ready.entries.is_empty();
+        written.must_sync |= ready.must_sync || !ready.entries.is_empty();
     }
-    if must_sync {
+    Ok(written)
+}
+
+/// The second half of [`persist_readies_with`]: one fdatasync for what
+/// [`write_readies`] appended, then the lazy commit save.
+pub fn sync_readies(
+    storage: &mut impl Storage,
+    written: Written,
+    opts: PersistOptions,
+) -> Result<(), StorageError> {
+    if written.must_sync {
         storage.sync()?;
     }
-    if let Some(hs) = last_hs {
+    if let Some(hs) = written.last_hs {
         let stored = storage.hard_state();
         let commit = hs.commit.min(storage.last_index());
         let gap = commit.0.saturating_sub(stored.commit.0);
-        let commit_due =
-            gap > 0 && (vote_changed || opts.force_commit_save || gap >= opts.commit_save_interval);
+        let commit_due = gap > 0
+            && (written.vote_changed || opts.force_commit_save || gap >= opts.commit_save_interval);
         // A repair floor the core cleared (its log is whole again, and the
         // entries that made it so are synced now).
         let repair_changed = hs.repair != stored.repair;
@@ -328,4 +360,23 @@ pub fn persist_readies_with(
         }
     }
     Ok(())
+}
+
+/// A store that can write a compaction snapshot off its own thread: a
+/// helper prepares it with a [`BackgroundSnapshots::Writer`] (which needs
+/// nothing of the store), then the store puts it in place, in order with its
+/// other writes ([`BackgroundSnapshots::commit_snapshot`]). Preparing
+/// changes nothing the store reads: a crash before the commit leaves the
+/// previous snapshot and the full log.
+pub trait BackgroundSnapshots: Storage {
+    /// A snapshot written and synced aside, not yet in place.
+    type Prepared: Send + 'static;
+    /// What a helper thread needs to prepare a snapshot.
+    type Writer: Send + 'static;
+    fn snapshot_writer(&self) -> Self::Writer;
+    fn prepare_snapshot(
+        writer: &Self::Writer,
+        write: &SnapshotWrite,
+    ) -> Result<Self::Prepared, StorageError>;
+    fn commit_snapshot(&mut self, prepared: Self::Prepared) -> Result<(), StorageError>;
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::replication::Progress;
-use super::{LeaderState, RaftNode};
-use crate::api::{DenyReason, Event, Role};
+use super::{LeaderState, RaftNode, RoleState};
+use crate::api::{DenyReason, Event};
 use crate::message::{Message, MessageBody, RequestVote, RequestVoteResponse};
 use crate::types::{Entry, EntryPayload, LogIndex, NodeId, Term};
 
@@ -14,9 +14,10 @@ impl RaftNode {
     /// The election timer fired: first ask whether we could win (pre-vote,
     /// Raft thesis §9.6), without disturbing anyone's term.
     pub(super) fn start_pre_vote(&mut self) {
-        self.role = Role::PreCandidate;
-        self.leader = None;
-        self.votes = BTreeMap::from([(self.cfg.id, true)]);
+        debug_assert!(!matches!(self.role, RoleState::Leader(_)));
+        self.role = RoleState::PreCandidate {
+            votes: BTreeMap::from([(self.cfg.id, true)]),
+        };
         self.reset_election_deadline();
         let term = self.term.next();
         self.events.push(Event::ElectionStarted {
@@ -30,12 +31,13 @@ impl RaftNode {
     /// Campaign for real: a won pre-vote, or a leadership transfer
     /// (`transfer`: voters set vote stickiness aside).
     pub(super) fn start_election(&mut self, transfer: bool) {
+        debug_assert!(!matches!(self.role, RoleState::Leader(_)));
         self.term = self.term.next();
         self.voted_for = Some(self.cfg.id);
-        self.role = Role::Candidate;
-        self.leader = None;
-        self.votes = BTreeMap::from([(self.cfg.id, true)]);
-        self.max_vote_lease_remaining = Duration::ZERO;
+        self.role = RoleState::Candidate {
+            votes: BTreeMap::from([(self.cfg.id, true)]),
+            max_vote_lease_remaining: Duration::ZERO,
+        };
         self.reset_election_deadline();
         self.events.push(Event::ElectionStarted {
             term: self.term,
@@ -75,7 +77,7 @@ impl RaftNode {
     /// lease rule 9: a node that heard from a live leader within the
     /// minimum election timeout (or is the leader) does not help unseat it.
     fn leader_is_alive(&self) -> bool {
-        if self.role == Role::Leader {
+        if matches!(self.role, RoleState::Leader(_)) {
             return true;
         }
         self.last_leader_contact
@@ -172,70 +174,84 @@ impl RaftNode {
         let MessageBody::RequestVoteResponse(resp) = &msg.body else {
             unreachable!()
         };
-        let expected = match (self.role, resp.pre_vote) {
-            (Role::PreCandidate, true) => {
-                if resp.granted {
-                    msg.term == self.term.next()
+        let term = self.term;
+        let votes = match (&mut self.role, resp.pre_vote) {
+            (RoleState::PreCandidate { votes }, true) => {
+                let expected = if resp.granted {
+                    msg.term == term.next()
                 } else {
-                    msg.term <= self.term.next()
+                    msg.term <= term.next()
+                };
+                if !expected {
+                    return; // a late reply from an earlier round
                 }
+                votes
             }
-            (Role::Candidate, false) => msg.term == self.term,
-            _ => false,
+            (
+                RoleState::Candidate {
+                    votes,
+                    max_vote_lease_remaining,
+                },
+                false,
+            ) => {
+                if msg.term != term {
+                    return; // a late reply from an earlier round
+                }
+                *max_vote_lease_remaining = (*max_vote_lease_remaining).max(resp.lease_remaining);
+                votes
+            }
+            // A reply we never asked for, or one for a round we left.
+            _ => return,
         };
-        if !expected {
-            // A late reply from an earlier round, or one we never asked for.
-            return;
-        }
-        if !resp.pre_vote {
-            self.max_vote_lease_remaining = self.max_vote_lease_remaining.max(resp.lease_remaining);
-        }
-        self.votes.insert(msg.from, resp.granted);
+        votes.insert(msg.from, resp.granted);
         self.tally_votes();
     }
 
     /// Count the votes of voters in force; anyone else's is ignored.
     fn tally_votes(&mut self) {
+        let (RoleState::PreCandidate { votes } | RoleState::Candidate { votes, .. }) = &self.role
+        else {
+            return;
+        };
         let m = self.membership();
-        let granted = self
-            .votes
+        let granted = votes
             .iter()
             .filter(|&(id, &g)| g && m.is_voter(*id))
             .count();
-        let denied = self
-            .votes
+        let denied = votes
             .iter()
             .filter(|&(id, &g)| !g && m.is_voter(*id))
             .count();
         let quorum = m.quorum();
         if granted >= quorum {
             match self.role {
-                Role::PreCandidate => self.start_election(false),
-                Role::Candidate => self.become_leader(),
-                _ => {}
+                RoleState::PreCandidate { .. } => self.start_election(false),
+                _ => self.become_leader(),
             }
         } else if denied >= quorum {
             // Lost: wait for the next timeout as a follower of this term.
-            self.role = Role::Follower;
-            self.votes.clear();
+            self.role = RoleState::Follower { leader: None };
         }
     }
 
     fn become_leader(&mut self) {
-        assert_eq!(self.role, Role::Candidate);
+        let RoleState::Candidate {
+            max_vote_lease_remaining,
+            ..
+        } = self.role
+        else {
+            unreachable!("only a candidate becomes leader");
+        };
         assert_eq!(
             self.voted_for,
             Some(self.cfg.id),
             "a leader voted for itself"
         );
-        self.role = Role::Leader;
-        self.leader = Some(self.cfg.id);
-        self.votes.clear();
         let now = self.now;
         // lease rule 5: wait out any lease a voter (or this node) may
         // still protect for the previous leader.
         let own = self.lease_remaining();
-        let wait = self.max_vote_lease_remaining.max(own);
+        let wait = max_vote_lease_remaining.max(own);
         let wait_until = if self.cfg.unsafe_test_knobs.disable_new_leader_wait {
             now
         } else {
@@ -253,7 +269,7 @@ impl RaftNode {
             term: self.term,
             payload: EntryPayload::Noop,
         });
-        self.leader_state = Some(LeaderState {
+        self.role = RoleState::Leader(LeaderState {
             progress,
             noop_index,
             wait_until,
@@ -278,12 +294,10 @@ impl RaftNode {
     }
 
     /// Rule 8, check quorum: a leader that has not heard from a majority for
-    /// an election timeout steps down (its lease ended long before).
-    pub(super) fn check_quorum(&mut self) -> bool {
-        let ls = self.leader_state.as_ref().expect("leader");
+    /// an election timeout must step down (its lease ended long before).
+    pub(super) fn heard_from_quorum(&self, ls: &LeaderState) -> bool {
         let window = self.cfg.election_timeout_min;
         let now = self.now;
-        let m = self.membership();
         let mut heard: Vec<NodeId> = ls
             .progress
             .iter()
@@ -294,18 +308,6 @@ impl RaftNode {
             .map(|(&id, _)| id)
             .collect();
         heard.push(self.cfg.id);
-        if m.has_quorum(&heard) {
-            return true;
-        }
-        let term = self.term;
-        self.events.push(Event::SteppedDown {
-            term,
-            reason: crate::api::StepDownReason::LostQuorum,
-        });
-        self.leave_leadership();
-        self.role = Role::Follower;
-        self.leader = None;
-        self.reset_election_deadline();
-        false
+        self.membership().has_quorum(&heard)
     }
 }

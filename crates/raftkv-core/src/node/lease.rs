@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use super::{PendingRead, RaftNode};
-use crate::api::{Event, LeaseReadView, LeaseStatus, ReadError, ReadId, ReadNow, ReadResult, Role};
+use super::{LeaderState, PendingRead, RaftNode, RoleState};
+use crate::api::{Event, LeaseReadView, LeaseStatus, ReadError, ReadId, ReadNow, ReadResult};
 use crate::snapshot::KvData;
 use crate::types::MonoTime;
 
@@ -22,8 +22,7 @@ impl RaftNode {
     /// Only voters count, and (rule 10) the quorum must hold in every
     /// configuration in force: `T_q` is the earliest of the per-configuration
     /// quorum times.
-    fn quorum_ack_time(&self) -> Option<MonoTime> {
-        let ls = self.leader_state.as_ref()?;
+    fn quorum_ack_time(&self, ls: &LeaderState) -> Option<MonoTime> {
         let mut earliest: Option<MonoTime> = None;
         for m in self.lease_configs() {
             let mut times: Vec<MonoTime> = m
@@ -49,20 +48,19 @@ impl RaftNode {
     }
 
     /// Rule 4: the lease holds while `now < T_q + D·(1-ρ)/(1+ρ)`.
-    fn lease_end(&self) -> Option<MonoTime> {
-        self.quorum_ack_time().map(|t| t + self.cfg.leader_lease())
+    fn lease_end(&self, ls: &LeaderState) -> Option<MonoTime> {
+        self.quorum_ack_time(ls)
+            .map(|t| t + self.cfg.leader_lease())
     }
 
-    fn lease_holds(&self) -> bool {
-        self.cfg.lease_reads && self.lease_end().is_some_and(|end| self.now < end)
+    fn lease_holds(&self, ls: &LeaderState) -> bool {
+        self.cfg.lease_reads && self.lease_end(ls).is_some_and(|end| self.now < end)
     }
 
     /// Rules 5 and 6: the new leader has waited out the old lease and its
     /// no-op has committed, so its state is current.
-    fn may_serve(&self) -> bool {
-        self.leader_state
-            .as_ref()
-            .is_some_and(|ls| self.now >= ls.wait_until && self.log.commit() >= ls.noop_index)
+    fn may_serve(&self, ls: &LeaderState) -> bool {
+        self.now >= ls.wait_until && self.log.commit() >= ls.noop_index
     }
 
     /// Rule 7: a read served from memory needs all three. A leader that is
@@ -70,14 +68,11 @@ impl RaftNode {
     /// resume if the transfer times out. `Some(lease end)` when a read at
     /// `now` may be served from memory (the lease end computed once).
     fn lease_read_until(&self) -> Option<MonoTime> {
-        if self.role != Role::Leader
-            || self.transfer_target().is_some()
-            || !self.may_serve()
-            || !self.cfg.lease_reads
-        {
+        let ls = self.leader_state()?;
+        if ls.transfer_target().is_some() || !self.may_serve(ls) || !self.cfg.lease_reads {
             return None;
         }
-        self.lease_end().filter(|&end| self.now < end)
+        self.lease_end(ls).filter(|&end| self.now < end)
     }
 
     fn lease_read_ok(&self) -> bool {
@@ -93,12 +88,12 @@ impl RaftNode {
                 limit: self.cfg.max_key_bytes,
             });
         }
-        if self.role != Role::Leader {
-            return Err(ReadError::NotLeader {
-                leader_hint: self.leader,
-            });
-        }
-        if self.lease_read_ok() {
+        let refusal = self.not_leader();
+        let lease_read = self.lease_read_ok();
+        let RoleState::Leader(ls) = &mut self.role else {
+            return Err(refusal.into());
+        };
+        if lease_read {
             assert_eq!(
                 self.kv.applied(),
                 self.log.commit(),
@@ -111,7 +106,6 @@ impl RaftNode {
                 limit: self.cfg.max_pending_reads,
             });
         }
-        let ls = self.leader_state.as_mut().expect("leader");
         let read_index = self.log.commit().max(ls.noop_index);
         ls.heartbeat_pending = true;
         self.pending_reads.push_back(PendingRead {
@@ -157,11 +151,14 @@ impl RaftNode {
 
     /// Serve every pending read whose conditions now hold.
     pub(super) fn complete_reads(&mut self) {
-        if self.pending_reads.is_empty() || !self.may_serve() {
+        let Some(ls) = self.leader_state() else {
+            return;
+        };
+        if self.pending_reads.is_empty() || !self.may_serve(ls) {
             return;
         }
-        let confirmed_since = self.quorum_ack_time();
-        let lease = self.lease_holds() && self.transfer_target().is_none();
+        let confirmed_since = self.quorum_ack_time(ls);
+        let lease = self.lease_holds(ls) && ls.transfer_target().is_none();
         let commit = self.log.commit();
         let mut waiting = std::mem::take(&mut self.pending_reads);
         waiting.retain(|r| {
@@ -179,15 +176,14 @@ impl RaftNode {
     /// After anything that may change the lease or the wait: release held
     /// results, report lease changes, serve reads.
     pub(super) fn leader_progress_checks(&mut self) {
-        if self.role != Role::Leader {
+        let holds = self.lease_read_ok();
+        let (now, term) = (self.now, self.term);
+        let RoleState::Leader(ls) = &mut self.role else {
             return;
-        }
-        if !self.is_waiting_for_old_lease() && !self.held_writes.is_empty() {
+        };
+        if now >= ls.wait_until && !self.held_writes.is_empty() {
             self.write_results.append(&mut self.held_writes);
         }
-        let holds = self.lease_read_ok();
-        let term = self.term;
-        let ls = self.leader_state.as_mut().expect("leader");
         if holds != ls.lease_held {
             ls.lease_held = holds;
             self.events.push(if holds {
@@ -206,8 +202,7 @@ impl RaftNode {
             .map(|end| end.saturating_since(now))
             .unwrap_or(Duration::ZERO);
         let wait_remaining = self
-            .leader_state
-            .as_ref()
+            .leader_state()
             .map(|ls| ls.wait_until.saturating_since(now))
             .unwrap_or_default();
         LeaseStatus {

@@ -23,8 +23,8 @@
 //!   its vote (rule 2); the new leader waits it out (rule 5).
 
 use super::replication::Progress;
-use super::RaftNode;
-use crate::api::{ConfChangeError, ConfChangeResult, Event, Role, StepDownReason};
+use super::{RaftNode, RoleState};
+use crate::api::{ConfChangeError, ConfChangeResult, Event, StepDownReason};
 use crate::types::{ConfChange, Entry, EntryPayload, LogIndex, Membership, NodeId};
 
 impl RaftNode {
@@ -70,7 +70,7 @@ impl RaftNode {
         let me = self.cfg.id;
         let peers: Vec<NodeId> = self.membership().members().filter(|&p| p != me).collect();
         let (now, next) = (self.now, self.log.last_index().next());
-        if let Some(ls) = self.leader_state.as_mut() {
+        if let RoleState::Leader(ls) = &mut self.role {
             ls.progress.retain(|id, _| peers.contains(id));
             for &p in &peers {
                 ls.progress
@@ -129,17 +129,12 @@ impl RaftNode {
 
     /// The configuration at or before `index` (for a snapshot's meta data).
     pub(super) fn membership_at(&self, index: LogIndex) -> Membership {
-        self.configs
-            .iter()
-            .rev()
-            .find(|(i, _)| *i <= index)
-            .map(|(_, m)| m.clone())
-            .unwrap_or_else(|| self.configs[0].1.clone())
+        config_at(&self.configs, index)
     }
 
     /// A configuration entry at `index` applied (so it committed).
     pub(super) fn config_committed(&mut self, index: LogIndex) {
-        let Some(ls) = self.leader_state.as_mut() else {
+        let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
         if ls.pending_conf == Some(index) {
@@ -152,16 +147,9 @@ impl RaftNode {
         }
         // A leader removed (or demoted) by a committed configuration steps
         // down, once it has told the others the change committed.
-        if self.role == Role::Leader && !self.membership_at(index).is_voter(self.cfg.id) {
+        if !self.membership_at(index).is_voter(self.cfg.id) {
             self.broadcast_append(true);
-            self.events.push(Event::SteppedDown {
-                term: self.term,
-                reason: StepDownReason::RemovedFromConfig,
-            });
-            self.leave_leadership();
-            self.role = Role::Follower;
-            self.leader = None;
-            self.reset_election_deadline();
+            self.step_down(StepDownReason::RemovedFromConfig, None);
         }
     }
 
@@ -173,29 +161,29 @@ impl RaftNode {
         change: ConfChange,
     ) -> Result<LogIndex, ConfChangeError> {
         self.advance_time(now);
-        if self.role != Role::Leader {
-            return Err(ConfChangeError::NotLeader {
-                leader_hint: self.leader,
-            });
-        }
-        let ls = self.leader_state.as_ref().expect("leader");
-        if ls.transfer.is_some() {
-            return Err(ConfChangeError::TransferInProgress);
-        }
-        if self.log.commit() < ls.noop_index {
-            return Err(ConfChangeError::LeaderNotReady);
-        }
-        if self.membership_index() > self.log.commit() {
-            return Err(ConfChangeError::InProgress(self.membership_index()));
-        }
+        let refusal = self.not_leader();
+        let (commit, last) = (self.log.commit(), self.log.last_index());
+        let in_force_index = self.membership_index();
         let next = self
             .membership()
             .apply_change(&change)
-            .and_then(|m| m.validate().map(|_| m))
-            .map_err(|reason| ConfChangeError::Invalid {
-                change: change.clone(),
-                reason,
-            })?;
+            .and_then(|m| m.validate().map(|_| m));
+        let RoleState::Leader(ls) = &mut self.role else {
+            return Err(refusal.into());
+        };
+        if ls.transfer.is_some() {
+            return Err(ConfChangeError::TransferInProgress);
+        }
+        if commit < ls.noop_index {
+            return Err(ConfChangeError::LeaderNotReady);
+        }
+        if in_force_index > commit {
+            return Err(ConfChangeError::InProgress(in_force_index));
+        }
+        let next = next.map_err(|reason| ConfChangeError::Invalid {
+            change: change.clone(),
+            reason,
+        })?;
         if let ConfChange::Promote { id } = change {
             // Caught up means it answered this leader (a learner never
             // reached has match 0, which a short log would let pass) and is
@@ -204,15 +192,17 @@ impl RaftNode {
             let answered = p.is_some_and(|p| p.acked_send_time.is_some());
             let match_index = p.map(|p| p.match_index).unwrap_or_default();
             let lag_allowed = self.cfg.max_entries_per_append as u64;
-            if !answered || match_index.0 + lag_allowed < self.log.commit().0 {
+            if !answered || match_index.0 + lag_allowed < commit.0 {
                 return Err(ConfChangeError::LearnerBehind {
                     id,
                     match_index,
-                    last_index: self.log.last_index(),
+                    last_index: last,
                 });
             }
         }
-        let index = self.log.last_index().next();
+        let index = last.next();
+        ls.pending_conf = Some(index);
+        ls.replicate_pending = true;
         let entry = Entry {
             index,
             term: self.term,
@@ -220,10 +210,17 @@ impl RaftNode {
         };
         self.log.push(entry.clone());
         self.note_appended_configs(std::slice::from_ref(&entry));
-        let ls = self.leader_state.as_mut().expect("leader");
-        ls.pending_conf = Some(index);
-        ls.replicate_pending = true;
         self.maybe_commit();
         Ok(index)
     }
+}
+
+/// The configuration at or before `index` among `configs` (oldest first).
+pub(super) fn config_at(configs: &[(LogIndex, Membership)], index: LogIndex) -> Membership {
+    configs
+        .iter()
+        .rev()
+        .find(|(i, _)| *i <= index)
+        .map(|(_, m)| m.clone())
+        .unwrap_or_else(|| configs[0].1.clone())
 }

@@ -54,6 +54,42 @@ pub enum RestoreError {
 /// cluster gets there, and accepting them would risk overflow.
 const NUMBER_ABSURD: u64 = 1 << 62;
 
+/// What this node is doing in its term, with the state only that role has:
+/// the votes live in the candidacies, the leader's bookkeeping in `Leader`,
+/// so none of it can outlive the role.
+#[derive(Debug)]
+enum RoleState {
+    /// Follows `leader` when it knows one. A candidate that lost its
+    /// election also waits here, with no leader, for its next timeout.
+    Follower {
+        leader: Option<NodeId>,
+    },
+    /// Asking whether it could win (pre-vote, Raft thesis §9.6) without
+    /// moving anyone's term: voter → granted, for the term after ours.
+    PreCandidate {
+        votes: BTreeMap<NodeId, bool>,
+    },
+    /// Campaigning in its own term, having voted for itself.
+    Candidate {
+        /// voter → granted, for this term.
+        votes: BTreeMap<NodeId, bool>,
+        /// lease rule 5: the largest `lease_remaining` among vote replies.
+        max_vote_lease_remaining: Duration,
+    },
+    Leader(LeaderState),
+}
+
+impl RoleState {
+    fn kind(&self) -> Role {
+        match self {
+            RoleState::Follower { .. } => Role::Follower,
+            RoleState::PreCandidate { .. } => Role::PreCandidate,
+            RoleState::Candidate { .. } => Role::Candidate,
+            RoleState::Leader(_) => Role::Leader,
+        }
+    }
+}
+
 /// The leader's bookkeeping, alive only while this node leads.
 #[derive(Debug)]
 struct LeaderState {
@@ -115,20 +151,12 @@ pub struct RaftNode {
     /// The hard state last handed out in a `Ready`.
     emitted_hard_state: HardState,
 
-    role: Role,
-    leader: Option<NodeId>,
+    role: RoleState,
     election_deadline: MonoTime,
     /// When this node last heard from a leader of its term (vote stickiness).
     last_leader_contact: Option<MonoTime>,
     /// lease rule 1: the lease this node protects. Never decreases.
     lease_until: MonoTime,
-
-    /// Votes received in the current (pre-)election: voter → granted.
-    votes: BTreeMap<NodeId, bool>,
-    /// lease rule 5: the largest `lease_remaining` among vote replies.
-    max_vote_lease_remaining: Duration,
-
-    leader_state: Option<LeaderState>,
 
     kv: KvStore,
     /// Writes proposed here, by log index, awaiting application.
@@ -214,14 +242,10 @@ impl RaftNode {
                 commit: hs.commit,
                 repair: hs.repair,
             },
-            role: Role::Follower,
-            leader: None,
+            role: RoleState::Follower { leader: None },
             election_deadline: now,
             last_leader_contact: None,
             lease_until,
-            votes: BTreeMap::new(),
-            max_vote_lease_remaining: Duration::ZERO,
-            leader_state: None,
             kv,
             pending_writes: BTreeMap::new(),
             held_writes: Vec::new(),
@@ -246,6 +270,85 @@ impl RaftNode {
     fn advance_time(&mut self, now: MonoTime) {
         if now > self.now {
             self.now = now;
+        }
+        self.debug_check();
+    }
+
+    /// In debug builds (tests, and the simulator's `sim` profile), check the
+    /// invariants at every input, before it acts: a broken one is caught on
+    /// the input after the one that broke it.
+    fn debug_check(&self) {
+        if cfg!(debug_assertions) {
+            self.assert_invariants();
+        }
+    }
+
+    /// Panics if an invariant stated on the node's fields or role does not
+    /// hold (see `RoleState`, `LeaderState`, `Progress`).
+    fn assert_invariants(&self) {
+        let me = self.cfg.id;
+        let (commit, last) = (self.log.commit(), self.log.last_index());
+        // Entries apply synchronously at commit (see `lease.rs`).
+        assert_eq!(self.kv.applied(), commit, "node {me}: applied lags commit");
+        assert!(
+            self.snapshot_meta.index <= commit,
+            "node {me}: a snapshot past the commit index"
+        );
+        let leading = matches!(self.role, RoleState::Leader(_));
+        assert!(
+            leading || self.pending_writes.is_empty() && self.held_writes.is_empty(),
+            "node {me}: writes wait on a node that does not lead"
+        );
+        assert!(
+            leading || self.pending_reads.is_empty(),
+            "node {me}: reads wait on a node that does not lead"
+        );
+        match &self.role {
+            RoleState::Follower { leader } => {
+                assert_ne!(*leader, Some(me), "node {me}: follows itself");
+            }
+            RoleState::PreCandidate { votes } => {
+                assert_eq!(
+                    votes.get(&me),
+                    Some(&true),
+                    "node {me}: pre-vote without its own"
+                );
+            }
+            RoleState::Candidate { votes, .. } => {
+                assert_eq!(
+                    votes.get(&me),
+                    Some(&true),
+                    "node {me}: candidate without its own vote"
+                );
+                assert_eq!(
+                    self.voted_for,
+                    Some(me),
+                    "node {me}: candidate voted for another"
+                );
+            }
+            RoleState::Leader(ls) => {
+                assert_eq!(
+                    self.voted_for,
+                    Some(me),
+                    "node {me}: leader voted for another"
+                );
+                assert!(ls.noop_index <= last, "node {me}: no-op past the log");
+                assert!(
+                    ls.progress
+                        .keys()
+                        .eq(self.peers.iter().collect::<std::collections::BTreeSet<_>>()),
+                    "node {me}: progress tracked for {:?}, peers {:?}",
+                    ls.progress.keys().collect::<Vec<_>>(),
+                    self.peers
+                );
+                assert!(
+                    ls.pending_conf.is_none_or(|i| commit < i && i <= last),
+                    "node {me}: a pending configuration change outside the uncommitted log"
+                );
+                for (&id, p) in &ls.progress {
+                    p.assert_invariants(id, last);
+                }
+            }
         }
     }
 
@@ -308,8 +411,13 @@ impl RaftNode {
     /// held results and pending reads.
     pub fn tick(&mut self, now: MonoTime) {
         self.advance_time(now);
-        if self.role == Role::Leader {
-            self.tick_leader();
+        let heard_from_quorum = self.leader_state().map(|ls| self.heard_from_quorum(ls));
+        if heard_from_quorum == Some(false) {
+            // lease rule 8: its lease ended long before.
+            self.step_down(StepDownReason::LostQuorum, None);
+        } else if let RoleState::Leader(ls) = &mut self.role {
+            let work = ls.on_tick(self.now, &self.cfg);
+            self.tick_leader(work);
         } else if self.now >= self.election_deadline {
             if self.may_campaign() && self.repair.is_none() {
                 self.start_pre_vote();
@@ -325,13 +433,12 @@ impl RaftNode {
     pub fn propose(&mut self, now: MonoTime, cmd: ClientCommand) -> Result<LogIndex, ProposeError> {
         self.advance_time(now);
         self.check_sizes(&cmd.op)?;
-        if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader {
-                leader_hint: self.leader,
-            });
-        }
-        if let Some(t) = self.transfer_target() {
-            return Err(ProposeError::TransferInProgress { target: t });
+        let refusal = self.not_leader();
+        let RoleState::Leader(ls) = &mut self.role else {
+            return Err(refusal.into());
+        };
+        if let Some(target) = ls.transfer_target() {
+            return Err(ProposeError::TransferInProgress { target });
         }
         let unapplied = (self.log.last_index().0 - self.kv.applied().0) as usize;
         if unapplied >= self.cfg.max_pending_proposals {
@@ -346,7 +453,6 @@ impl RaftNode {
             term: self.term,
             payload: EntryPayload::Command(cmd),
         });
-        let ls = self.leader_state.as_mut().expect("leader has leader state");
         ls.replicate_pending = true;
         self.maybe_commit();
         Ok(index)
@@ -386,14 +492,13 @@ impl RaftNode {
             || !self.write_results.is_empty()
             || !self.read_results.is_empty()
             || !self.events.is_empty()
-            || self
-                .leader_state
-                .as_ref()
-                .is_some_and(|ls| ls.replicate_pending || ls.heartbeat_pending)
+            || matches!(&self.role, RoleState::Leader(ls)
+                if ls.replicate_pending || ls.heartbeat_pending)
     }
 
     /// Everything to do now; see [`Ready`] for the order.
     pub fn ready(&mut self) -> Ready {
+        self.debug_check();
         self.flush_leader_sends();
         let hs = self.current_hard_state();
         let term_or_vote_changed = hs.term != self.emitted_hard_state.term
@@ -431,9 +536,7 @@ impl RaftNode {
     pub fn on_persisted(&mut self, now: MonoTime, index: LogIndex, term: Term) {
         self.advance_time(now);
         self.log.persisted_to(index, term);
-        if self.role == Role::Leader {
-            self.maybe_commit();
-        }
+        self.maybe_commit();
         // A snapshot waits until everything it covers is durable here.
         self.maybe_take_snapshot();
     }
@@ -453,15 +556,12 @@ impl RaftNode {
             .peers
             .iter()
             .map(|&id| {
-                let p = self
-                    .leader_state
-                    .as_ref()
-                    .and_then(|ls| ls.progress.get(&id));
+                let p = self.leader_state().and_then(|ls| ls.progress.get(&id));
                 PeerStatus {
                     id,
                     learner: self.membership().is_learner(id),
                     snapshot: p
-                        .and_then(|p| p.snapshot.as_ref())
+                        .and_then(|p| p.snapshot())
                         .map(|s| (s.snap.meta.index, s.acked)),
                     match_index: p.map(|p| p.match_index).unwrap_or_default(),
                     next_index: p.map(|p| p.next_index).unwrap_or_default(),
@@ -473,9 +573,9 @@ impl RaftNode {
             .collect();
         Status {
             id: self.cfg.id,
-            role: self.role,
+            role: self.role(),
             term: self.term,
-            leader: self.leader,
+            leader: self.leader(),
             voted_for: self.voted_for,
             commit_index: self.log.commit(),
             applied_index: self.kv.applied(),
@@ -518,7 +618,7 @@ impl RaftNode {
     }
 
     pub fn role(&self) -> Role {
-        self.role
+        self.role.kind()
     }
 
     pub fn term(&self) -> Term {
@@ -526,7 +626,27 @@ impl RaftNode {
     }
 
     pub fn leader(&self) -> Option<NodeId> {
-        self.leader
+        match self.role {
+            RoleState::Follower { leader } => leader,
+            RoleState::PreCandidate { .. } | RoleState::Candidate { .. } => None,
+            RoleState::Leader(_) => Some(self.cfg.id),
+        }
+    }
+
+    /// The leader's bookkeeping, while this node leads (for queries; the
+    /// leader's handlers match on `role` themselves).
+    fn leader_state(&self) -> Option<&LeaderState> {
+        match &self.role {
+            RoleState::Leader(ls) => Some(ls),
+            _ => None,
+        }
+    }
+
+    /// The refusal a leader-only input gets here, with the leader to try.
+    fn not_leader(&self) -> NotLeader {
+        NotLeader {
+            leader_hint: self.leader(),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -610,46 +730,48 @@ impl RaftNode {
     }
 
     fn is_waiting_for_old_lease(&self) -> bool {
-        self.leader_state
-            .as_ref()
+        self.leader_state()
             .is_some_and(|ls| self.now < ls.wait_until)
     }
 
-    /// Leave the leader or candidate role: fail what waited on leadership.
+    /// Follow `leader` (when known) in `term`, moving to it when it is
+    /// higher; a leader steps down on the way.
     fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
-        let was_leader = self.role == Role::Leader;
         if term > self.term {
             self.term = term;
             self.voted_for = None;
         }
-        if was_leader {
-            self.events.push(Event::SteppedDown {
-                term: self.term,
-                reason: StepDownReason::HigherTerm(term),
-            });
+        if matches!(self.role, RoleState::Leader(_)) {
+            self.step_down(StepDownReason::HigherTerm(term), leader);
+        } else {
+            self.role = RoleState::Follower { leader };
+            self.reset_election_deadline();
         }
-        self.leave_leadership();
-        self.role = Role::Follower;
-        self.leader = leader;
-        self.votes.clear();
         if leader.is_some() {
             self.last_leader_contact = Some(self.now);
         }
-        self.reset_election_deadline();
         self.events.push(Event::BecameFollower {
             term: self.term,
             leader,
         });
     }
 
-    /// Drop leader state; pending writes and reads learn they may need a retry.
-    fn leave_leadership(&mut self) {
-        let Some(ls) = self.leader_state.take() else {
-            return;
+    /// The one way out of leadership, whatever the reason: the leader state
+    /// goes, pending writes and reads learn they may need a retry, and the
+    /// node follows `leader` with a fresh election timeout.
+    fn step_down(&mut self, reason: StepDownReason, leader: Option<NodeId>) {
+        let follower = RoleState::Follower { leader };
+        let RoleState::Leader(ls) = std::mem::replace(&mut self.role, follower) else {
+            unreachable!("only a leader steps down");
         };
-        let hint = None;
+        self.events.push(Event::SteppedDown {
+            term: self.term,
+            reason,
+        });
+        // The hint stays empty: a deposed leader does not know who leads.
+        let refusal = NotLeader { leader_hint: None };
         for (index, (client_id, seq)) in std::mem::take(&mut self.pending_writes) {
-            let outcome = Err(WriteError::NotLeader { leader_hint: hint });
+            let outcome = Err(WriteError::NotLeader(refusal));
             self.write_results.push(WriteResult {
                 client_id,
                 seq,
@@ -660,19 +782,20 @@ impl RaftNode {
         // Held results were applied, but a deposed leader cannot promise the
         // old lease is over: report them as unknown rather than acknowledge.
         for mut w in std::mem::take(&mut self.held_writes) {
-            w.outcome = Err(WriteError::NotLeader { leader_hint: hint });
+            w.outcome = Err(WriteError::NotLeader(refusal));
             self.write_results.push(w);
         }
         for r in std::mem::take(&mut self.pending_reads) {
-            let outcome = Err(ReadError::NotLeader { leader_hint: hint });
+            let outcome = Err(ReadError::NotLeader(refusal));
             self.read_results.push(ReadResult { id: r.id, outcome });
         }
         if let Some(index) = ls.pending_conf {
             self.conf_change_results.push(ConfChangeResult {
                 index,
-                outcome: Err(WriteError::NotLeader { leader_hint: hint }),
+                outcome: Err(WriteError::NotLeader(refusal)),
             });
         }
+        self.reset_election_deadline();
     }
 }
 
@@ -727,4 +850,63 @@ fn check_restored_log(snap: &SnapshotMeta, entries: &[Entry]) -> Result<(), Rest
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::InstantCluster;
+
+    fn leader_of_three() -> (InstantCluster, usize) {
+        let mut c = InstantCluster::new(3);
+        let l = c.leader_with_lease();
+        (c, l)
+    }
+
+    #[test]
+    fn a_running_cluster_keeps_its_invariants() {
+        let (c, l) = leader_of_three();
+        for node in &c.nodes {
+            node.assert_invariants();
+        }
+        assert_eq!(c.nodes[l].role(), Role::Leader);
+    }
+
+    /// The check runs on every input in debug builds: a progress broken by
+    /// hand is caught at the leader's next tick.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "not below next")]
+    fn a_broken_progress_is_caught_at_the_next_input() {
+        let (mut c, l) = leader_of_three();
+        let RoleState::Leader(ls) = &mut c.nodes[l].role else {
+            unreachable!()
+        };
+        let p = ls.progress.values_mut().next().unwrap();
+        p.match_index = p.next_index;
+        let now = c.now;
+        c.nodes[l].tick(now);
+    }
+
+    #[test]
+    #[should_panic(expected = "writes wait on a node that does not lead")]
+    fn a_write_waiting_on_a_follower_panics() {
+        let (mut c, l) = leader_of_three();
+        let f = (l + 1) % 3;
+        let cmd = crate::testkit::set_cmd(1, 1, "k", "v");
+        c.nodes[f]
+            .pending_writes
+            .insert(LogIndex(99), (cmd.client_id, cmd.seq));
+        c.nodes[f].assert_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "follows itself")]
+    fn a_follower_of_itself_panics() {
+        let (mut c, l) = leader_of_three();
+        let f = (l + 1) % 3;
+        let me = c.nodes[f].id();
+        c.nodes[f].role = RoleState::Follower { leader: Some(me) };
+        c.nodes[f].assert_invariants();
+    }
 }

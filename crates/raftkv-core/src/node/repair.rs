@@ -40,7 +40,8 @@
 //! log whole are synced (`raftkv_storage::persist_readies_with`).
 
 use super::RaftNode;
-use crate::api::{Event, Role};
+use super::RoleState;
+use crate::api::Event;
 use crate::types::{LogIndex, Term, VoteFloor};
 
 impl RaftNode {
@@ -83,8 +84,7 @@ impl RaftNode {
         let snapshot_covers = floor
             .index
             .is_some_and(|i| self.log.offset() >= i && self.log.offset() > LogIndex::ZERO);
-        let leader_committed_past = self.role == Role::Follower
-            && self.leader.is_some()
+        let leader_committed_past = matches!(self.role, RoleState::Follower { leader: Some(_) })
             && self.term > floor.term
             && self.log.term(self.log.commit()) == Some(self.term);
         if holds_floor_entry || snapshot_covers || leader_committed_past {

@@ -5,8 +5,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::snapshot::SnapshotSend;
-use super::RaftNode;
-use crate::api::{Event, RejectReason, Role};
+use super::{LeaderState, RaftNode, RoleState};
+use crate::api::{Event, RejectReason};
+use crate::config::Config;
 use crate::message::{AppendEntries, AppendEntriesResponse, Message, MessageBody};
 use crate::types::{LogIndex, MonoTime, NodeId, Term};
 
@@ -15,28 +16,47 @@ const LEASE_DURATION_MAX: Duration = Duration::from_secs(60);
 
 /// The leader's view of one follower.
 ///
-/// Invariant: `match_index < next_index`; `match_index` never decreases
-/// within a term.
+/// Invariants (`assert_invariants`, checked after every input in debug
+/// builds): `match_index < next_index`; appends in flight lie strictly
+/// between the two, in order, and their bytes add up; `match_index` never
+/// decreases within a term (it moves only through `advance_match`).
 #[derive(Debug, Clone)]
 pub(super) struct Progress {
     pub(super) match_index: LogIndex,
     pub(super) next_index: LogIndex,
-    /// Probing: at most one AppendEntries in flight, looking for the point
-    /// where the logs agree. Otherwise entries stream (pipelined).
-    pub(super) probing: bool,
-    pub(super) probe_sent_at: Option<MonoTime>,
-    /// Appends in flight while streaming: (last index, bytes, send time).
-    pub(super) inflight: VecDeque<(LogIndex, usize, MonoTime)>,
-    pub(super) inflight_bytes: usize,
+    pub(super) state: Replication,
     /// lease rule 4: the latest send time echoed by a successful reply
     /// in this term.
     pub(super) acked_send_time: Option<MonoTime>,
     /// When the leader last heard anything from this peer in this term
     /// (check quorum, rule 8).
     pub(super) last_contact: Option<MonoTime>,
-    /// A snapshot transfer in progress: the peer needs entries the leader
-    /// has compacted away.
-    pub(super) snapshot: Option<SnapshotSend>,
+}
+
+/// How the leader sends to one follower.
+#[derive(Debug, Clone)]
+pub(super) enum Replication {
+    /// At most one AppendEntries in flight (sent at `sent_at`), looking for
+    /// the point where the logs agree.
+    Probe { sent_at: Option<MonoTime> },
+    /// Entries stream, pipelined: the appends in flight as (last index,
+    /// bytes, send time), and their bytes in all.
+    Stream {
+        inflight: VecDeque<(LogIndex, usize, MonoTime)>,
+        inflight_bytes: usize,
+    },
+    /// The follower needs entries the leader has compacted away: a snapshot
+    /// transfer is under way. Streaming resumes once it is installed.
+    Snapshot(SnapshotSend),
+}
+
+impl Replication {
+    fn stream() -> Replication {
+        Replication::Stream {
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+        }
+    }
 }
 
 impl Progress {
@@ -44,79 +64,159 @@ impl Progress {
         Progress {
             match_index: LogIndex::ZERO,
             next_index,
-            probing: true,
-            probe_sent_at: None,
-            inflight: VecDeque::new(),
-            inflight_bytes: 0,
+            state: Replication::Probe { sent_at: None },
             acked_send_time: None,
             // Counting everyone as just heard gives a new leader one full
             // election timeout before check quorum can depose it.
             last_contact: Some(now),
-            snapshot: None,
         }
     }
 
-    fn start_probing(&mut self, next: LogIndex) {
-        self.probing = true;
-        self.probe_sent_at = None;
-        self.next_index = next.max(self.match_index.next());
-        self.inflight.clear();
-        self.inflight_bytes = 0;
+    /// The snapshot transfer under way, if any.
+    pub(super) fn snapshot(&self) -> Option<&SnapshotSend> {
+        match &self.state {
+            Replication::Snapshot(ss) => Some(ss),
+            _ => None,
+        }
     }
 
-    /// Stream from `next_index` with an empty window (after a probe matched,
-    /// or around a snapshot transfer).
-    pub(super) fn start_streaming(&mut self) {
-        self.probing = false;
-        self.inflight.clear();
-        self.inflight_bytes = 0;
-    }
-}
-
-impl RaftNode {
-    pub(super) fn tick_leader(&mut self) {
-        if !self.check_quorum() {
-            return;
-        }
-        self.expire_stalled_streams();
-        self.expire_stalled_snapshots();
-        if !self.check_transfer_timeout() {
-            return;
-        }
-        let ls = self.leader_state.as_mut().expect("leader");
-        if self.now >= ls.next_heartbeat {
-            ls.next_heartbeat = self.now + self.cfg.heartbeat_interval;
-            self.broadcast_append(true);
-        }
-        self.leader_progress_checks();
-    }
-
-    /// An append lost on the way leaves a streaming follower waiting for
-    /// entries that never come: after a while, probe again from its match.
-    fn expire_stalled_streams(&mut self) {
-        let timeout = self.cfg.election_timeout_min / 2;
-        let now = self.now;
-        let ls = self.leader_state.as_mut().expect("leader");
-        for p in ls.progress.values_mut() {
-            let stalled = p
-                .inflight
-                .front()
-                .is_some_and(|&(_, _, sent)| now.saturating_since(sent) >= timeout);
-            if !p.probing && stalled {
-                let next = p.match_index.next();
-                p.start_probing(next);
+    /// The follower holds the leader's log up to `index`: the match never
+    /// moves back, and appends it covers leave the window.
+    pub(super) fn advance_match(&mut self, index: LogIndex) {
+        self.match_index = self.match_index.max(index);
+        self.next_index = self.next_index.max(self.match_index.next());
+        if let Replication::Stream {
+            inflight,
+            inflight_bytes,
+        } = &mut self.state
+        {
+            while let Some(&(i, bytes, _)) = inflight.front() {
+                if i > self.match_index {
+                    break;
+                }
+                inflight.pop_front();
+                *inflight_bytes -= bytes;
             }
         }
     }
 
-    /// The leader's progress for `peer`, which must be a member.
-    pub(super) fn progress_mut(&mut self, peer: NodeId) -> &mut Progress {
-        self.leader_state
-            .as_mut()
-            .expect("leader")
-            .progress
-            .get_mut(&peer)
-            .expect("progress for every member")
+    /// An append lost on the way leaves a streaming follower waiting for
+    /// entries that never come: after `timeout`, probe again from its match.
+    fn expire_stalled_stream(&mut self, now: MonoTime, timeout: Duration) {
+        let Replication::Stream { inflight, .. } = &self.state else {
+            return;
+        };
+        let stalled = inflight
+            .front()
+            .is_some_and(|&(_, _, sent)| now.saturating_since(sent) >= timeout);
+        if stalled {
+            let next = self.match_index.next();
+            self.start_probing(next);
+        }
+    }
+
+    /// Look for the point where the logs agree, from `next` (never at or
+    /// below the match). A snapshot transfer is never abandoned this way.
+    fn start_probing(&mut self, next: LogIndex) {
+        debug_assert!(
+            !matches!(self.state, Replication::Snapshot(_)),
+            "probing would drop a snapshot transfer"
+        );
+        self.state = Replication::Probe { sent_at: None };
+        self.next_index = next.max(self.match_index.next());
+    }
+
+    /// Stream from `next_index` with an empty window (after a probe matched,
+    /// or once a snapshot is installed).
+    pub(super) fn start_streaming(&mut self) {
+        self.state = Replication::stream();
+    }
+
+    /// Panics if an invariant of the type doc does not hold. `last` is the
+    /// leader's last log index.
+    pub(super) fn assert_invariants(&self, peer: NodeId, last: LogIndex) {
+        assert!(
+            self.match_index < self.next_index,
+            "peer {peer}: match {} not below next {}",
+            self.match_index,
+            self.next_index
+        );
+        assert!(
+            self.match_index <= last,
+            "peer {peer}: match {} past the leader's log ({last})",
+            self.match_index
+        );
+        match &self.state {
+            Replication::Probe { .. } => {}
+            Replication::Stream {
+                inflight,
+                inflight_bytes,
+            } => {
+                let mut after = self.match_index;
+                for &(index, _, _) in inflight {
+                    assert!(
+                        after < index && index < self.next_index,
+                        "peer {peer}: append in flight up to {index} out of order \
+                         (match {}, next {})",
+                        self.match_index,
+                        self.next_index
+                    );
+                    after = index;
+                }
+                let bytes: usize = inflight.iter().map(|&(_, b, _)| b).sum();
+                assert_eq!(bytes, *inflight_bytes, "peer {peer}: bytes in flight");
+            }
+            Replication::Snapshot(ss) => ss.assert_invariants(peer),
+        }
+    }
+}
+
+/// What a leader's tick leaves to do once its own state is updated.
+pub(super) struct LeaderTick {
+    /// Snapshot transfers rewound after a stall: send to these peers again.
+    stalled_snapshots: Vec<NodeId>,
+    /// A leadership transfer given up (its target).
+    transfer_aborted: Option<NodeId>,
+    heartbeat: bool,
+}
+
+impl LeaderState {
+    /// A leader's tick, once check quorum passed: probe again where a stream
+    /// stalled, rewind stalled snapshot transfers, give up a late transfer,
+    /// and see whether a heartbeat is due.
+    pub(super) fn on_tick(&mut self, now: MonoTime, cfg: &Config) -> LeaderTick {
+        let stall_timeout = cfg.election_timeout_min / 2;
+        for p in self.progress.values_mut() {
+            p.expire_stalled_stream(now, stall_timeout);
+        }
+        let stalled_snapshots = self.rewind_stalled_snapshots(now, stall_timeout);
+        let transfer_aborted = self.take_expired_transfer(now);
+        let heartbeat = now >= self.next_heartbeat;
+        if heartbeat {
+            self.next_heartbeat = now + cfg.heartbeat_interval;
+        }
+        LeaderTick {
+            stalled_snapshots,
+            transfer_aborted,
+            heartbeat,
+        }
+    }
+}
+
+impl RaftNode {
+    /// The sends and reports a leader's tick decided on (`on_tick`).
+    pub(super) fn tick_leader(&mut self, work: LeaderTick) {
+        for id in work.stalled_snapshots {
+            self.send_snapshot_chunks(id);
+        }
+        if let Some(to) = work.transfer_aborted {
+            self.events.push(Event::TransferAborted { to });
+            self.leader_progress_checks();
+        }
+        if work.heartbeat {
+            self.broadcast_append(true);
+        }
+        self.leader_progress_checks();
     }
 
     /// Send whatever each follower needs: new entries where the window
@@ -131,7 +231,7 @@ impl RaftNode {
     /// Called by `ready()`: replicate what proposals added, and heartbeat
     /// for pending ReadIndex rounds, once per batch.
     pub(super) fn flush_leader_sends(&mut self) {
-        let Some(ls) = self.leader_state.as_mut() else {
+        let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
         let heartbeat = std::mem::take(&mut ls.heartbeat_pending);
@@ -145,66 +245,75 @@ impl RaftNode {
         let now = self.now;
         let last = self.log.last_index();
         let offset = self.log.offset();
-        let ls = self.leader_state.as_mut().expect("leader");
+        let RoleState::Leader(ls) = &mut self.role else {
+            return;
+        };
         let Some(p) = ls.progress.get_mut(&peer) else {
             return; // no longer a member
         };
-        if p.snapshot.is_some() || p.next_index <= offset {
-            // The entries it needs are compacted: stream a snapshot. A
-            // heartbeat anchored at the log's start keeps the lease renewed
-            // (rule 1) between chunks; its failure reply is ignored.
-            self.send_snapshot_chunks(peer);
-            if heartbeat {
-                self.send_entries(peer, offset, Vec::new());
+        let next = p.next_index;
+        match &mut p.state {
+            Replication::Probe { sent_at } if next > offset => {
+                let probe_due =
+                    sent_at.is_none_or(|t| now.saturating_since(t) >= self.cfg.heartbeat_interval);
+                if !heartbeat && !probe_due {
+                    return;
+                }
+                *sent_at = Some(now);
+                let entries = self.log.slice(
+                    next,
+                    self.cfg.max_entries_per_append,
+                    self.cfg.max_bytes_per_append,
+                );
+                self.send_entries(peer, next.prev(), entries);
             }
-            return;
-        }
-        if p.probing {
-            let probe_due = p
-                .probe_sent_at
-                .is_none_or(|t| now.saturating_since(t) >= self.cfg.heartbeat_interval);
-            if !heartbeat && !probe_due {
-                return;
+            Replication::Stream {
+                inflight,
+                inflight_bytes,
+            } if next > offset => {
+                // Fill the window, then send the (prev index, entries)
+                // appends it took.
+                let mut sends = Vec::new();
+                loop {
+                    let window_full = inflight.len() >= self.cfg.max_inflight_appends
+                        || *inflight_bytes >= self.cfg.max_inflight_bytes;
+                    if p.next_index > last || window_full {
+                        break;
+                    }
+                    let next = p.next_index;
+                    let entries = self.log.slice(
+                        next,
+                        self.cfg.max_entries_per_append,
+                        self.cfg.max_bytes_per_append,
+                    );
+                    let last_sent = entries.last().expect("next <= last").index;
+                    let bytes: usize = entries.iter().map(|e| e.size_bytes()).sum();
+                    p.next_index = last_sent.next();
+                    inflight.push_back((last_sent, bytes, now));
+                    *inflight_bytes += bytes;
+                    sends.push((next.prev(), entries));
+                }
+                if heartbeat && sends.is_empty() {
+                    // A heartbeat anchors at the match index, which the
+                    // follower certainly has, so it succeeds even while
+                    // appends are in flight (or at the log's start, if
+                    // compaction passed the match index).
+                    sends.push((p.match_index.max(offset), Vec::new()));
+                }
+                for (prev, entries) in sends {
+                    self.send_entries(peer, prev, entries);
+                }
             }
-            let next = p.next_index;
-            p.probe_sent_at = Some(now);
-            let entries = self.log.slice(
-                next,
-                self.cfg.max_entries_per_append,
-                self.cfg.max_bytes_per_append,
-            );
-            return self.send_entries(peer, next.prev(), entries);
-        }
-        let mut sent = false;
-        loop {
-            let ls = self.leader_state.as_mut().expect("leader");
-            let p = ls.progress.get_mut(&peer).expect("progress");
-            let window_full = p.inflight.len() >= self.cfg.max_inflight_appends
-                || p.inflight_bytes >= self.cfg.max_inflight_bytes;
-            if p.next_index > last || window_full {
-                break;
+            _ => {
+                // A transfer is under way, or the entries it needs are
+                // compacted: stream a snapshot. A heartbeat anchored at the
+                // log's start keeps the lease renewed (rule 1) between
+                // chunks; its failure reply is ignored.
+                self.send_snapshot_chunks(peer);
+                if heartbeat {
+                    self.send_entries(peer, offset, Vec::new());
+                }
             }
-            let next = p.next_index;
-            let entries = self.log.slice(
-                next,
-                self.cfg.max_entries_per_append,
-                self.cfg.max_bytes_per_append,
-            );
-            let last_sent = entries.last().expect("next <= last").index;
-            let bytes: usize = entries.iter().map(|e| e.size_bytes()).sum();
-            let p = self.progress_mut(peer);
-            p.next_index = last_sent.next();
-            p.inflight.push_back((last_sent, bytes, now));
-            p.inflight_bytes += bytes;
-            self.send_entries(peer, next.prev(), entries);
-            sent = true;
-        }
-        if heartbeat && !sent {
-            // A heartbeat anchors at the match index, which the follower
-            // certainly has, so it succeeds even while appends are in flight
-            // (or at the log's start, if compaction passed the match index).
-            let match_index = self.leader_state.as_ref().unwrap().progress[&peer].match_index;
-            self.send_entries(peer, match_index.max(offset), Vec::new());
         }
     }
 
@@ -234,7 +343,7 @@ impl RaftNode {
             // A deposed leader: tell it the current term so it steps down.
             return self.reply_append(from, false, &req, LogIndex::ZERO, None);
         }
-        if self.role == Role::Leader {
+        if matches!(self.role, RoleState::Leader(_)) {
             // Two leaders in one term cannot happen with honest peers.
             return self.reject(from, RejectReason::UnexpectedResponse);
         }
@@ -291,7 +400,7 @@ impl RaftNode {
     /// A message from the leader of this term: follow it, and (lease
     /// rule 1) protect its lease before replying.
     pub(super) fn accept_leader_contact(&mut self, from: NodeId, lease_duration: Duration) {
-        if self.role != Role::Follower || self.leader != Some(from) {
+        if !matches!(self.role, RoleState::Follower { leader: Some(l) } if l == from) {
             self.become_follower(self.term, Some(from));
         }
         self.last_leader_contact = Some(self.now);
@@ -333,11 +442,13 @@ impl RaftNode {
         let MessageBody::AppendEntriesResponse(resp) = msg.body else {
             unreachable!()
         };
-        if msg.term < self.term || self.role != Role::Leader {
+        let (now, last) = (self.now, self.log.last_index());
+        let RoleState::Leader(ls) = &mut self.role else {
+            return; // stale: this node no longer leads
+        };
+        if msg.term < self.term {
             return; // stale
         }
-        let (now, last) = (self.now, self.log.last_index());
-        let ls = self.leader_state.as_mut().expect("leader");
         let since = ls.since;
         let Some(p) = ls.progress.get_mut(&msg.from) else {
             return; // not (or no longer) a member
@@ -352,7 +463,7 @@ impl RaftNode {
         if resp.send_time >= since && resp.send_time <= now {
             p.acked_send_time = p.acked_send_time.max(Some(resp.send_time));
         }
-        if !resp.success && p.snapshot.is_some() {
+        if !resp.success && p.snapshot().is_some() {
             // The heartbeat that keeps the lease alive during a snapshot
             // transfer is expected to fail.
             return self.leader_progress_checks();
@@ -365,31 +476,20 @@ impl RaftNode {
                 },
                 None => resp.conflict_index,
             };
-            let ls = self.leader_state.as_mut().expect("leader");
-            let p = ls.progress.get_mut(&msg.from).expect("progress");
             p.start_probing(next.min(last.next()).max(LogIndex(1)));
             self.send_append(msg.from, false);
             return self.leader_progress_checks();
         }
-        if resp.match_index > p.match_index {
-            p.match_index = resp.match_index;
-        }
-        p.next_index = p.next_index.max(p.match_index.next());
-        if p.probing {
+        p.advance_match(resp.match_index);
+        if let Replication::Probe { .. } = p.state {
             p.start_streaming();
-        }
-        while p
-            .inflight
-            .front()
-            .is_some_and(|&(i, _, _)| i <= p.match_index)
-        {
-            let (_, bytes, _) = p.inflight.pop_front().unwrap();
-            p.inflight_bytes -= bytes;
         }
         self.maybe_commit();
         self.leader_progress_checks();
         self.maybe_send_timeout_now(msg.from);
-        let behind = self.leader_state.as_ref().is_some_and(|ls| {
+        // Committing may have removed this node from the configuration, and
+        // so from leadership: look again.
+        let behind = self.leader_state().is_some_and(|ls| {
             ls.progress
                 .get(&msg.from)
                 .is_some_and(|p| self.log.last_index() >= p.next_index)
@@ -402,7 +502,7 @@ impl RaftNode {
     /// Commit by counting replicas, only for entries of this term (Raft
     /// §5.4.2; the Figure 8 rule).
     pub(super) fn maybe_commit(&mut self) {
-        let Some(ls) = self.leader_state.as_ref() else {
+        let Some(ls) = self.leader_state() else {
             return;
         };
         // Only voters of the configuration in force count; the leader
@@ -428,7 +528,8 @@ impl RaftNode {
             self.log.set_commit(candidate);
             self.events.push(Event::Committed { index: candidate });
             self.apply_committed();
-            if let Some(ls) = self.leader_state.as_mut() {
+            // Applying may have removed this node (see `config_committed`).
+            if let RoleState::Leader(ls) = &mut self.role {
                 ls.replicate_pending = true;
             }
             self.complete_reads();
@@ -453,4 +554,107 @@ fn entries_well_formed(req: &AppendEntries, msg_term: Term) -> bool {
         term = e.term;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Snapshot;
+
+    const PEER: NodeId = NodeId(2);
+    const LAST: LogIndex = LogIndex(10);
+
+    fn streaming(match_index: u64, next_index: u64) -> Progress {
+        let mut p = Progress::new(LogIndex(next_index), MonoTime::ZERO);
+        p.match_index = LogIndex(match_index);
+        p.start_streaming();
+        p
+    }
+
+    fn send(p: &mut Progress, last_sent: u64, bytes: usize) {
+        let Replication::Stream {
+            inflight,
+            inflight_bytes,
+        } = &mut p.state
+        else {
+            panic!("not streaming");
+        };
+        inflight.push_back((LogIndex(last_sent), bytes, MonoTime::ZERO));
+        *inflight_bytes += bytes;
+        p.next_index = LogIndex(last_sent + 1);
+    }
+
+    #[test]
+    fn a_healthy_stream_passes() {
+        let mut p = streaming(3, 4);
+        send(&mut p, 5, 10);
+        send(&mut p, 7, 20);
+        p.assert_invariants(PEER, LAST);
+        p.advance_match(LogIndex(5));
+        p.assert_invariants(PEER, LAST);
+    }
+
+    #[test]
+    #[should_panic(expected = "not below next")]
+    fn match_at_next_panics() {
+        streaming(4, 4).assert_invariants(PEER, LAST);
+    }
+
+    #[test]
+    #[should_panic(expected = "past the leader's log")]
+    fn match_past_the_log_panics() {
+        streaming(11, 12).assert_invariants(PEER, LAST);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of order")]
+    fn inflight_at_or_below_match_panics() {
+        let mut p = streaming(3, 4);
+        send(&mut p, 5, 10);
+        p.match_index = LogIndex(5); // acknowledged but not popped
+        p.assert_invariants(PEER, LAST);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of order")]
+    fn inflight_out_of_order_panics() {
+        let mut p = streaming(3, 4);
+        send(&mut p, 7, 10);
+        send(&mut p, 5, 10);
+        p.next_index = LogIndex(8);
+        p.assert_invariants(PEER, LAST);
+    }
+
+    #[test]
+    #[should_panic(expected = "bytes in flight")]
+    fn inflight_bytes_that_do_not_add_up_panic() {
+        let mut p = streaming(3, 4);
+        send(&mut p, 5, 10);
+        if let Replication::Stream { inflight_bytes, .. } = &mut p.state {
+            *inflight_bytes = 3;
+        }
+        p.assert_invariants(PEER, LAST);
+    }
+
+    #[test]
+    fn match_never_moves_back() {
+        let mut p = streaming(6, 7);
+        p.advance_match(LogIndex(4));
+        assert_eq!(p.match_index, LogIndex(6));
+        assert_eq!(p.next_index, LogIndex(7));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "would drop a snapshot transfer")]
+    fn probing_during_a_snapshot_transfer_panics() {
+        let mut p = streaming(3, 4);
+        let snap = Snapshot {
+            meta: Default::default(),
+            data: Default::default(),
+            sessions: Vec::new(),
+        };
+        p.state = Replication::Snapshot(SnapshotSend::new(snap));
+        p.start_probing(LogIndex(4));
+    }
 }

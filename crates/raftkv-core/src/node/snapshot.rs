@@ -28,8 +28,9 @@
 use std::collections::VecDeque;
 use std::ops::Bound;
 
-use super::RaftNode;
-use crate::api::{Event, RejectReason, Role};
+use super::replication::Replication;
+use super::{LeaderState, RaftNode, RoleState};
+use crate::api::{Event, RejectReason};
 use crate::kv::KvStore;
 use crate::message::{InstallSnapshot, InstallSnapshotResponse, Message, MessageBody};
 use crate::snapshot::{KvData, Snapshot, SnapshotMeta, SnapshotOrigin, SnapshotWrite};
@@ -59,7 +60,7 @@ pub(super) struct SnapshotSend {
 }
 
 impl SnapshotSend {
-    fn new(snap: Snapshot) -> SnapshotSend {
+    pub(super) fn new(snap: Snapshot) -> SnapshotSend {
         SnapshotSend {
             snap,
             starts: vec![None],
@@ -87,6 +88,35 @@ impl SnapshotSend {
         self.inflight.clear();
     }
 
+    /// Panics unless: the follower acknowledged no chunk not yet sent; the
+    /// chunks in flight are the unacknowledged ones, in order; the next
+    /// chunk's start is known; nothing is sent past the last chunk.
+    pub(super) fn assert_invariants(&self, peer: NodeId) {
+        assert!(
+            self.acked <= self.next_seq,
+            "peer {peer}: snapshot chunk {} acknowledged, {} sent",
+            self.acked,
+            self.next_seq
+        );
+        let mut expected = self.acked;
+        for &(seq, _) in &self.inflight {
+            assert!(
+                expected <= seq && seq < self.next_seq,
+                "peer {peer}: snapshot chunk {seq} in flight out of order"
+            );
+            expected = seq + 1;
+        }
+        assert!(
+            (self.next_seq as usize) < self.starts.len(),
+            "peer {peer}: snapshot chunk {} has no known start",
+            self.next_seq
+        );
+        assert!(
+            self.total.is_none_or(|t| self.next_seq <= t),
+            "peer {peer}: snapshot sent past its last chunk"
+        );
+    }
+
     /// The follower has chunks `0..next`.
     fn on_reply(&mut self, next: u64) {
         if next > self.acked && next <= self.next_seq {
@@ -103,6 +133,32 @@ impl SnapshotSend {
     }
 }
 
+impl LeaderState {
+    /// Snapshot transfers whose oldest chunk went unanswered for `timeout`
+    /// rewind to what their follower acknowledged: the peers to resend to.
+    pub(super) fn rewind_stalled_snapshots(
+        &mut self,
+        now: MonoTime,
+        timeout: std::time::Duration,
+    ) -> Vec<NodeId> {
+        let mut stalled = Vec::new();
+        for (&id, p) in self.progress.iter_mut() {
+            if let Replication::Snapshot(ss) = &mut p.state {
+                let late = ss
+                    .inflight
+                    .front()
+                    .is_some_and(|&(_, sent)| now.saturating_since(sent) >= timeout);
+                if late {
+                    let acked = ss.acked;
+                    ss.rewind_to(acked);
+                    stalled.push(id);
+                }
+            }
+        }
+        stalled
+    }
+}
+
 /// The follower's side: chunks received so far.
 #[derive(Debug)]
 pub(super) struct IncomingSnapshot {
@@ -114,24 +170,6 @@ pub(super) struct IncomingSnapshot {
 }
 
 impl RaftNode {
-    /// A snapshot of the applied state, an O(1) clone.
-    fn snapshot_of_applied(&self) -> Snapshot {
-        let index = self.kv.applied();
-        let (data, sessions) = self.kv.snapshot_parts();
-        Snapshot {
-            meta: SnapshotMeta {
-                index,
-                term: self
-                    .log
-                    .term(index)
-                    .expect("applied entries are in the log or the snapshot"),
-                membership: self.membership_at(index),
-            },
-            data,
-            sessions,
-        }
-    }
-
     /// After entries apply or become durable: take a compaction snapshot
     /// when enough has applied since the last one.
     pub(super) fn maybe_take_snapshot(&mut self) {
@@ -142,7 +180,7 @@ impl RaftNode {
         if since < due || self.snapshot_unsaved.is_some() || applied > self.log.persisted() {
             return;
         }
-        let snapshot = self.snapshot_of_applied();
+        let snapshot = snapshot_of_applied(&self.kv, &self.log, &self.configs);
         let (index, term) = (snapshot.meta.index, snapshot.meta.term);
         self.snapshot_unsaved = Some(snapshot.meta.clone());
         self.snapshots_out.push(SnapshotWrite {
@@ -186,20 +224,19 @@ impl RaftNode {
     /// Leader: start or continue a transfer to `peer`, within the window.
     pub(super) fn send_snapshot_chunks(&mut self, peer: NodeId) {
         let now = self.now;
-        let fresh = self
-            .leader_state
-            .as_ref()
-            .and_then(|ls| ls.progress.get(&peer))
-            .is_some_and(|p| p.snapshot.is_none());
-        if fresh {
-            let snap = self.snapshot_of_applied();
+        let RoleState::Leader(ls) = &mut self.role else {
+            return;
+        };
+        let Some(p) = ls.progress.get_mut(&peer) else {
+            return;
+        };
+        if p.snapshot().is_none() {
+            let snap = snapshot_of_applied(&self.kv, &self.log, &self.configs);
             self.events.push(Event::SnapshotSending {
                 to: peer,
                 index: snap.meta.index,
             });
-            let p = self.progress_mut(peer);
-            p.snapshot = Some(SnapshotSend::new(snap));
-            p.start_streaming();
+            p.state = Replication::Snapshot(SnapshotSend::new(snap));
         }
         let (window, chunk_bytes) = (
             self.cfg.max_inflight_snapshot_chunks,
@@ -207,8 +244,7 @@ impl RaftNode {
         );
         let mut out = Vec::new();
         {
-            let ls = self.leader_state.as_mut().expect("leader");
-            let Some(ss) = ls.progress.get_mut(&peer).and_then(|p| p.snapshot.as_mut()) else {
+            let Replication::Snapshot(ss) = &mut p.state else {
                 return;
             };
             while !ss.all_sent() && ss.inflight.len() < window {
@@ -264,39 +300,17 @@ impl RaftNode {
         }
     }
 
-    /// Leader: resend snapshot chunks that went unanswered too long.
-    pub(super) fn expire_stalled_snapshots(&mut self) {
-        let timeout = self.cfg.election_timeout_min / 2;
-        let now = self.now;
-        let ls = self.leader_state.as_mut().expect("leader");
-        let mut stalled = Vec::new();
-        for (&id, p) in ls.progress.iter_mut() {
-            if let Some(ss) = p.snapshot.as_mut() {
-                let late = ss
-                    .inflight
-                    .front()
-                    .is_some_and(|&(_, sent)| now.saturating_since(sent) >= timeout);
-                if late {
-                    let acked = ss.acked;
-                    ss.rewind_to(acked);
-                    stalled.push(id);
-                }
-            }
-        }
-        for id in stalled {
-            self.send_snapshot_chunks(id);
-        }
-    }
-
     pub(super) fn handle_install_snapshot_response(&mut self, msg: Message) {
         let MessageBody::InstallSnapshotResponse(resp) = msg.body else {
             unreachable!()
         };
-        if msg.term < self.term || self.role != Role::Leader {
+        let now = self.now;
+        let RoleState::Leader(ls) = &mut self.role else {
+            return; // stale: this node no longer leads
+        };
+        if msg.term < self.term {
             return;
         }
-        let now = self.now;
-        let ls = self.leader_state.as_mut().expect("leader");
         let since = ls.since;
         let Some(p) = ls.progress.get_mut(&msg.from) else {
             return;
@@ -305,7 +319,7 @@ impl RaftNode {
         if resp.send_time >= since && resp.send_time <= now {
             p.acked_send_time = p.acked_send_time.max(Some(resp.send_time));
         }
-        let Some(ss) = p.snapshot.as_mut() else {
+        let Replication::Snapshot(ss) = &mut p.state else {
             return self.leader_progress_checks();
         };
         if resp.snapshot_index != ss.snap.meta.index {
@@ -313,8 +327,7 @@ impl RaftNode {
         }
         if resp.installed {
             let index = ss.snap.meta.index;
-            p.snapshot = None;
-            p.match_index = p.match_index.max(index);
+            p.advance_match(index);
             p.next_index = p.match_index.next();
             p.start_streaming();
             self.maybe_commit();
@@ -346,7 +359,7 @@ impl RaftNode {
         if msg.term < self.term {
             return reply(self, 0, false);
         }
-        if self.role == Role::Leader {
+        if matches!(self.role, RoleState::Leader(_)) {
             return self.reject(from, RejectReason::UnexpectedResponse);
         }
         if req.meta.membership.validate().is_err() || req.meta.term > msg.term {
@@ -426,5 +439,61 @@ impl RaftNode {
             origin: SnapshotOrigin::Installed { keep_log_suffix },
         });
         self.apply_committed();
+    }
+}
+
+/// A snapshot of the applied state, an O(1) clone (a function of the parts
+/// it reads, so a leader can take one while it holds its own state).
+fn snapshot_of_applied(
+    kv: &KvStore,
+    log: &crate::log::RaftLog,
+    configs: &[(LogIndex, crate::types::Membership)],
+) -> Snapshot {
+    let index = kv.applied();
+    let (data, sessions) = kv.snapshot_parts();
+    Snapshot {
+        meta: SnapshotMeta {
+            index,
+            term: log
+                .term(index)
+                .expect("applied entries are in the log or the snapshot"),
+            membership: super::membership::config_at(configs, index),
+        },
+        data,
+        sessions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send() -> SnapshotSend {
+        SnapshotSend::new(Snapshot {
+            meta: SnapshotMeta::default(),
+            data: KvData::new(),
+            sessions: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_fresh_transfer_passes() {
+        send().assert_invariants(NodeId(2));
+    }
+
+    #[test]
+    #[should_panic(expected = "acknowledged")]
+    fn an_acknowledgement_past_what_was_sent_panics() {
+        let mut ss = send();
+        ss.acked = 1;
+        ss.assert_invariants(NodeId(2));
+    }
+
+    #[test]
+    #[should_panic(expected = "has no known start")]
+    fn a_chunk_with_no_start_panics() {
+        let mut ss = send();
+        ss.next_seq = 1;
+        ss.assert_invariants(NodeId(2));
     }
 }

@@ -9,8 +9,8 @@
 //! resumes: when the target has not won within the minimum election timeout
 //! the transfer is abandoned and the old leader carries on.
 
-use super::RaftNode;
-use crate::api::{Event, Role, TransferError};
+use super::{LeaderState, RaftNode, RoleState};
+use crate::api::{Event, TransferError};
 use crate::message::{Message, MessageBody};
 use crate::types::{MonoTime, NodeId};
 
@@ -21,6 +21,25 @@ pub(super) struct Transfer {
     timeout_now_sent: bool,
 }
 
+impl LeaderState {
+    /// The node leadership is moving to, while a transfer is in progress.
+    pub(super) fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.as_ref().map(|t| t.target)
+    }
+
+    /// Give up a transfer that has not succeeded in time, or whose target
+    /// left the configuration: its target, when one was given up.
+    pub(super) fn take_expired_transfer(&mut self, now: MonoTime) -> Option<NodeId> {
+        let t = self.transfer.as_ref()?;
+        let expired = now >= t.deadline;
+        let gone = !self.progress.contains_key(&t.target);
+        if !(expired || gone) {
+            return None;
+        }
+        self.transfer.take().map(|t| t.target)
+    }
+}
+
 impl RaftNode {
     /// Start moving leadership to `target`.
     pub fn transfer_leadership(
@@ -29,19 +48,18 @@ impl RaftNode {
         target: NodeId,
     ) -> Result<(), TransferError> {
         self.advance_time(now);
-        if self.role != Role::Leader {
-            return Err(TransferError::NotLeader {
-                leader_hint: self.leader,
-            });
-        }
+        let refusal = self.not_leader();
+        let target_votes = self.membership().is_voter(target);
+        let deadline = self.now + self.cfg.election_timeout_min;
+        let RoleState::Leader(ls) = &mut self.role else {
+            return Err(refusal.into());
+        };
         if target == self.cfg.id {
             return Err(TransferError::AlreadyLeader(target));
         }
-        if !self.membership().is_voter(target) {
+        if !target_votes {
             return Err(TransferError::NotAVoter(target));
         }
-        let deadline = self.now + self.cfg.election_timeout_min;
-        let ls = self.leader_state.as_mut().expect("leader");
         if let Some(t) = &ls.transfer {
             return Err(TransferError::InProgress(t.target));
         }
@@ -54,24 +72,19 @@ impl RaftNode {
         // Lease reads stop now (rule 10): report it like any lease change.
         self.leader_progress_checks();
         self.maybe_send_timeout_now(target);
-        if self.role == Role::Leader {
-            self.send_append(target, false);
-        }
+        self.send_append(target, false);
         Ok(())
     }
 
     /// The node leadership is moving to, while a transfer is in progress.
     pub fn transfer_target(&self) -> Option<NodeId> {
-        self.leader_state
-            .as_ref()
-            .and_then(|ls| ls.transfer.as_ref())
-            .map(|t| t.target)
+        self.leader_state().and_then(LeaderState::transfer_target)
     }
 
     /// Once the target's log matches ours, tell it to campaign.
     pub(super) fn maybe_send_timeout_now(&mut self, peer: NodeId) {
         let last = self.log.last_index();
-        let Some(ls) = self.leader_state.as_mut() else {
+        let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
         let caught_up = ls
@@ -89,27 +102,11 @@ impl RaftNode {
         self.send(peer, MessageBody::TimeoutNow);
     }
 
-    /// Give up a transfer that has not succeeded in time. Returns whether
-    /// this node is still the leader.
-    pub(super) fn check_transfer_timeout(&mut self) -> bool {
-        let now = self.now;
-        let ls = self.leader_state.as_mut().expect("leader");
-        let expired = ls.transfer.as_ref().is_some_and(|t| now >= t.deadline);
-        let gone = ls
-            .transfer
-            .as_ref()
-            .is_some_and(|t| !ls.progress.contains_key(&t.target));
-        if expired || gone {
-            let t = ls.transfer.take().expect("checked");
-            self.events.push(Event::TransferAborted { to: t.target });
-            self.leader_progress_checks();
-        }
-        self.role == Role::Leader
-    }
-
     /// The leader asks this node to campaign now.
     pub(super) fn handle_timeout_now(&mut self, msg: Message) {
-        if msg.term != self.term || self.leader != Some(msg.from) || self.role == Role::Leader {
+        let from_my_leader =
+            matches!(self.role, RoleState::Follower { leader: Some(l) } if l == msg.from);
+        if msg.term != self.term || !from_my_leader {
             return;
         }
         if self.repair.is_some() {

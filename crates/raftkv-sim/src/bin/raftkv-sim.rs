@@ -49,6 +49,14 @@ struct Args {
     /// were whole.
     #[arg(long)]
     unsafe_ignore_vote_floor: bool,
+    /// Negative control: the shared driver sends append acknowledgements
+    /// before the fsync that covers them.
+    #[arg(long)]
+    unsafe_ack_before_sync: bool,
+    /// Negative control: the shared driver sends granted votes before the
+    /// term and vote they depend on are saved.
+    #[arg(long)]
+    unsafe_vote_before_save: bool,
     /// Cluster size (default: chosen by the seed among 3, 5 and 7).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5", "7"]))]
     nodes: Option<String>,
@@ -86,6 +94,8 @@ fn main() -> Result<ExitCode> {
     opts.cut_damaged_tail = args.unsafe_cut_damaged_tail;
     opts.config_from_flags = args.unsafe_config_from_flags;
     opts.ignore_vote_floor = args.unsafe_ignore_vote_floor;
+    opts.ack_before_sync = args.unsafe_ack_before_sync;
+    opts.vote_before_save = args.unsafe_vote_before_save;
     opts.nodes = args.nodes.as_deref().map(|n| n.parse()).transpose()?;
     opts.safety_duration = std::time::Duration::from_secs(args.safety_s);
     opts.membership_mix = !args.no_membership_mix;

@@ -1,14 +1,14 @@
-//! Lease reads answered by the gRPC handlers themselves, with no hop to the
-//! core task.
+//! The lease-read view: what the driver publishes so that lease reads can
+//! be answered off the core's thread (the server's gRPC handlers, the
+//! simulator's clients), with no hop to the core.
 //!
-//! The core task publishes a [`LeaseReadView`] and the applied key-value map
+//! The driver publishes a [`LeaseReadView`] and the applied key-value map
 //! (an O(1) clone of the persistent map) after every turn, and before
 //! anything the core's state shows leaves the node: a Ready's messages and
 //! client answers (published when the Ready is taken), and a lease read or
-//! a stale read the core task answers itself (published just before the
-//! answer). A handler loads the
-//! publication, reads the clock, and serves the key if the clock is still
-//! before the view's `until`; otherwise it asks the core task as before.
+//! a stale read the core answers itself (published just before the answer).
+//! A reader loads the publication, reads its clock, and serves the key if
+//! the clock is still before the view's `until`; otherwise it asks the core.
 //!
 //! Why that is linearizable: the core serves a lease read at any time
 //! before `until` as long as nothing is stepped (see
@@ -21,54 +21,76 @@
 //!
 //! The map is published only while reads come: a published map is shared
 //! with the core's, so the next writes copy the B-tree paths they touch.
-//! Under a load of writes alone the core publishes nothing and pays nothing.
+//! Under a load of writes alone the driver publishes nothing and pays
+//! nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use raftkv_core::{KvData, LeaseReadView, RaftNode};
-
-use crate::runtime::Clock;
+use raftkv_core::{KvData, LeaseReadView, MonoTime, RaftNode};
 
 struct Published {
     view: LeaseReadView,
     kv: KvData,
 }
 
-/// Shared by the core task (which publishes) and the handlers (which read).
+/// Shared by the driver (which publishes) and the readers.
 pub struct LeaseReads {
     current: ArcSwapOption<Published>,
-    /// A handler wanted to read since the last publication of the map.
+    /// A reader wanted to read since the last publication of the map.
     wanted: AtomicBool,
-    clock: Clock,
+    /// Negative control (simulator only): serve a view past its end, and
+    /// keep the last view out when the lease is lost.
+    unsafe_stale_view: bool,
+}
+
+impl Default for LeaseReads {
+    fn default() -> Self {
+        LeaseReads::new()
+    }
 }
 
 impl LeaseReads {
-    pub fn new(clock: Clock) -> LeaseReads {
+    pub fn new() -> LeaseReads {
         LeaseReads {
             current: ArcSwapOption::empty(),
             wanted: AtomicBool::new(false),
-            clock,
+            unsafe_stale_view: false,
         }
     }
 
-    /// `Some(value)` when served here under the lease; `None` when the
-    /// read must go to the core task.
-    pub fn try_read(&self, key: &str) -> Option<Option<String>> {
+    /// A view that breaks lease rule 1 on purpose (the simulator's
+    /// `--unsafe-stale-view` control): never for a real node.
+    pub fn new_unsafe_stale() -> LeaseReads {
+        LeaseReads {
+            unsafe_stale_view: true,
+            ..LeaseReads::new()
+        }
+    }
+
+    /// `Some(value)` when served here under the lease at local time `now`
+    /// (read the clock after calling nothing else); `None` when the read
+    /// must go to the core.
+    pub fn try_read(&self, now: MonoTime, key: &str) -> Option<Option<String>> {
         if !self.wanted.load(Ordering::Relaxed) {
             self.wanted.store(true, Ordering::Relaxed);
         }
         let guard = self.current.load();
         let published = guard.as_ref()?;
-        if self.clock.now() >= published.view.until {
+        if now >= published.view.until && !self.unsafe_stale_view {
             return None;
         }
         Some(published.kv.get(key).cloned())
     }
+
+    /// Whether a view is out (for tests and status).
+    pub fn is_published(&self) -> bool {
+        self.current.load().is_some()
+    }
 }
 
-/// The core task's side: publishes after each turn, skipping what did not
+/// The driver's side: publishes after each step, skipping what did not
 /// change.
 pub struct Publisher {
     shared: Arc<LeaseReads>,
@@ -80,10 +102,17 @@ impl Publisher {
         Publisher { shared, last: None }
     }
 
+    pub fn shared(&self) -> &Arc<LeaseReads> {
+        &self.shared
+    }
+
     /// Call after stepping `node`, before sending what the step produced.
     pub fn publish(&mut self, node: &RaftNode) {
         let view = node.lease_read_view();
         if view == self.last {
+            return;
+        }
+        if view.is_none() && self.shared.unsafe_stale_view {
             return;
         }
         let same_state = match (view, self.last) {
@@ -115,7 +144,7 @@ impl Publisher {
         self.shared.current.store(next);
     }
 
-    /// Withdraw the view (the node is stopping).
+    /// Withdraw the view (the node is stopping or crashed).
     pub fn withdraw(&mut self) {
         self.last = None;
         self.shared.current.store(None);
@@ -133,9 +162,6 @@ mod tests {
         set_cmd(1, seq, k, v)
     }
 
-    /// The instant cluster's clock starts at zero, as does a fresh
-    /// [`Clock`]; the cluster runs 3 s ahead of it, so its views hold for
-    /// a few real seconds.
     fn cluster_with_leader() -> (InstantCluster, usize) {
         let mut c = InstantCluster::new(3);
         c.run(Duration::from_secs(3));
@@ -146,23 +172,27 @@ mod tests {
     #[test]
     fn serves_only_a_published_map_while_the_lease_holds() {
         let (mut c, l) = cluster_with_leader();
-        let shared = Arc::new(LeaseReads::new(Clock::start()));
+        let shared = Arc::new(LeaseReads::new());
         let mut publisher = Publisher::new(shared.clone());
         publisher.publish(&c.nodes[l]);
-        assert_eq!(shared.try_read("k"), None, "no map out before a read asked");
+        let now = c.now;
+        assert_eq!(
+            shared.try_read(now, "k"),
+            None,
+            "no map out before a read asked"
+        );
         publisher.publish(&c.nodes[l]);
         assert_eq!(
-            shared.try_read("k"),
+            shared.try_read(now, "k"),
             Some(None),
             "the map is out once asked"
         );
 
-        let now = c.now;
         c.nodes[l].propose(now, set(1, "k", "v1")).unwrap();
         c.drain();
         // A write applied: a new map goes out, since reads came.
         publisher.publish(&c.nodes[l]);
-        assert_eq!(shared.try_read("k"), Some(Some("v1".into())));
+        assert_eq!(shared.try_read(c.now, "k"), Some(Some("v1".into())));
 
         // With no read since, the next write withdraws the map rather than
         // share it.
@@ -175,29 +205,35 @@ mod tests {
         assert!(shared.current.load().is_none());
 
         publisher.withdraw();
-        assert_eq!(shared.try_read("k"), None);
+        assert_eq!(shared.try_read(c.now, "k"), None);
     }
 
     #[test]
     fn a_view_past_its_lease_end_is_not_served() {
         let (c, l) = cluster_with_leader();
-        let clock = Clock::started_ago(Duration::from_secs(60));
-        let shared = Arc::new(LeaseReads::new(clock));
+        let shared = Arc::new(LeaseReads::new());
         let mut publisher = Publisher::new(shared.clone());
-        shared.try_read("k");
+        shared.try_read(c.now, "k");
         publisher.publish(&c.nodes[l]);
-        assert!(shared.current.load().is_some());
-        assert_eq!(shared.try_read("k"), None);
+        assert!(shared.is_published());
+        let later = c.now + Duration::from_secs(60);
+        assert_eq!(shared.try_read(later, "k"), None);
+        // The control serves it anyway.
+        let unsafe_shared = Arc::new(LeaseReads::new_unsafe_stale());
+        let mut publisher = Publisher::new(unsafe_shared.clone());
+        unsafe_shared.try_read(c.now, "k");
+        publisher.publish(&c.nodes[l]);
+        assert_eq!(unsafe_shared.try_read(later, "k"), Some(None));
     }
 
     #[test]
     fn a_follower_publishes_nothing() {
         let (c, l) = cluster_with_leader();
         let f = (l + 1) % 3;
-        let shared = Arc::new(LeaseReads::new(Clock::start()));
+        let shared = Arc::new(LeaseReads::new());
         let mut publisher = Publisher::new(shared.clone());
-        shared.try_read("k");
+        shared.try_read(c.now, "k");
         publisher.publish(&c.nodes[f]);
-        assert_eq!(shared.try_read("k"), None);
+        assert_eq!(shared.try_read(c.now, "k"), None);
     }
 }
