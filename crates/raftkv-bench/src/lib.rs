@@ -17,6 +17,7 @@ pub mod procs;
 pub mod proxy;
 pub mod report;
 pub mod table;
+pub mod target;
 pub mod tools;
 
 use std::process::ExitCode;

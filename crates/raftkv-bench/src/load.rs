@@ -19,25 +19,9 @@ use raftkv_client::{Client, ClientOptions, Consistency};
 use rand::{Rng, SeedableRng};
 
 use crate::etcd::{self, EtcdConn};
-use crate::{plot, procs, report};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    Raftkv,
-    Etcd,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadConsistency {
-    /// raftkv: lease read (or ReadIndex when the lease does not hold);
-    /// etcd: its default linearizable Range (a ReadIndex round).
-    Linearizable,
-    /// raftkv: STALE read from the node asked; etcd: serializable Range.
-    #[value(alias = "serializable")]
-    Stale,
-}
+use crate::report::{self, new_histogram};
+use crate::target::{ReadConsistency, Target};
+use crate::{plot, procs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum KeyPattern {
@@ -370,11 +354,6 @@ struct ClientResult {
     hist: Histogram<u64>,
     reads: u64,
     writes: u64,
-}
-
-pub fn new_histogram() -> Histogram<u64> {
-    // 1 ns to 100 s at 3 significant digits.
-    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
 async fn run_workload(a: LoadArgs, w: Workload) -> anyhow::Result<ExitCode> {

@@ -137,8 +137,8 @@ mod tests {
 
     #[test]
     fn svg_has_one_line_per_series() {
-        let mut a = crate::load::new_histogram();
-        let mut b = crate::load::new_histogram();
+        let mut a = crate::report::new_histogram();
+        let mut b = crate::report::new_histogram();
         for v in 1..1000u64 {
             a.record(v * 1000).unwrap();
             b.record(v * 3000).unwrap();

@@ -3,7 +3,7 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::load::{ReadConsistency, Target};
+use crate::target::{ReadConsistency, Target};
 
 /// Latency figures in microseconds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -32,6 +32,12 @@ impl Latency {
             max_us: us(h.max()),
         }
     }
+}
+
+/// The histogram every run records latencies (nanoseconds) in.
+pub fn new_histogram() -> Histogram<u64> {
+    // 1 ns to 100 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -148,7 +154,7 @@ mod tests {
 
     #[test]
     fn percentiles_come_from_the_histogram() {
-        let mut h = crate::load::new_histogram();
+        let mut h = new_histogram();
         for us in 1..=1000u64 {
             h.record(us * 1000).unwrap();
         }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use raftkv_client::{Client, ClientOptions, Consistency};
 
-use crate::load::Target;
+use crate::target::Target;
 use crate::{etcd, procs};
 
 #[derive(Args, Debug)]

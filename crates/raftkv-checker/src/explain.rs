@@ -7,12 +7,11 @@
 use std::fmt::Write as _;
 
 use crate::history::{KeyHistory, KeyOp, Kind, ABSENT};
+use crate::operation::{fmt_time, quote, Operation};
 use crate::readfrom::{self, ReadFrom};
 use crate::search::{self, Frontier, SearchResult};
-use crate::{Budget, Operation, Violation};
+use crate::verdict::{Budget, Violation};
 
-/// Longest value or key shown in full; longer ones are cut with `...`.
-const QUOTE_CHARS_MAX: usize = 40;
 /// Prefix operations listed before eliding the older ones.
 const PREFIX_SHOWN_MAX: usize = 8;
 /// Witness ops listed in full before only the ones around the failure are.
@@ -268,63 +267,5 @@ fn why_write_stuck(
             key_history.describe_state(state)
         ),
         _ => "every order that applies it here fails later".to_string(),
-    }
-}
-
-/// `by client 2 [t=1.203s..1.205s]`, with `..?` for a call that never returned.
-pub(crate) fn client_and_interval(op: &Operation) -> String {
-    let end = if op.output == crate::Output::Unknown {
-        "?".to_string()
-    } else {
-        fmt_time(op.return_ns)
-    };
-    format!(
-        "by client {} [t={}..{}]",
-        op.client,
-        fmt_time(op.call_ns),
-        end
-    )
-}
-
-/// Seconds with at least millisecond digits, more only when they are set.
-pub(crate) fn fmt_time(ns: u64) -> String {
-    let mut fraction = format!("{:09}", ns % 1_000_000_000);
-    while fraction.len() > 3 && fraction.ends_with('0') {
-        fraction.pop();
-    }
-    format!("{}.{}s", ns / 1_000_000_000, fraction)
-}
-
-/// A string in Rust debug quotes, cut to a readable length.
-pub(crate) fn quote(value: &str) -> String {
-    if value.chars().count() <= QUOTE_CHARS_MAX {
-        return format!("{value:?}");
-    }
-    let head: String = value.chars().take(QUOTE_CHARS_MAX).collect();
-    format!("{head:?}...")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_show_milliseconds_and_more_only_when_set() {
-        assert_eq!(fmt_time(0), "0.000s");
-        assert_eq!(fmt_time(1_203_000_000), "1.203s");
-        assert_eq!(fmt_time(1_203_400_000), "1.2034s");
-        assert_eq!(fmt_time(7), "0.000000007s");
-        assert_eq!(fmt_time(u64::MAX), "18446744073.709551615s");
-    }
-
-    #[test]
-    fn long_values_are_cut() {
-        assert_eq!(quote("v1"), "\"v1\"");
-        assert_eq!(quote("a\"b"), "\"a\\\"b\"");
-        let long = "x".repeat(100);
-        assert_eq!(
-            quote(&long),
-            format!("\"{}\"...", "x".repeat(QUOTE_CHARS_MAX))
-        );
     }
 }

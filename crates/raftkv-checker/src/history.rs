@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::{Input, Operation, Output};
+use crate::operation::{quote, Input, Operation, Output};
 
 /// A history the checker cannot judge because it was recorded wrongly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +65,7 @@ impl KeyHistory {
         if state == ABSENT {
             "absent".to_string()
         } else {
-            crate::explain::quote(&self.values[state as usize])
+            quote(&self.values[state as usize])
         }
     }
 }

@@ -32,108 +32,14 @@
 mod explain;
 mod history;
 mod local;
+mod operation;
 mod readfrom;
 mod search;
-
-use std::fmt;
+mod verdict;
 
 pub use history::HistoryError;
-
-/// What a client asked for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Input {
-    Get { key: String },
-    Set { key: String, value: String },
-    Delete { key: String },
-}
-
-impl Input {
-    /// The one key this operation touches.
-    pub fn key(&self) -> &str {
-        match self {
-            Input::Get { key } | Input::Set { key, .. } | Input::Delete { key } => key,
-        }
-    }
-}
-
-/// What the client observed.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Output {
-    /// GET result: the value, or None when the key is absent.
-    Value(Option<String>),
-    /// SET / DELETE acknowledged.
-    Ok,
-    /// The call's outcome is unknown (timeout, crash, connection lost): it may
-    /// or may not have taken effect, at any time after its call.
-    Unknown,
-}
-
-/// One completed (or abandoned) client call.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Operation {
-    /// Unique per history, used in explanations.
-    pub id: u64,
-    pub client: u64,
-    pub input: Input,
-    pub output: Output,
-    /// Invocation time on ONE shared real clock.
-    pub call_ns: u64,
-    /// Response time. Ignored for `Output::Unknown` (such a call is treated as
-    /// never having returned); pass `u64::MAX` there.
-    pub return_ns: u64,
-}
-
-/// How much search the checker may spend before answering `Verdict::Unknown`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Budget {
-    /// Search steps (one candidate tried or one backtrack) allowed for one
-    /// search of a key. A key that does not pass its first, quick search
-    /// (a quarter of this) may take up to 2.25 times this in all, and a
-    /// violating key as much again to shrink the reported witness.
-    pub max_steps_per_key: u64,
-}
-
-impl Default for Budget {
-    /// About half a second of search on the development machine; keys of
-    /// simulator-sized histories need a few hundred steps.
-    fn default() -> Self {
-        Budget {
-            max_steps_per_key: 5_000_000,
-        }
-    }
-}
-
-/// A key whose history has no linearization.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    pub key: String,
-    /// A small set of operations on `key` that on its own is already not
-    /// linearizable (shrunk greedily from the key's history), in call order.
-    pub operations: Vec<Operation>,
-    /// Human-readable account: the operations and why no order works.
-    pub explanation: String,
-}
-
-/// The checker's answer for a whole history.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Linearizable,
-    NotLinearizable(Violation),
-    /// A key's search ran out of budget (no violation was found elsewhere).
-    Unknown {
-        key: String,
-    },
-}
-
-impl Verdict {
-    pub fn is_linearizable(&self) -> bool {
-        matches!(self, Verdict::Linearizable)
-    }
-
-    pub fn is_violation(&self) -> bool {
-        matches!(self, Verdict::NotLinearizable(_))
-    }
-}
+pub use operation::{Input, Operation, Output};
+pub use verdict::{Budget, Verdict, Violation};
 
 /// Checks a history; panics if the history itself is malformed (see
 /// [`HistoryError`]), since that is a bug in whoever recorded it.
@@ -273,63 +179,4 @@ fn check_key_stages(
         frontier,
         budget,
     ))
-}
-
-impl fmt::Display for Input {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Input::Get { key } => write!(f, "GET {}", explain::quote(key)),
-            Input::Set { key, value } => {
-                write!(f, "SET {} {}", explain::quote(key), explain::quote(value))
-            }
-            Input::Delete { key } => write!(f, "DELETE {}", explain::quote(key)),
-        }
-    }
-}
-
-impl fmt::Display for Output {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Output::Value(Some(value)) => f.write_str(&explain::quote(value)),
-            Output::Value(None) => f.write_str("(absent)"),
-            Output::Ok => f.write_str("ok"),
-            Output::Unknown => f.write_str("? (outcome unknown)"),
-        }
-    }
-}
-
-impl fmt::Display for Operation {
-    /// `#7 SET "k" "v" -> ok by client 2 [t=1.203s..1.205s]`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "#{} {} -> {} {}",
-            self.id,
-            self.input,
-            self.output,
-            explain::client_and_interval(self)
-        )
-    }
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.explanation)
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Linearizable => f.write_str("linearizable"),
-            Verdict::NotLinearizable(violation) => {
-                write!(f, "NOT linearizable: {violation}")
-            }
-            Verdict::Unknown { key } => write!(
-                f,
-                "unknown: the search for key {} ran out of budget",
-                explain::quote(key)
-            ),
-        }
-    }
 }

@@ -17,6 +17,8 @@
 //! - [`kv`]: the key-value state machine with client sessions.
 //! - [`snapshot`]: snapshots of it, for compaction and `InstallSnapshot`.
 //! - [`message`], [`types`], [`config`], [`api`]: plain data.
+//! - `testkit` (with the `testkit` feature, for tests): the instant cluster
+//!   and the transcript format of `tests/testdata/*.txt`.
 
 pub mod api;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod message;
 pub mod node;
 mod rng;
 pub mod snapshot;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod types;
 

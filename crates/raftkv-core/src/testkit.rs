@@ -1,7 +1,13 @@
 //! `InstantCluster`: several nodes in one process with an instant, lossless
 //! network and instant storage. It is the smallest possible driver of the
 //! core, used by the core's smoke tests and its throughput benchmark. The
-//! fault-injecting simulator lives in `raftkv-sim`.
+//! fault-injecting simulator lives in `raftkv-sim`. [`script`] is the
+//! transcript format of the core's per-input tests (`tests/transcripts.rs`).
+//!
+//! Compiled only with the `testkit` feature: dependents enable it in their
+//! `[dev-dependencies]`.
+
+pub mod script;
 
 use std::time::Duration;
 

@@ -2,6 +2,9 @@
 //! run against every [`Storage`] implementation (`tests/conformance.rs` runs
 //! it for [`crate::FileStorage`] and [`crate::MemStorage`]). Failures panic
 //! with a message naming the check.
+//!
+//! Compiled only with the `conformance` feature: dependents enable it in
+//! their `[dev-dependencies]`.
 
 use std::collections::BTreeMap;
 

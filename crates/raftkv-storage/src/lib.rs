@@ -8,11 +8,13 @@
 //! event trace) and `LOCK`. See docs/storage.md.
 //!
 //! - [`Storage`]: the contract, implemented by [`FileStorage`] and by the
-//!   simulator's [`MemStorage`]; [`conformance`] is the one suite both pass.
+//!   simulator's [`MemStorage`]; `conformance` (with the `conformance`
+//!   feature, for tests) is the one suite both pass.
 //! - [`persist_ready`]: writes a core `Ready` in a crash-safe order.
 //! - [`DumpLog`]: the buffered, rotated `dump.txt` writer.
 //! - [`escape`], [`line`](mod@line) and [`snapfile`]: the text formats.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod dump;
 mod error;

@@ -9,7 +9,7 @@ use crate::error::StorageError;
 
 /// The storage contract. Implemented by [`crate::FileStorage`] (text files) and
 /// [`crate::MemStorage`] (the simulator's model); both pass the one
-/// conformance suite in [`crate::conformance`].
+/// conformance suite in `crate::conformance` (the `conformance` feature).
 ///
 /// - **A snapshot, then a log after it, no holes.** The store holds at most
 ///   one snapshot (the latest saved, at `snapshot index` =
