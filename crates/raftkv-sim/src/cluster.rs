@@ -24,9 +24,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use raftkv_core::{
-    ClientCommand, ConfChange, ConfChangeError, ConfChangeResult, Config, Entry, EntryPayload,
-    Event, LogIndex, Membership, Message, MessageBody, MonoTime, NodeId, RaftNode, ReadId, Role,
-    SnapshotWrite, Status, StepDownReason, Term, TransferError, UnsafeTestKnobs,
+    ClientCommand, ConfChange, ConfChangeError, ConfChangeResult, Config, Entry, Event, LogIndex,
+    Membership, Message, MessageBody, MonoTime, NodeId, RaftNode, ReadId, Role, SnapshotWrite,
+    Status, StepDownReason, Term, TransferError, UnsafeTestKnobs,
 };
 use raftkv_driver::{DriverKnobs, DriverOptions, Job, LeaseReads};
 
@@ -34,9 +34,9 @@ use raftkv_storage::identity::{self, start_voters, MembershipFlags};
 use raftkv_storage::recovery::RecoveryOptions;
 use raftkv_storage::{DiskFault, MemStorage, Storage};
 
-use crate::client::{Req, Resp, SimClient, Workload};
+use crate::client::{Req, Resp, Served, ServedKind, SimClient, Workload};
 use crate::clock::Clock;
-use crate::driver_host::{Out, Outbox, SimDisk, SimDriver, SimHost};
+use crate::driver_host::{config_of, durable_last, Out, Outbox, SimDisk, SimDriver, SimHost};
 use crate::rng::SimRng;
 use crate::trace::{fmt_msg, fmt_real};
 
@@ -266,25 +266,6 @@ pub enum Fate {
 
 /// Sees every message a node sends (real time in ns, message).
 pub type MessageFilter = Box<dyn FnMut(u64, &Message) -> Fate>;
-
-/// A successful answer a node gave a client: a read served or a write
-/// acknowledged.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Served {
-    pub real_ns: u64,
-    pub node: NodeId,
-    pub term: Term,
-    pub what: ServedKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServedKind {
-    /// Read answered from the lease at once.
-    LeaseRead,
-    /// Read answered after a ReadIndex round or the new leader's wait.
-    ReadIndex,
-    Write,
-}
 
 /// An election won: (real ns, node, term).
 pub type Election = (u64, NodeId, Term);
@@ -1546,26 +1527,5 @@ impl Cluster {
         if self.violation.is_none() {
             self.violation = Some(what);
         }
-    }
-}
-
-/// The last index a crash would leave in `st` (snapshot and synced log).
-pub(crate) fn durable_last(st: &MemStorage) -> LogIndex {
-    st.durable_last_index()
-}
-
-/// The entry at `index` in `st`'s log as the node sees it, if held.
-pub(crate) fn stored_entry(st: &MemStorage, index: LogIndex) -> Option<Entry> {
-    if index < st.first_index() || index > st.last_index() {
-        return None;
-    }
-    st.entries(index, index).ok()?.pop()
-}
-
-/// Entries of `e`'s payload that are configurations.
-pub(crate) fn config_of(e: &Entry) -> Option<&Membership> {
-    match &e.payload {
-        EntryPayload::Config(m) => Some(m),
-        _ => None,
     }
 }

@@ -55,7 +55,9 @@ use raftkv_core::{Entry, EntryPayload, LogIndex, Membership, NodeId, Role, Snaps
 
 use raftkv_storage::Storage;
 
-use crate::cluster::{config_of, stored_entry, Cluster, ServedKind};
+use crate::client::ServedKind;
+use crate::cluster::Cluster;
+use crate::driver_host::{config_of, stored_entry};
 use crate::rng::Fnv64;
 
 impl Cluster {
