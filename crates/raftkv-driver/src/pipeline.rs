@@ -547,7 +547,12 @@ impl<W: Waiters> Driver<W> {
     }
 
     /// A storage completion.
-    pub fn on_done(&mut self, node: &mut RaftNode, host: &mut impl Host, done: crate::storage_worker::Done) {
+    pub fn on_done(
+        &mut self,
+        node: &mut RaftNode,
+        host: &mut impl Host,
+        done: crate::storage_worker::Done,
+    ) {
         if done.compaction_saved.is_none() {
             assert!(
                 self.inflight_jobs > 0,
