@@ -350,6 +350,13 @@ pub struct MixCounts {
     pub wrong_flags_refused: u64,
     /// Readies a follower persisted in line (blocking its inputs).
     pub inline_persists: u64,
+    /// Storage steps that wrote a group of Readies, and the Readies in
+    /// them (group commit).
+    pub storage_groups: u64,
+    pub grouped_readies: u64,
+    /// Readies queued while the node's storage thread was busy (a step in
+    /// flight): the core moved on while an fsync ran.
+    pub queued_behind_fsync: u64,
 }
 
 pub(crate) struct SimNode {
@@ -731,7 +738,12 @@ impl Cluster {
                         self.conf_results.push((id, r));
                     }
                 }
-                Out::Kick => self.kick(i),
+                Out::Kick => {
+                    if self.nodes[i].disk.busy {
+                        self.counts.queued_behind_fsync += 1;
+                    }
+                    self.kick(i)
+                }
                 Out::Stall => {
                     let latency = self.fsync_latency();
                     self.nodes[i].stalled_until_ns = self.now_ns + latency;
@@ -794,6 +806,10 @@ impl Cluster {
             self.nodes[i].disk.busy = false;
             return;
         };
+        if step.readies() > 0 {
+            self.counts.storage_groups += 1;
+            self.counts.grouped_readies += step.readies() as u64;
+        }
         for bg in background {
             let job = bg.prepare::<MemStorage>();
             let delay = self.rng.range(0, 20_000_000);

@@ -146,6 +146,10 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.repairs_finished += k.repairs_finished;
         total.wrong_flag_restarts += k.wrong_flag_restarts;
         total.wrong_flags_refused += k.wrong_flags_refused;
+        total.inline_persists += k.inline_persists;
+        total.storage_groups += k.storage_groups;
+        total.grouped_readies += k.grouped_readies;
+        total.queued_behind_fsync += k.queued_behind_fsync;
         with_conf += u64::from(k.conf_committed > 0);
         with_install += u64::from(k.snapshots_installed > 0);
         with_transfer += u64::from(k.transfers_done > 0);
@@ -168,6 +172,13 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.repairs_finished,
         total.wrong_flag_restarts,
         total.wrong_flags_refused,
+    );
+    eprintln!(
+        "driver: {} storage groups written ({:.2} Readies each), {} Readies queued behind a running fsync, {} persisted in line by followers",
+        total.storage_groups,
+        total.grouped_readies as f64 / total.storage_groups.max(1) as f64,
+        total.queued_behind_fsync,
+        total.inline_persists,
     );
     if let Some(worst) = reports
         .iter()
