@@ -165,6 +165,11 @@ pub struct ClusterConfig {
     /// Negative control: the driver sends granted votes before the term and
     /// vote are saved.
     pub unsafe_vote_before_save: bool,
+    /// Check durability promises as they are made: a message promising
+    /// durable state against what a crash would leave when it is sent, and
+    /// a leader's commit against the durable copies. Off, a broken promise
+    /// runs on until it shows as lost writes or two leaders in a term.
+    pub check_durable_promises: bool,
     /// Negative control: recovery cuts damaged lines that may have been
     /// synced as if they were a torn tail (no vote floor).
     pub unsafe_cut_damaged_tail: bool,
@@ -211,6 +216,7 @@ impl ClusterConfig {
             inline_follower_persist: false,
             unsafe_ack_before_sync: false,
             unsafe_vote_before_save: false,
+            check_durable_promises: true,
             unsafe_cut_damaged_tail: false,
             unsafe_config_from_flags: false,
         }
@@ -702,6 +708,7 @@ impl Cluster {
         let mut host = SimHost {
             id: n.id,
             now,
+            check_promises: self.cfg.check_durable_promises,
             disk: &mut n.disk,
             out: Vec::new(),
         };
@@ -1213,6 +1220,14 @@ impl Cluster {
                 "restart: node {id} cannot restart from its own storage: {e}"
             )),
         }
+    }
+
+    /// Whether node `id`'s storage thread is in the middle of a step that
+    /// syncs (written, fsync not yet complete): a crash now loses what it
+    /// appended.
+    pub fn fsync_in_flight(&self, id: NodeId) -> bool {
+        let n = &self.nodes[self.pos(id)];
+        n.raft.is_some() && n.disk.step.as_ref().is_some_and(|s| s.syncs())
     }
 
     /// Node `id`'s durable log (after a crash: what a restart finds): the

@@ -74,6 +74,11 @@ struct Args {
     /// exclusion), leaving lease bugs to the linearizability checker.
     #[arg(long)]
     no_lease_invariants: bool,
+    /// Turn off the live durability checks (persist before send, commit
+    /// counting), leaving broken promises to show as lost writes or two
+    /// leaders in a term.
+    #[arg(long)]
+    no_durability_checks: bool,
     /// Simulated seconds of the safety phase (faults and workload) per seed.
     #[arg(long, default_value_t = 20)]
     safety_s: u64,
@@ -101,6 +106,7 @@ fn main() -> Result<ExitCode> {
     opts.membership_mix = !args.no_membership_mix;
     opts.check_catch_up = !args.no_catch_up_check;
     opts.lease_invariants = !args.no_lease_invariants;
+    opts.durability_checks = !args.no_durability_checks;
     // Panics inside a run are caught and reported as that seed's failure.
     std::panic::set_hook(Box::new(|_| {}));
     match (args.seeds, args.seed) {
