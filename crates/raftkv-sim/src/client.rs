@@ -71,7 +71,7 @@ pub(crate) struct SimClient {
     pub(crate) ops_done: u64,
 }
 
-/// A client handle, as returned by [`Cluster::add_client`].
+/// A client handle, as returned by [`Cluster::add_client`](crate::Cluster::add_client).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ClientHandle(pub usize);
 
