@@ -104,12 +104,18 @@ pub enum Accepted {
     Refused,
 }
 
+/// The one refusal of a node that does not lead. `outcome_unknown`: a
+/// write was proposed here and lost with the leadership.
+fn not_leader(n: NotLeader, outcome_unknown: bool) -> Refusal {
+    Refusal::NotLeader {
+        leader: n.leader_hint,
+        outcome_unknown,
+    }
+}
+
 pub(crate) fn propose_refusal(e: ProposeError) -> Refusal {
     match e {
-        ProposeError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
-            leader: leader_hint,
-            outcome_unknown: false,
-        },
+        ProposeError::NotLeader(n) => not_leader(n, false),
         ProposeError::TooManyPending { .. } => Refusal::Busy(e.to_string()),
         ProposeError::KeyTooLarge { .. } | ProposeError::ValueTooLarge { .. } => {
             Refusal::Invalid(e.to_string())
@@ -120,10 +126,7 @@ pub(crate) fn propose_refusal(e: ProposeError) -> Refusal {
 
 pub(crate) fn conf_refusal(e: ConfChangeError) -> Refusal {
     match e {
-        ConfChangeError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
-            leader: leader_hint,
-            outcome_unknown: false,
-        },
+        ConfChangeError::NotLeader(n) => not_leader(n, false),
         ConfChangeError::LeaderNotReady => Refusal::RetryLater(e.to_string()),
         ConfChangeError::InProgress(_)
         | ConfChangeError::TransferInProgress
@@ -134,10 +137,7 @@ pub(crate) fn conf_refusal(e: ConfChangeError) -> Refusal {
 
 pub(crate) fn transfer_refusal(e: TransferError) -> Refusal {
     match e {
-        TransferError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
-            leader: leader_hint,
-            outcome_unknown: false,
-        },
+        TransferError::NotLeader(n) => not_leader(n, false),
         TransferError::NotAVoter(_) => Refusal::Invalid(e.to_string()),
         TransferError::AlreadyLeader(_) | TransferError::InProgress(_) => {
             Refusal::Conflict(e.to_string())
@@ -147,10 +147,7 @@ pub(crate) fn transfer_refusal(e: TransferError) -> Refusal {
 
 pub(crate) fn read_refusal(e: ReadError) -> Refusal {
     match e {
-        ReadError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
-            leader: leader_hint,
-            outcome_unknown: false,
-        },
+        ReadError::NotLeader(n) => not_leader(n, false),
         ReadError::TooManyPendingReads { .. } => Refusal::Busy(e.to_string()),
         ReadError::KeyTooLarge { .. } => Refusal::Invalid(e.to_string()),
     }
@@ -158,10 +155,7 @@ pub(crate) fn read_refusal(e: ReadError) -> Refusal {
 
 pub(crate) fn write_refusal(e: WriteError) -> Refusal {
     match e {
-        WriteError::NotLeader(NotLeader { leader_hint }) => Refusal::NotLeader {
-            leader: leader_hint,
-            outcome_unknown: true,
-        },
+        WriteError::NotLeader(n) => not_leader(n, true),
         WriteError::StaleSequence => Refusal::StaleSequence,
     }
 }

@@ -115,6 +115,17 @@ impl Default for DriverOptions {
     }
 }
 
+/// A waiter whose log index another proposal took: the entry it waited
+/// for was replaced without a result, so its fate is unknown to this node.
+fn replaced<A>(old: Option<impl Reply<Result<A, Refusal>>>) {
+    if let Some(old) = old {
+        old.reply(Err(Refusal::NotLeader {
+            leader: None,
+            outcome_unknown: true,
+        }));
+    }
+}
+
 /// A transfer call waiting for the target to lead.
 struct TransferWaiter<R> {
     to: NodeId,
@@ -232,14 +243,7 @@ impl<W: Waiters> Driver<W> {
             Request::Propose { cmd, reply } => match node.propose(now, cmd) {
                 Ok(index) => {
                     host.count(Count::WriteProposed);
-                    if let Some(old) = self.write_waiters.insert(index, reply) {
-                        // The entry at this index was replaced without a
-                        // result: its fate is unknown to this node.
-                        old.reply(Err(Refusal::NotLeader {
-                            leader: None,
-                            outcome_unknown: true,
-                        }));
-                    }
+                    replaced(self.write_waiters.insert(index, reply));
                     Accepted::Pending
                 }
                 Err(e) => {
@@ -382,12 +386,7 @@ impl<W: Waiters> Driver<W> {
                     self.term,
                     &format!("membership change proposed at index {index}: {change}"),
                 );
-                if let Some(old) = self.conf_waiters.insert(index, reply) {
-                    old.reply(Err(Refusal::NotLeader {
-                        leader: None,
-                        outcome_unknown: true,
-                    }));
-                }
+                replaced(self.conf_waiters.insert(index, reply));
                 Accepted::Pending
             }
             Err(e) => {
