@@ -652,3 +652,191 @@ impl<W: Waiters> Driver<W> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use raftkv_core::testkit::set_cmd;
+    use raftkv_core::{Config, Restored};
+
+    use super::*;
+    use crate::storage_worker::Done;
+
+    /// Records what the driver hands out; answers land in `answers`.
+    #[derive(Default)]
+    struct TestHost {
+        now: u64,
+        sent: Vec<Message>,
+        submitted: Vec<Ready>,
+        inline: usize,
+    }
+
+    impl Host for TestHost {
+        fn now(&self) -> MonoTime {
+            MonoTime::from_nanos(self.now)
+        }
+        fn send(&mut self, msg: Message) {
+            self.sent.push(msg);
+        }
+        fn submit(&mut self, ready: Ready) -> Result<(), String> {
+            self.submitted.push(ready);
+            Ok(())
+        }
+        fn persist_inline(&mut self, _: &Ready) -> Result<(), String> {
+            self.inline += 1;
+            Ok(())
+        }
+        fn event(&mut self, _: Term, _: &Event) {}
+    }
+
+    type Answers = Rc<RefCell<Vec<String>>>;
+
+    struct Recorded<A>(Box<dyn FnOnce(A)>);
+
+    impl<A> Reply<A> for Recorded<A> {
+        fn reply(self, answer: A) {
+            (self.0)(answer)
+        }
+    }
+
+    struct TestWaiters;
+
+    impl Waiters for TestWaiters {
+        type Reply<A: 'static> = Recorded<A>;
+    }
+
+    fn recorded<A: std::fmt::Debug + 'static>(answers: &Answers) -> Recorded<A> {
+        let answers = answers.clone();
+        Recorded(Box::new(move |a: A| {
+            answers.borrow_mut().push(format!("{a:?}"))
+        }))
+    }
+
+    /// A one-node cluster whose node leads, its driver and host, with
+    /// every Ready so far made durable.
+    fn single_leader(opts: DriverOptions) -> (RaftNode, Driver<TestWaiters>, TestHost) {
+        let cfg = Config::new(NodeId(1), vec![NodeId(1)]);
+        let mut host = TestHost::default();
+        let mut node = RaftNode::new(cfg, Restored::default(), host.now(), 7).unwrap();
+        let mut driver: Driver<TestWaiters> =
+            Driver::new(&node, host.now(), Arc::new(LeaseReads::new()), opts);
+        for _ in 0..400 {
+            host.now += 10_000_000;
+            driver.tick(&mut node, &mut host);
+            driver.end_turn(&mut node, &mut host);
+            complete_all(&mut node, &mut driver, &mut host);
+            if node.role() == Role::Leader && node.lease_read_view().is_some() {
+                return (node, driver, host);
+            }
+        }
+        panic!("no leader");
+    }
+
+    fn complete_all(node: &mut RaftNode, driver: &mut Driver<TestWaiters>, host: &mut TestHost) {
+        while !host.submitted.is_empty() {
+            for ready in std::mem::take(&mut host.submitted) {
+                let done = Done {
+                    ready,
+                    result: Ok(()),
+                    compaction_saved: None,
+                };
+                driver.on_done(node, host, done);
+            }
+            driver.end_turn(node, host);
+        }
+    }
+
+    #[test]
+    fn a_write_is_answered_only_once_its_ready_is_durable() {
+        let (mut node, mut driver, mut host) = single_leader(DriverOptions::default());
+        let answers = Answers::default();
+        let req = Request::Propose {
+            cmd: set_cmd(1, 1, "k", "v"),
+            reply: recorded(&answers),
+        };
+        assert_eq!(driver.request(&mut node, &mut host, req), Accepted::Pending);
+        driver.end_turn(&mut node, &mut host);
+        assert_eq!(host.submitted.len(), 1, "the entry goes to the disk");
+        assert!(answers.borrow().is_empty(), "no answer before the fsync");
+        assert_eq!(driver.inflight_jobs(), 1);
+        complete_all(&mut node, &mut driver, &mut host);
+        assert_eq!(answers.borrow().len(), 1);
+        assert!(
+            answers.borrow()[0].starts_with("Ok("),
+            "{:?}",
+            answers.borrow()
+        );
+        assert_eq!(driver.inflight_jobs(), 0);
+    }
+
+    #[test]
+    fn no_new_ready_is_taken_beyond_the_inflight_bound() {
+        let opts = DriverOptions {
+            max_inflight_jobs: 1,
+            ..DriverOptions::default()
+        };
+        let (mut node, mut driver, mut host) = single_leader(opts);
+        let answers = Answers::default();
+        for seq in 1..=2 {
+            let req = Request::Propose {
+                cmd: set_cmd(1, seq, "k", "v"),
+                reply: recorded(&answers),
+            };
+            driver.request(&mut node, &mut host, req);
+            driver.end_turn(&mut node, &mut host);
+        }
+        assert_eq!(host.submitted.len(), 1, "the second waits in the core");
+        assert!(node.has_ready());
+        complete_all(&mut node, &mut driver, &mut host);
+        assert_eq!(answers.borrow().len(), 2);
+    }
+
+    #[test]
+    fn a_lease_read_served_by_the_core_is_published_before_its_answer() {
+        for late in [false, true] {
+            let opts = DriverOptions {
+                knobs: DriverKnobs {
+                    unsafe_late_publish: late,
+                    ..DriverKnobs::default()
+                },
+                ..DriverOptions::default()
+            };
+            let (mut node, mut driver, mut host) = single_leader(opts);
+            let view = driver.lease_reads().clone();
+            let now = host.now();
+            // A reader asked (so maps are published), then a write applies.
+            assert_eq!(view.try_read(now, "k"), None);
+            let answers = Answers::default();
+            let req = Request::Propose {
+                cmd: set_cmd(1, 1, "k", "v1"),
+                reply: recorded(&answers),
+            };
+            driver.request(&mut node, &mut host, req);
+            driver.end_turn(&mut node, &mut host);
+            // Durable, but the turn that applies it has not ended: the core
+            // answers the next read itself.
+            for ready in std::mem::take(&mut host.submitted) {
+                let done = Done {
+                    ready,
+                    result: Ok(()),
+                    compaction_saved: None,
+                };
+                driver.on_done(&mut node, &mut host, done);
+            }
+            view.try_read(now, "k");
+            let req = Request::Read {
+                key: "k".into(),
+                reply: recorded(&answers),
+            };
+            assert_eq!(driver.request(&mut node, &mut host, req), Accepted::Served);
+            let from_view = view.try_read(host.now(), "k");
+            if late {
+                assert_ne!(from_view, Some(Some("v1".into())), "the control breaks it");
+            } else {
+                assert_eq!(from_view, Some(Some("v1".into())));
+            }
+        }
+    }
+}
