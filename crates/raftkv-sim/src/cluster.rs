@@ -165,6 +165,10 @@ pub struct ClusterConfig {
     /// Negative control: the driver sends granted votes before the term and
     /// vote are saved.
     pub unsafe_vote_before_save: bool,
+    /// Chance (ppm) that a node crashes right after it sends a granted vote
+    /// (before its storage thread wakes), and restarts 1–30 ms later: the
+    /// schedule where a vote sent before it is saved is given twice.
+    pub crash_after_vote_ppm: u32,
     /// Check durability promises as they are made: a message promising
     /// durable state against what a crash would leave when it is sent, and
     /// a leader's commit against the durable copies. Off, a broken promise
@@ -216,6 +220,7 @@ impl ClusterConfig {
             inline_follower_persist: false,
             unsafe_ack_before_sync: false,
             unsafe_vote_before_save: false,
+            crash_after_vote_ppm: 0,
             check_durable_promises: true,
             unsafe_cut_damaged_tail: false,
             unsafe_config_from_flags: false,
@@ -313,6 +318,15 @@ pub(crate) enum Ev {
         client: usize,
     },
     LogCheck,
+    /// A crash right after a granted vote (`crash_after_vote_ppm`).
+    CrashNow {
+        node: usize,
+        incarnation: u64,
+    },
+    RestartNow {
+        node: usize,
+        incarnation: u64,
+    },
     /// The end of a held driver turn: take the node's Readies.
     TurnEnd {
         node: usize,
@@ -427,6 +441,8 @@ pub struct Cluster {
     transfers: BTreeMap<NodeId, Term>,
     /// Granted real votes delivered: (candidate, term) → voters.
     pub(crate) votes_seen: BTreeMap<(NodeId, Term), BTreeSet<NodeId>>,
+    /// Granted real votes sent: (voter, term) → candidate.
+    pub(crate) votes_granted: BTreeMap<(NodeId, Term), NodeId>,
     /// Committed configurations by index (index 0: the bootstrap one).
     pub(crate) committed_configs: BTreeMap<LogIndex, Membership>,
     /// Snapshots seen (taken or installed) whose contents still have to be
@@ -473,6 +489,7 @@ impl Cluster {
             counts: MixCounts::default(),
             transfers: BTreeMap::new(),
             votes_seen: BTreeMap::new(),
+            votes_granted: BTreeMap::new(),
             committed_configs: BTreeMap::from([(LogIndex::ZERO, bootstrap)]),
             snapshot_checks: Vec::new(),
             snapshot_digests: BTreeMap::new(),
@@ -636,6 +653,22 @@ impl Cluster {
                     self.pump(node);
                 }
             }
+            Ev::CrashNow { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation {
+                    let id = self.nodes[node].id;
+                    self.crash(id);
+                    let back = self.now_ns + self.rng.range(1_000_000, 30_000_000);
+                    let incarnation = self.nodes[node].incarnation;
+                    self.schedule(back, Ev::RestartNow { node, incarnation });
+                }
+            }
+            Ev::RestartNow { node, incarnation } => {
+                // Unless another fault took the node meanwhile.
+                if self.nodes[node].incarnation == incarnation {
+                    let id = self.nodes[node].id;
+                    self.restart(id);
+                }
+            }
             Ev::LogCheck => {
                 self.check_log_matching();
                 self.schedule_in(self.cfg.log_check_interval, Ev::LogCheck);
@@ -722,7 +755,15 @@ impl Cluster {
         let id = self.nodes[i].id;
         for o in out {
             match o {
-                Out::Send(m) => self.send(m),
+                Out::Send(m) => {
+                    if let MessageBody::RequestVoteResponse(r) = &m.body {
+                        if r.granted && !r.pre_vote {
+                            self.check_one_vote(m.from, m.term, m.to);
+                            self.maybe_crash_after_vote(i);
+                        }
+                    }
+                    self.send(m)
+                }
                 Out::Event(e) => {
                     self.tr(|| format!("n{id} {e}"));
                     self.count_events(i, std::slice::from_ref(&e));
@@ -783,6 +824,24 @@ impl Cluster {
             self.cfg.fsync_latency_min.as_nanos() as u64,
             self.cfg.fsync_latency_max.as_nanos() as u64,
         )
+    }
+
+    /// With `crash_after_vote_ppm`, crash node `i` at this instant, before
+    /// its storage thread can wake.
+    fn maybe_crash_after_vote(&mut self, i: usize) {
+        let ppm = self.cfg.crash_after_vote_ppm;
+        if ppm > 0 && self.rng.chance_ppm(ppm) {
+            let incarnation = self.nodes[i].incarnation;
+            let id = self.nodes[i].id;
+            self.tr(|| format!("fault: n{id} crashes right after voting"));
+            self.schedule(
+                self.now_ns,
+                Ev::CrashNow {
+                    node: i,
+                    incarnation,
+                },
+            );
+        }
     }
 
     /// Wake node `i`'s storage thread, unless it is awake.

@@ -291,6 +291,18 @@ impl Cluster {
         self.votes_seen = self.votes_seen.split_off(&(NodeId(0), term));
     }
 
+    /// One vote per term: `voter` grants `candidate` a real vote in `term`
+    /// only if it granted no other candidate one in that term (the durable
+    /// `voted_for` is what guarantees it across crashes).
+    pub(crate) fn check_one_vote(&mut self, voter: NodeId, term: Term, candidate: NodeId) {
+        match self.votes_granted.insert((voter, term), candidate) {
+            Some(other) if other != candidate => self.fail(format!(
+                "vote safety: node {voter} granted its vote in term {term} to node {other} and to node {candidate}"
+            )),
+            _ => {}
+        }
+    }
+
     /// Lease protection (see the module docs), as leader `i` serves a lease
     /// read.
     pub(crate) fn check_lease_protection(&mut self, i: usize) {
@@ -669,6 +681,19 @@ mod teeth {
             .insert(key, [NodeId(4), NodeId(5)].into_iter().collect());
         c.check_vote_count(i);
         assert!(c.violation().unwrap().starts_with("vote counting"));
+    }
+
+    #[test]
+    fn a_second_vote_in_a_term_fails() {
+        let (mut c, _) = stable(0);
+        c.check_one_vote(NodeId(1), raftkv_core::Term(9), NodeId(2));
+        c.check_one_vote(NodeId(1), raftkv_core::Term(9), NodeId(2));
+        assert!(
+            c.violation().is_none(),
+            "the same vote again is no second vote"
+        );
+        c.check_one_vote(NodeId(1), raftkv_core::Term(9), NodeId(3));
+        assert!(c.violation().unwrap().starts_with("vote safety"));
     }
 
     #[test]

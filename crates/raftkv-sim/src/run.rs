@@ -215,6 +215,10 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     // Half the runs persist followers in line, as the server does on a
     // one-thread runtime.
     cfg.inline_follower_persist = rng.below(2) == 0;
+    // A quarter of the runs crash a node right after some of its votes.
+    if rng.below(4) == 0 {
+        cfg.crash_after_vote_ppm = rng.range(20_000, 200_000) as u32;
+    }
     cfg.unsafe_ack_before_sync = opts.ack_before_sync;
     cfg.unsafe_vote_before_save = opts.vote_before_save;
     cfg.check_durable_promises = opts.durability_checks;
