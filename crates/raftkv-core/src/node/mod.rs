@@ -167,7 +167,11 @@ pub struct RaftNode {
 
     // Outputs gathered for the next `Ready`.
     requests_out: Vec<Message>,
+    /// Replies that promise durability (a vote, an acknowledged entry).
     responses_out: Vec<Message>,
+    /// Pre-vote replies, granted or not: they promise nothing (granting one
+    /// records no vote and moves no term), so they never wait for a sync.
+    pre_vote_replies_out: Vec<Message>,
     write_results: Vec<WriteResult>,
     read_results: Vec<ReadResult>,
     conf_change_results: Vec<ConfChangeResult>,
@@ -252,6 +256,7 @@ impl RaftNode {
             pending_reads: VecDeque::new(),
             requests_out: Vec::new(),
             responses_out: Vec::new(),
+            pre_vote_replies_out: Vec::new(),
             write_results: Vec::new(),
             read_results: Vec::new(),
             conf_change_results: Vec::new(),
@@ -489,6 +494,7 @@ impl RaftNode {
             || self.current_hard_state() != self.emitted_hard_state
             || !self.requests_out.is_empty()
             || !self.responses_out.is_empty()
+            || !self.pre_vote_replies_out.is_empty()
             || !self.write_results.is_empty()
             || !self.read_results.is_empty()
             || !self.events.is_empty()
@@ -510,14 +516,16 @@ impl RaftNode {
         let must_sync = term_or_vote_changed || !entries.is_empty() || !snapshots.is_empty();
         // Responses promise durability (a vote, an acknowledged entry), so
         // they always wait for the driver's sync; requests wait only when
-        // this node's own term or vote is not yet durable.
+        // this node's own term or vote is not yet durable. Pre-vote replies
+        // promise nothing and never wait.
         let mut persisted_messages = std::mem::take(&mut self.responses_out);
-        let messages = if term_or_vote_changed {
+        let mut messages = if term_or_vote_changed {
             persisted_messages.append(&mut self.requests_out);
             Vec::new()
         } else {
             std::mem::take(&mut self.requests_out)
         };
+        messages.append(&mut self.pre_vote_replies_out);
         Ready {
             hard_state,
             must_sync,
@@ -672,6 +680,17 @@ impl RaftNode {
 
     fn respond(&mut self, to: NodeId, term: Term, body: MessageBody) {
         self.responses_out.push(Message {
+            from: self.cfg.id,
+            to,
+            term,
+            body,
+        });
+    }
+
+    /// A pre-vote reply: it goes out with the next `Ready::messages`, never
+    /// behind a sync (see `handle_vote_request`).
+    fn reply_to_pre_vote(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        self.pre_vote_replies_out.push(Message {
             from: self.cfg.id,
             to,
             term,
