@@ -287,7 +287,8 @@ impl RaftNode {
             next_heartbeat: now,
             lease_held: false,
             replicate_pending: true,
-            heartbeat_pending: false,
+            heartbeat_pending: None,
+            heartbeat_batched_at: None,
             transfer: None,
             pending_conf: None,
         });

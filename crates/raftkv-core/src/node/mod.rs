@@ -105,8 +105,13 @@ struct LeaderState {
     lease_held: bool,
     /// New entries to replicate at the next `ready()`.
     replicate_pending: bool,
-    /// A ReadIndex round asked for a heartbeat at the next `ready()`.
-    heartbeat_pending: bool,
+    /// A ReadIndex round asked for a heartbeat at the next `ready()`: when
+    /// the latest read that asked arrived.
+    heartbeat_pending: Option<MonoTime>,
+    /// When a heartbeat last went to every peer since the last `ready()`
+    /// (its messages still wait in this batch). One sent at or after a
+    /// read arrived serves that read's round (see `flush_leader_sends`).
+    heartbeat_batched_at: Option<MonoTime>,
     /// A leadership transfer in progress (lease reads and writes paused).
     transfer: Option<Transfer>,
     /// The membership change proposed here and not yet committed.
@@ -499,7 +504,7 @@ impl RaftNode {
             || !self.read_results.is_empty()
             || !self.events.is_empty()
             || matches!(&self.role, RoleState::Leader(ls)
-                if ls.replicate_pending || ls.heartbeat_pending)
+                if ls.replicate_pending || ls.heartbeat_pending.is_some())
     }
 
     /// Everything to do now; see [`Ready`] for the order.
