@@ -213,7 +213,9 @@ impl<W: Waiters> Driver<W> {
     /// transfers whose outcome is known, publish the view.
     pub fn end_turn(&mut self, node: &mut RaftNode, host: &mut impl Host) {
         self.advance(node, host);
-        self.check_transfers(node, host.now());
+        if !self.transfer_waiters.is_empty() {
+            self.check_transfers(node, host.now());
+        }
         // Also after steps that left no Ready (or none taken yet).
         self.publisher.publish(node);
     }
@@ -547,7 +549,12 @@ impl<W: Waiters> Driver<W> {
     }
 
     /// A storage completion.
-    pub fn on_done(&mut self, node: &mut RaftNode, host: &mut impl Host, done: crate::Done) {
+    pub fn on_done(
+        &mut self,
+        node: &mut RaftNode,
+        host: &mut impl Host,
+        done: crate::storage_worker::Done,
+    ) {
         if done.compaction_saved.is_none() {
             assert!(
                 self.inflight_jobs > 0,

@@ -24,9 +24,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use raftkv_core::{
-    ClientCommand, ConfChange, ConfChangeError, ConfChangeResult, Config, Entry, EntryPayload,
-    Event, LogIndex, Membership, Message, MessageBody, MonoTime, NodeId, RaftNode, ReadId, Role,
-    SnapshotWrite, Status, StepDownReason, Term, TransferError, UnsafeTestKnobs,
+    ClientCommand, ConfChange, ConfChangeError, ConfChangeResult, Config, Entry, Event, LogIndex,
+    Membership, Message, MessageBody, MonoTime, NodeId, RaftNode, ReadId, Role, SnapshotWrite,
+    Status, StepDownReason, Term, TransferError, UnsafeTestKnobs,
 };
 use raftkv_driver::{DriverKnobs, DriverOptions, Job, LeaseReads};
 
@@ -34,9 +34,9 @@ use raftkv_storage::identity::{self, start_voters, MembershipFlags};
 use raftkv_storage::recovery::RecoveryOptions;
 use raftkv_storage::{DiskFault, MemStorage, Storage};
 
-use crate::client::{Req, Resp, SimClient, Workload};
+use crate::client::{Req, Resp, Served, ServedKind, SimClient, Workload};
 use crate::clock::Clock;
-use crate::driver_host::{Out, Outbox, SimDisk, SimDriver, SimHost};
+use crate::driver_host::{config_of, durable_last, Out, Outbox, SimDisk, SimDriver, SimHost};
 use crate::rng::SimRng;
 use crate::trace::{fmt_msg, fmt_real};
 
@@ -165,6 +165,11 @@ pub struct ClusterConfig {
     /// Negative control: the driver sends granted votes before the term and
     /// vote are saved.
     pub unsafe_vote_before_save: bool,
+    /// Check durability promises as they are made: a message promising
+    /// durable state against what a crash would leave when it is sent, and
+    /// a leader's commit against the durable copies. Off, a broken promise
+    /// runs on until it shows as lost writes or two leaders in a term.
+    pub check_durable_promises: bool,
     /// Negative control: recovery cuts damaged lines that may have been
     /// synced as if they were a torn tail (no vote floor).
     pub unsafe_cut_damaged_tail: bool,
@@ -211,6 +216,7 @@ impl ClusterConfig {
             inline_follower_persist: false,
             unsafe_ack_before_sync: false,
             unsafe_vote_before_save: false,
+            check_durable_promises: true,
             unsafe_cut_damaged_tail: false,
             unsafe_config_from_flags: false,
         }
@@ -266,25 +272,6 @@ pub enum Fate {
 
 /// Sees every message a node sends (real time in ns, message).
 pub type MessageFilter = Box<dyn FnMut(u64, &Message) -> Fate>;
-
-/// A successful answer a node gave a client: a read served or a write
-/// acknowledged.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Served {
-    pub real_ns: u64,
-    pub node: NodeId,
-    pub term: Term,
-    pub what: ServedKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServedKind {
-    /// Read answered from the lease at once.
-    LeaseRead,
-    /// Read answered after a ReadIndex round or the new leader's wait.
-    ReadIndex,
-    Write,
-}
 
 /// An election won: (real ns, node, term).
 pub type Election = (u64, NodeId, Term);
@@ -369,6 +356,13 @@ pub struct MixCounts {
     pub wrong_flags_refused: u64,
     /// Readies a follower persisted in line (blocking its inputs).
     pub inline_persists: u64,
+    /// Storage steps that wrote a group of Readies, and the Readies in
+    /// them (group commit).
+    pub storage_groups: u64,
+    pub grouped_readies: u64,
+    /// Readies queued while the node's storage thread was busy (a step in
+    /// flight): the core moved on while an fsync ran.
+    pub queued_behind_fsync: u64,
 }
 
 pub(crate) struct SimNode {
@@ -714,6 +708,7 @@ impl Cluster {
         let mut host = SimHost {
             id: n.id,
             now,
+            check_promises: self.cfg.check_durable_promises,
             disk: &mut n.disk,
             out: Vec::new(),
         };
@@ -750,7 +745,12 @@ impl Cluster {
                         self.conf_results.push((id, r));
                     }
                 }
-                Out::Kick => self.kick(i),
+                Out::Kick => {
+                    if self.nodes[i].disk.busy {
+                        self.counts.queued_behind_fsync += 1;
+                    }
+                    self.kick(i)
+                }
                 Out::Stall => {
                     let latency = self.fsync_latency();
                     self.nodes[i].stalled_until_ns = self.now_ns + latency;
@@ -813,6 +813,10 @@ impl Cluster {
             self.nodes[i].disk.busy = false;
             return;
         };
+        if step.readies() > 0 {
+            self.counts.storage_groups += 1;
+            self.counts.grouped_readies += step.readies() as u64;
+        }
         for bg in background {
             let job = bg.prepare::<MemStorage>();
             let delay = self.rng.range(0, 20_000_000);
@@ -1218,6 +1222,14 @@ impl Cluster {
         }
     }
 
+    /// Whether node `id`'s storage thread is in the middle of a step that
+    /// syncs (written, fsync not yet complete): a crash now loses what it
+    /// appended.
+    pub fn fsync_in_flight(&self, id: NodeId) -> bool {
+        let n = &self.nodes[self.pos(id)];
+        n.raft.is_some() && n.disk.step.as_ref().is_some_and(|s| s.syncs())
+    }
+
     /// Node `id`'s durable log (after a crash: what a restart finds): the
     /// entries after the snapshot, the snapshot index and the saved commit
     /// index.
@@ -1546,26 +1558,5 @@ impl Cluster {
         if self.violation.is_none() {
             self.violation = Some(what);
         }
-    }
-}
-
-/// The last index a crash would leave in `st` (snapshot and synced log).
-pub(crate) fn durable_last(st: &MemStorage) -> LogIndex {
-    st.durable_last_index()
-}
-
-/// The entry at `index` in `st`'s log as the node sees it, if held.
-pub(crate) fn stored_entry(st: &MemStorage, index: LogIndex) -> Option<Entry> {
-    if index < st.first_index() || index > st.last_index() {
-        return None;
-    }
-    st.entries(index, index).ok()?.pop()
-}
-
-/// Entries of `e`'s payload that are configurations.
-pub(crate) fn config_of(e: &Entry) -> Option<&Membership> {
-    match &e.payload {
-        EntryPayload::Config(m) => Some(m),
-        _ => None,
     }
 }

@@ -14,14 +14,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use raftkv_core::{
-    ConfChangeResult, Entry, Event, LogIndex, Message, MessageBody, MonoTime, NodeId, RaftNode,
-    Ready, Snapshot, Term,
+    ConfChangeResult, Entry, EntryPayload, Event, LogIndex, Membership, Message, MessageBody,
+    MonoTime, NodeId, RaftNode, Ready, Snapshot, Term,
 };
 use raftkv_driver::{Host, Job, Reply, Step, StorageWorker, Waiters};
 use raftkv_storage::{MemStorage, Storage};
 
-use crate::client::Resp;
-use crate::cluster::{config_of, durable_last, ServedKind};
+use crate::client::{Resp, ServedKind};
 
 /// A node's disk: the storage worker and the step it is running (written,
 /// waiting for its fsync).
@@ -127,6 +126,8 @@ pub(crate) struct Observed {
 pub(crate) struct SimHost<'a> {
     pub(crate) id: NodeId,
     pub(crate) now: MonoTime,
+    /// See `ClusterConfig::check_durable_promises`.
+    pub(crate) check_promises: bool,
     pub(crate) disk: &'a mut SimDisk,
     pub(crate) out: Vec<Out>,
 }
@@ -136,7 +137,8 @@ impl Host for SimHost<'_> {
         self.now
     }
     fn send(&mut self, msg: Message) {
-        if let Some(p) = durable_promise_broken(self.disk.storage(), &msg) {
+        let broken = || durable_promise_broken(self.disk.storage(), &msg);
+        if let Some(p) = self.check_promises.then(broken).flatten() {
             self.out.push(Out::Violation(format!(
                 "persist before send: node {} sent {p}",
                 self.id
@@ -229,6 +231,27 @@ pub(crate) fn durable_promise_broken(st: &MemStorage, m: &Message) -> Option<Str
                 )
             })
         }
+        _ => None,
+    }
+}
+
+/// The last index a crash would leave in `st` (snapshot and synced log).
+pub(crate) fn durable_last(st: &MemStorage) -> LogIndex {
+    st.durable_last_index()
+}
+
+/// The entry at `index` in `st`'s log as the node sees it, if held.
+pub(crate) fn stored_entry(st: &MemStorage, index: LogIndex) -> Option<Entry> {
+    if index < st.first_index() || index > st.last_index() {
+        return None;
+    }
+    st.entries(index, index).ok()?.pop()
+}
+
+/// Entries of `e`'s payload that are configurations.
+pub(crate) fn config_of(e: &Entry) -> Option<&Membership> {
+    match &e.payload {
+        EntryPayload::Config(m) => Some(m),
         _ => None,
     }
 }

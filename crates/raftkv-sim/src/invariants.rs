@@ -55,7 +55,9 @@ use raftkv_core::{Entry, EntryPayload, LogIndex, Membership, NodeId, Role, Snaps
 
 use raftkv_storage::Storage;
 
-use crate::cluster::{config_of, stored_entry, Cluster, ServedKind};
+use crate::client::ServedKind;
+use crate::cluster::Cluster;
+use crate::driver_host::{config_of, stored_entry};
 use crate::rng::Fnv64;
 
 impl Cluster {
@@ -204,6 +206,9 @@ impl Cluster {
     /// Commit counting (see the module docs), at leader `i` whose commit
     /// index just moved to `commit`.
     pub(crate) fn check_commit_quorum(&mut self, i: usize, commit: LogIndex) {
+        if !self.cfg.check_durable_promises {
+            return;
+        }
         let raft = self.nodes[i].raft.as_ref().expect("up");
         let Some(term) = raft.log().term(commit) else {
             return;

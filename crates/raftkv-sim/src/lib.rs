@@ -20,6 +20,7 @@
 //! - [`invariants`]: the safety properties checked while running.
 
 mod client;
+mod client_calls;
 pub mod clock;
 mod cluster;
 mod driver_host;
@@ -29,10 +30,9 @@ mod run;
 pub mod sweep;
 pub mod trace;
 
-pub use client::{ClientHandle, Workload};
+pub use client::{ClientHandle, Served, ServedKind, Workload};
 pub use clock::{Clock, RATE_EXACT_PPM};
 pub use cluster::{
     ClientConfig, Cluster, ClusterConfig, Election, Fate, MessageFilter, MixCounts, NetConfig,
-    Served, ServedKind,
 };
 pub use run::{run_seed, RunOptions, RunReport};

@@ -64,6 +64,9 @@ pub struct RunOptions {
     /// Negative control: the driver sends granted votes before the term
     /// and vote they depend on are saved.
     pub vote_before_save: bool,
+    /// The live durability checks (persist before send, commit counting).
+    /// Off, a broken promise is left to show as a lost write or two leaders.
+    pub durability_checks: bool,
     pub trace: bool,
     /// Simulated time with faults and workload.
     pub safety_duration: Duration,
@@ -89,6 +92,7 @@ impl RunOptions {
             ignore_vote_floor: false,
             ack_before_sync: false,
             vote_before_save: false,
+            durability_checks: true,
             trace: false,
             safety_duration: Duration::from_secs(20),
             liveness_bound: Duration::from_secs(10),
@@ -213,6 +217,7 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     cfg.inline_follower_persist = rng.below(2) == 0;
     cfg.unsafe_ack_before_sync = opts.ack_before_sync;
     cfg.unsafe_vote_before_save = opts.vote_before_save;
+    cfg.check_durable_promises = opts.durability_checks;
     cfg
 }
 
@@ -536,12 +541,19 @@ fn advance_lease_trap(c: &mut Cluster, t: LeaseTrap, rng: &mut SimRng) -> Option
 /// the newest writes reach only a bare majority, whose copies then go down
 /// with one of them coming back with its last entry damaged, next to the
 /// minority that never had them.
+///
+/// Half the time the copies go down instead at an instant when a follower
+/// among them has an fsync running (`mid_fsync`), and the followers come
+/// back at once while the leader stays down: what that follower appended
+/// and had not synced is lost, so if it had acknowledged it (a driver that
+/// sends before the fsync), a leader elected without it loses a write.
 enum StorageTrap {
     /// Step 1 done: a largest minority of the leader's voters is cut off;
     /// writes commit on the rest.
     Cut {
         leader: NodeId,
         minority: Vec<NodeId>,
+        mid_fsync: bool,
     },
     /// Step 2 done: the rest crashed; one of them restarted with its last
     /// synced entry damaged, the network healed. These stay down a gap.
@@ -570,12 +582,17 @@ fn start_storage_trap(c: &mut Cluster, rng: &mut SimRng) -> Option<StorageTrap> 
     Some(StorageTrap::Cut {
         leader,
         minority: followers,
+        mid_fsync: rng.below(2) == 0,
     })
 }
 
 fn advance_storage_trap(c: &mut Cluster, t: StorageTrap, rng: &mut SimRng) -> Option<StorageTrap> {
     match t {
-        StorageTrap::Cut { leader, minority } => {
+        StorageTrap::Cut {
+            leader,
+            minority,
+            mid_fsync,
+        } => {
             let Some(m) = c.membership(leader) else {
                 c.heal();
                 return None;
@@ -586,6 +603,25 @@ fn advance_storage_trap(c: &mut Cluster, t: StorageTrap, rng: &mut SimRng) -> Op
                 .copied()
                 .filter(|v| !minority.contains(v))
                 .collect();
+            if mid_fsync {
+                let followers: Vec<NodeId> =
+                    holders.iter().copied().filter(|&h| h != leader).collect();
+                let caught = c.run_until(Duration::from_millis(300), |c| {
+                    followers.iter().any(|&f| c.fsync_in_flight(f))
+                });
+                for &h in &holders {
+                    c.crash(h);
+                }
+                c.heal();
+                c.note(&format!(
+                    "fault: storage trap sprung mid-fsync ({}): {holders:?} crashed, all but n{leader} back",
+                    if caught { "caught" } else { "none in flight" }
+                ));
+                for &f in &followers {
+                    c.restart(f);
+                }
+                return Some(StorageTrap::Sprung { down: vec![leader] });
+            }
             for &h in &holders {
                 c.crash(h);
             }

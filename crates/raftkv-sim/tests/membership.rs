@@ -268,7 +268,10 @@ fn snapshot_install_survives_a_crash_half_way() {
     // The follower may have compacted its own short log (in the
     // background, so maybe since the heal); the leader's snapshot is not in.
     let sent = c.raft(l).unwrap().snapshot_index();
-    assert!(c.raft(f).unwrap().snapshot_index() < sent, "installed early");
+    assert!(
+        c.raft(f).unwrap().snapshot_index() < sent,
+        "installed early"
+    );
     c.crash(f);
     c.run_for(ms(1000));
     c.restart(f);

@@ -74,6 +74,11 @@ struct Args {
     /// exclusion), leaving lease bugs to the linearizability checker.
     #[arg(long)]
     no_lease_invariants: bool,
+    /// Turn off the live durability checks (persist before send, commit
+    /// counting), leaving broken promises to show as lost writes or two
+    /// leaders in a term.
+    #[arg(long)]
+    no_durability_checks: bool,
     /// Simulated seconds of the safety phase (faults and workload) per seed.
     #[arg(long, default_value_t = 20)]
     safety_s: u64,
@@ -101,6 +106,7 @@ fn main() -> Result<ExitCode> {
     opts.membership_mix = !args.no_membership_mix;
     opts.check_catch_up = !args.no_catch_up_check;
     opts.lease_invariants = !args.no_lease_invariants;
+    opts.durability_checks = !args.no_durability_checks;
     // Panics inside a run are caught and reported as that seed's failure.
     std::panic::set_hook(Box::new(|_| {}));
     match (args.seeds, args.seed) {
@@ -146,6 +152,10 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.repairs_finished += k.repairs_finished;
         total.wrong_flag_restarts += k.wrong_flag_restarts;
         total.wrong_flags_refused += k.wrong_flags_refused;
+        total.inline_persists += k.inline_persists;
+        total.storage_groups += k.storage_groups;
+        total.grouped_readies += k.grouped_readies;
+        total.queued_behind_fsync += k.queued_behind_fsync;
         with_conf += u64::from(k.conf_committed > 0);
         with_install += u64::from(k.snapshots_installed > 0);
         with_transfer += u64::from(k.transfers_done > 0);
@@ -168,6 +178,13 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.repairs_finished,
         total.wrong_flag_restarts,
         total.wrong_flags_refused,
+    );
+    eprintln!(
+        "driver: {} storage groups written ({:.2} Readies each), {} Readies queued behind a running fsync, {} persisted in line by followers",
+        total.storage_groups,
+        total.grouped_readies as f64 / total.storage_groups.max(1) as f64,
+        total.queued_behind_fsync,
+        total.inline_persists,
     );
     if let Some(worst) = reports
         .iter()
