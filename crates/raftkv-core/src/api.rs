@@ -14,7 +14,8 @@ use crate::types::{
 /// Everything the driver must do after feeding inputs to the core, in this
 /// order:
 /// 1. send `messages` (they may go at once, even before step 2 finishes:
-///    the leader's own AppendEntries do not depend on its local fsync);
+///    the leader's own AppendEntries do not depend on its local fsync, and
+///    pre-vote replies, granted or not, promise nothing);
 /// 2. save `snapshots`, in order (see [`SnapshotWrite`] for what each does to
 ///    the log), then append `entries` to the log (an entry whose index is
 ///    already in the log replaces it and everything after it) and write

@@ -543,8 +543,9 @@ fn advance_lease_trap(c: &mut Cluster, t: LeaseTrap, rng: &mut SimRng) -> Option
 /// The schedule that protocol-aware recovery exists for (case 2 of issue
 /// 8, `crates/raftkv/tests/edges.rs`), in three steps a fault gap apart:
 /// the newest writes reach only a bare majority, whose copies then go down
-/// with one of them coming back with its last entry damaged, next to the
-/// minority that never had them.
+/// with one of them coming back with a flipped byte in the first of them
+/// (the log cut there, under a vote floor), next to the minority that never
+/// had them.
 ///
 /// Half the time the copies go down instead at an instant when a follower
 /// among them has an fsync running (`mid_fsync`), and the followers come
@@ -559,8 +560,9 @@ enum StorageTrap {
         minority: Vec<NodeId>,
         mid_fsync: bool,
     },
-    /// Step 2 done: the rest crashed; one of them restarted with its last
-    /// synced entry damaged, the network healed. These stay down a gap.
+    /// Step 2 done: the rest crashed; one of them restarted with the first
+    /// synced entry the minority lacks damaged, the network healed. These
+    /// stay down a gap.
     Sprung { down: Vec<NodeId> },
 }
 
@@ -632,10 +634,25 @@ fn advance_storage_trap(c: &mut Cluster, t: StorageTrap, rng: &mut SimRng) -> Op
             c.heal();
             shuffle(&mut holders, rng);
             let damaged = holders.iter().copied().find(|&h| h != leader)?;
+            // The byte flipped is in the first entry the minority never had
+            // (as in case 2, where that entry is the write W): recovery cuts
+            // the log there, so only the vote floor keeps the repairing node
+            // from electing a minority node without the newest writes.
+            let minority_last = minority
+                .iter()
+                .map(|&m| {
+                    let (entries, snap, _) = c.durable_summary(m);
+                    snap.0 + entries as u64
+                })
+                .max()
+                .unwrap_or(0);
+            let (entries, snap, _) = c.durable_summary(damaged);
+            let beyond = (snap.0 + entries as u64).saturating_sub(minority_last) as usize;
+            let back = beyond.clamp(1, entries.max(1)) - 1;
             c.note(&format!(
-                "fault: storage trap sprung: n{damaged} back with its last entry damaged"
+                "fault: storage trap sprung: n{damaged} back with a flipped byte {back} entries before its last"
             ));
-            c.restart_with(damaged, Some(DiskFault::Flip { back: 0 }), None);
+            c.restart_with(damaged, Some(DiskFault::Flip { back }), None);
             holders.retain(|&h| h != damaged);
             Some(StorageTrap::Sprung { down: holders })
         }

@@ -215,10 +215,11 @@ fn restarted_voter_without_rule_3_reports_nothing() {
 }
 
 /// The crafted scenario for rules 3 and 5. Five nodes; C and D lost the
-/// leader L long ago (their pre-votes fail: A and B still hear L). Just
-/// before C's next pre-vote, L is cut off (clients still reach it) and A and
-/// B crash and restart at once: they forgot hearing L, so they grant C's
-/// votes, and C leads while L's lease (acknowledged by A and B) still runs.
+/// leader L long ago (their pre-votes fail: A and B still hear L), and only
+/// C campaigns. Just before C's next pre-vote, L is cut off (clients still
+/// reach it) and A and B crash and restart at once: they forgot hearing L,
+/// so they grant C's votes, and C leads while L's lease (acknowledged by A
+/// and B) still runs.
 /// Only the restart lease (rule 3) reported in the votes and the new
 /// leader's wait (rule 5) keep C from acknowledging a write that L's lease
 /// reads then miss.
@@ -251,16 +252,34 @@ fn restart_scenario_with(knobs: UnsafeTestKnobs, seed: u64, lease_check: bool) -
     let prevotes: Rc<RefCell<Vec<u64>>> = Rc::default();
     {
         let p = prevotes.clone();
+        // C is the only candidate: D's vote requests are dropped (D timing
+        // out with C would split the vote and push C's election past L's
+        // lease, with nothing left to catch).
         c.set_filter(Some(Box::new(move |now, m| {
+            if !matches!(&m.body, MessageBody::RequestVote(_)) {
+                return Fate::Deliver;
+            }
+            if m.from == dd {
+                return Fate::Drop;
+            }
             if m.from == cc && matches!(&m.body, MessageBody::RequestVote(r) if r.pre_vote) {
                 p.borrow_mut().push(now);
             }
             Fate::Deliver
         })));
     }
-    // Let C fail a pre-vote or two, then strike 450 ms after its latest.
-    c.run_for(ms(1500));
-    let p = *prevotes.borrow().last().expect("C campaigned");
+    // Let C fail a pre-vote or two, then wait, a millisecond at a time, for
+    // its next one and strike 450 ms after it: its next pre-vote after that
+    // is one election timeout (500 to 550 ms) away, whatever the seed.
+    c.run_for(ms(1000));
+    let failed = prevotes.borrow().len();
+    assert!(failed > 0, "C campaigned and failed");
+    let deadline = c.now_ns() + 1_000_000_000;
+    while prevotes.borrow().len() == failed {
+        assert!(c.now_ns() < deadline, "C stopped campaigning");
+        c.run_for(ms(1));
+    }
+    let p = *prevotes.borrow().last().unwrap();
     let strike = p + 450_000_000;
     assert!(strike > c.now_ns(), "C's latest pre-vote was too long ago");
     c.run_for(Duration::from_nanos(strike - c.now_ns()));

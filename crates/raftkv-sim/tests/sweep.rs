@@ -222,7 +222,9 @@ fn cutting_a_damaged_synced_tail_is_caught_by_the_sweep() {
     first_failure_replays(&opts, seeds_from_env(300), LOST_WRITE);
 }
 
-/// A repairing node that votes as if its log were whole.
+/// A repairing node that votes as if its log were whole. The storage trap
+/// damages the first entry the cut-off minority lacks, so about 5 seeds in
+/// 100 fail (153 of 3000 in the release sweep).
 #[test]
 fn ignoring_the_vote_floor_is_caught_by_the_sweep() {
     let mut opts = RunOptions::new(0);

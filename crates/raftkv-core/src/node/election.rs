@@ -94,6 +94,7 @@ impl RaftNode {
             unreachable!()
         };
         let (pre_vote, candidate) = (req.pre_vote, msg.from);
+        let hard_state_before = self.current_hard_state();
         // A pre-vote is for the term after the candidate's: granting one for a
         // term this node is already in would only help a node that lags.
         let deny = if msg.term < self.term || (pre_vote && msg.term == self.term) {
@@ -158,16 +159,25 @@ impl RaftNode {
             },
         };
         self.events.push(event);
-        let body = RequestVoteResponse {
+        let body = MessageBody::RequestVoteResponse(RequestVoteResponse {
             pre_vote,
             granted,
             lease_remaining: self.lease_remaining(),
-        };
-        self.respond(
-            candidate,
-            reply_term,
-            MessageBody::RequestVoteResponse(body),
-        );
+        });
+        if pre_vote {
+            // A pre-vote reply promises nothing: this node recorded no vote
+            // and kept its term, so the reply need not wait for its disk
+            // (the real vote that may follow does).
+            assert_eq!(
+                self.current_hard_state(),
+                hard_state_before,
+                "node {}: a pre-vote changed durable state",
+                self.cfg.id
+            );
+            self.reply_to_pre_vote(candidate, reply_term, body);
+        } else {
+            self.respond(candidate, reply_term, body);
+        }
     }
 
     pub(super) fn handle_vote_response(&mut self, msg: Message) {
@@ -277,7 +287,8 @@ impl RaftNode {
             next_heartbeat: now,
             lease_held: false,
             replicate_pending: true,
-            heartbeat_pending: false,
+            heartbeat_pending: None,
+            heartbeat_batched_at: None,
             transfer: None,
             pending_conf: None,
         });
@@ -309,5 +320,49 @@ impl RaftNode {
             .collect();
         heard.push(self.cfg.id);
         self.membership().has_quorum(&heard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::node::Restored;
+    use crate::types::MonoTime;
+
+    fn vote_request(from: u64, term: u64, pre_vote: bool) -> Message {
+        Message {
+            from: NodeId(from),
+            to: NodeId(3),
+            term: Term(term),
+            body: MessageBody::RequestVote(RequestVote {
+                pre_vote,
+                transfer: false,
+                last_log_index: LogIndex::ZERO,
+                last_log_term: Term(0),
+            }),
+        }
+    }
+
+    /// A granted vote waits for the sync of the vote it records; a granted
+    /// pre-vote in the same batch records nothing and goes at once.
+    #[test]
+    fn a_pre_vote_reply_never_waits_for_the_disk() {
+        let cfg = Config::new(NodeId(3), vec![NodeId(1), NodeId(2), NodeId(3)]);
+        let mut node = RaftNode::new(cfg, Restored::default(), MonoTime::ZERO, 3).unwrap();
+        let now = MonoTime::ZERO;
+        node.step(now, vote_request(2, 1, false));
+        node.step(now, vote_request(1, 2, true));
+        assert_eq!((node.term, node.voted_for), (Term(1), Some(NodeId(2))));
+        let rd = node.ready();
+        assert!(rd.must_sync, "the vote is durable before its reply goes");
+        let reply = |msgs: &[Message], pre_vote: bool| {
+            msgs.iter().any(|m| {
+                matches!(&m.body, MessageBody::RequestVoteResponse(r)
+                    if r.pre_vote == pre_vote && r.granted)
+            })
+        };
+        assert!(reply(&rd.persisted_messages, false) && !reply(&rd.messages, false));
+        assert!(reply(&rd.messages, true) && !reply(&rd.persisted_messages, true));
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! A read is served from memory, with no message, when the lease holds
 //! (rule 7). Otherwise it waits for a ReadIndex round: the leader notes the
-//! commit index and the time the read arrived, heartbeats, and serves once a
-//! majority has acknowledged a heartbeat sent after that time. Either way
-//! nothing is served before the new leader's wait ends (rule 5) or before its
-//! no-op commits (rule 6). Entries apply synchronously at commit, so "applied
-//! reaches the read's commit index" is "commit reaches it".
+//! commit index and the time the read arrived, heartbeats (or lets the read
+//! ride on a tick's heartbeat of the same batch, sent at or after it), and
+//! serves once a majority has acknowledged a heartbeat sent at or after that
+//! time. Either way nothing is served before the new leader's wait ends
+//! (rule 5) or before its no-op commits (rule 6). Entries apply
+//! synchronously at commit, so "applied reaches the read's commit index" is
+//! "commit reaches it".
 
 use std::time::Duration;
 
@@ -107,7 +109,7 @@ impl RaftNode {
             });
         }
         let read_index = self.log.commit().max(ls.noop_index);
-        ls.heartbeat_pending = true;
+        ls.heartbeat_pending = Some(self.now);
         self.pending_reads.push_back(PendingRead {
             id,
             key,
@@ -211,5 +213,95 @@ impl RaftNode {
             wait_remaining,
             protecting: self.lease_until.saturating_since(now),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::Ready;
+    use crate::message::MessageBody;
+    use crate::testkit::InstantCluster;
+    use crate::types::NodeId;
+
+    /// A leader of three with lease reads off (every read takes a ReadIndex
+    /// round), past its wait and its no-op; its index and next heartbeat.
+    fn leader_without_lease_reads() -> (InstantCluster, usize, MonoTime) {
+        let mut c = InstantCluster::with_config(3, |cfg| cfg.lease_reads = false);
+        c.run(Duration::from_secs(3));
+        let l = c.leader().expect("a leader");
+        let RoleState::Leader(ls) = &c.nodes[l].role else {
+            unreachable!()
+        };
+        assert!(c.now >= ls.wait_until && c.nodes[l].log.commit() >= ls.noop_index);
+        let due = ls.next_heartbeat;
+        (c, l, due)
+    }
+
+    /// The send times of the heartbeats in `rd`, by peer.
+    fn heartbeats(rd: &Ready) -> BTreeMap<NodeId, Vec<MonoTime>> {
+        let mut by_peer: BTreeMap<NodeId, Vec<MonoTime>> = BTreeMap::new();
+        for m in &rd.messages {
+            if let MessageBody::AppendEntries(a) = &m.body {
+                if a.entries.is_empty() {
+                    by_peer.entry(m.to).or_default().push(a.send_time);
+                }
+            }
+        }
+        by_peer
+    }
+
+    /// Hand the leader's Ready to the others, then let the cluster settle:
+    /// whether read `id` was served.
+    fn deliver_and_serve(c: &mut InstantCluster, rd: Ready, id: ReadId) -> bool {
+        let now = c.now;
+        for m in rd.messages {
+            let to = (m.to.0 - 1) as usize;
+            c.nodes[to].step(now, m);
+        }
+        c.drain();
+        c.reads.iter().any(|r| r.id == id && r.outcome.is_ok())
+    }
+
+    #[test]
+    fn a_read_at_a_due_heartbeat_rides_on_it() {
+        for read_first in [false, true] {
+            let (mut c, l, due) = leader_without_lease_reads();
+            c.now = due;
+            if read_first {
+                let pending = c.nodes[l].read(due, ReadId(1), "k".into());
+                assert_eq!(pending, Ok(ReadNow::Pending));
+                c.nodes[l].tick(due);
+            } else {
+                c.nodes[l].tick(due);
+                let pending = c.nodes[l].read(due, ReadId(1), "k".into());
+                assert_eq!(pending, Ok(ReadNow::Pending));
+            }
+            let rd = c.nodes[l].ready();
+            let sent = heartbeats(&rd);
+            assert_eq!(sent.len(), 2, "read first: {read_first}");
+            assert!(sent.values().all(|t| t == &[due]), "{sent:?}");
+            assert!(deliver_and_serve(&mut c, rd, ReadId(1)));
+        }
+    }
+
+    /// A heartbeat of the batch sent before the read arrived cannot confirm
+    /// it: the read's round gets a heartbeat of its own.
+    #[test]
+    fn a_read_after_the_batched_heartbeat_gets_its_own() {
+        let (mut c, l, due) = leader_without_lease_reads();
+        let later = due + Duration::from_millis(1);
+        c.nodes[l].tick(due);
+        c.now = later;
+        let pending = c.nodes[l].read(later, ReadId(1), "k".into());
+        assert_eq!(pending, Ok(ReadNow::Pending));
+        let rd = c.nodes[l].ready();
+        let sent = heartbeats(&rd);
+        assert_eq!(sent.len(), 2);
+        assert!(sent.values().all(|t| t == &[due, later]), "{sent:?}");
+        assert!(deliver_and_serve(&mut c, rd, ReadId(1)));
     }
 }

@@ -105,8 +105,13 @@ struct LeaderState {
     lease_held: bool,
     /// New entries to replicate at the next `ready()`.
     replicate_pending: bool,
-    /// A ReadIndex round asked for a heartbeat at the next `ready()`.
-    heartbeat_pending: bool,
+    /// A ReadIndex round asked for a heartbeat at the next `ready()`: when
+    /// the latest read that asked arrived.
+    heartbeat_pending: Option<MonoTime>,
+    /// When a heartbeat last went to every peer since the last `ready()`
+    /// (its messages still wait in this batch). One sent at or after a
+    /// read arrived serves that read's round (see `flush_leader_sends`).
+    heartbeat_batched_at: Option<MonoTime>,
     /// A leadership transfer in progress (lease reads and writes paused).
     transfer: Option<Transfer>,
     /// The membership change proposed here and not yet committed.
@@ -167,7 +172,11 @@ pub struct RaftNode {
 
     // Outputs gathered for the next `Ready`.
     requests_out: Vec<Message>,
+    /// Replies that promise durability (a vote, an acknowledged entry).
     responses_out: Vec<Message>,
+    /// Pre-vote replies, granted or not: they promise nothing (granting one
+    /// records no vote and moves no term), so they never wait for a sync.
+    pre_vote_replies_out: Vec<Message>,
     write_results: Vec<WriteResult>,
     read_results: Vec<ReadResult>,
     conf_change_results: Vec<ConfChangeResult>,
@@ -252,6 +261,7 @@ impl RaftNode {
             pending_reads: VecDeque::new(),
             requests_out: Vec::new(),
             responses_out: Vec::new(),
+            pre_vote_replies_out: Vec::new(),
             write_results: Vec::new(),
             read_results: Vec::new(),
             conf_change_results: Vec::new(),
@@ -489,11 +499,12 @@ impl RaftNode {
             || self.current_hard_state() != self.emitted_hard_state
             || !self.requests_out.is_empty()
             || !self.responses_out.is_empty()
+            || !self.pre_vote_replies_out.is_empty()
             || !self.write_results.is_empty()
             || !self.read_results.is_empty()
             || !self.events.is_empty()
             || matches!(&self.role, RoleState::Leader(ls)
-                if ls.replicate_pending || ls.heartbeat_pending)
+                if ls.replicate_pending || ls.heartbeat_pending.is_some())
     }
 
     /// Everything to do now; see [`Ready`] for the order.
@@ -510,14 +521,16 @@ impl RaftNode {
         let must_sync = term_or_vote_changed || !entries.is_empty() || !snapshots.is_empty();
         // Responses promise durability (a vote, an acknowledged entry), so
         // they always wait for the driver's sync; requests wait only when
-        // this node's own term or vote is not yet durable.
+        // this node's own term or vote is not yet durable. Pre-vote replies
+        // promise nothing and never wait.
         let mut persisted_messages = std::mem::take(&mut self.responses_out);
-        let messages = if term_or_vote_changed {
+        let mut messages = if term_or_vote_changed {
             persisted_messages.append(&mut self.requests_out);
             Vec::new()
         } else {
             std::mem::take(&mut self.requests_out)
         };
+        messages.append(&mut self.pre_vote_replies_out);
         Ready {
             hard_state,
             must_sync,
@@ -672,6 +685,17 @@ impl RaftNode {
 
     fn respond(&mut self, to: NodeId, term: Term, body: MessageBody) {
         self.responses_out.push(Message {
+            from: self.cfg.id,
+            to,
+            term,
+            body,
+        });
+    }
+
+    /// A pre-vote reply: it goes out with the next `Ready::messages`, never
+    /// behind a sync (see `handle_vote_request`).
+    fn reply_to_pre_vote(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        self.pre_vote_replies_out.push(Message {
             from: self.cfg.id,
             to,
             term,

@@ -226,18 +226,36 @@ impl RaftNode {
             let peer = self.peers[i];
             self.send_append(peer, heartbeat);
         }
+        let now = self.now;
+        if let (true, RoleState::Leader(ls)) = (heartbeat, &mut self.role) {
+            ls.heartbeat_batched_at = Some(now);
+        }
     }
 
     /// Called by `ready()`: replicate what proposals added, and heartbeat
-    /// for pending ReadIndex rounds, once per batch.
+    /// for pending ReadIndex rounds, once per batch and at most once per
+    /// peer.
+    ///
+    /// The round a read waits for is a majority acknowledging a heartbeat
+    /// sent at or after its `requested_at` (`complete_reads`). A heartbeat
+    /// already in this batch (a tick's) sent at or after the latest read
+    /// that asked is such a heartbeat for every read that asked since the
+    /// last `ready()`, and it leaves with this `Ready`, after those reads
+    /// arrived: sending another beside it would only double the acks.
     pub(super) fn flush_leader_sends(&mut self) {
         let RoleState::Leader(ls) = &mut self.role else {
             return;
         };
-        let heartbeat = std::mem::take(&mut ls.heartbeat_pending);
+        let asked_at = ls.heartbeat_pending.take();
+        let batched_at = ls.heartbeat_batched_at.take();
+        let heartbeat = asked_at.is_some_and(|asked| batched_at.is_none_or(|sent| sent < asked));
         let replicate = std::mem::take(&mut ls.replicate_pending);
         if heartbeat || replicate {
             self.broadcast_append(heartbeat);
+        }
+        // The next batch starts with no heartbeat in it.
+        if let RoleState::Leader(ls) = &mut self.role {
+            ls.heartbeat_batched_at = None;
         }
     }
 

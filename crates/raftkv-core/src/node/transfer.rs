@@ -68,8 +68,12 @@ impl RaftNode {
             deadline,
             timeout_now_sent: false,
         });
+        // Lease reads stop now (rule 10), and `TransferStarted` says so: the
+        // lease is marked not held here, so the checks below do not also
+        // report a renewal failure that did not happen. If the transfer is
+        // abandoned, the next check reports the lease acquired again.
+        ls.lease_held = false;
         self.events.push(Event::TransferStarted { to: target });
-        // Lease reads stop now (rule 10): report it like any lease change.
         self.leader_progress_checks();
         self.maybe_send_timeout_now(target);
         self.send_append(target, false);
