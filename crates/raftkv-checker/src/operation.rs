@@ -51,6 +51,33 @@ pub struct Operation {
     pub return_ns: u64,
 }
 
+impl Operation {
+    /// A GET that may be stale by at most `max_staleness_ns` (a
+    /// bounded-staleness read), checked as what it promises: it returns the
+    /// state at some instant between `max_staleness_ns` before its call and
+    /// its return, which is a linearizable GET called that much earlier.
+    /// Its value must be one a linearizable read could have returned in
+    /// that wider interval, and no older.
+    pub fn bounded_read(
+        id: u64,
+        client: u64,
+        key: String,
+        value: Option<String>,
+        call_ns: u64,
+        return_ns: u64,
+        max_staleness_ns: u64,
+    ) -> Operation {
+        Operation {
+            id,
+            client,
+            input: Input::Get { key },
+            output: Output::Value(value),
+            call_ns: call_ns.saturating_sub(max_staleness_ns),
+            return_ns,
+        }
+    }
+}
+
 impl fmt::Display for Input {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -333,3 +333,31 @@ fn check_panics_on_malformed_history() {
     h.get(1, "k", None, 10, 5);
     check(&h.ops, Budget::default());
 }
+
+// ---- bounded-staleness reads ----
+
+/// A value overwritten 30 ns before the read's call: stale, so not
+/// linearizable as a plain read, but within a 50 ns bound and past a 20 ns
+/// one.
+#[test]
+fn a_bounded_read_may_be_stale_by_its_bound_and_no_more() {
+    use raftkv_checker::{Input, Operation, Output};
+    let history = |bound: u64| {
+        let w = |id: u64, value: &str, call_ns: u64, return_ns: u64| Operation {
+            id,
+            client: 1,
+            input: Input::Set {
+                key: "a".into(),
+                value: value.into(),
+            },
+            output: Output::Ok,
+            call_ns,
+            return_ns,
+        };
+        let read = Operation::bounded_read(3, 2, "a".into(), Some("1".into()), 100, 110, bound);
+        vec![w(1, "1", 0, 10), w(2, "2", 60, 70), read]
+    };
+    assert!(!check(&history(0), Budget::default()).is_linearizable());
+    assert!(!check(&history(20), Budget::default()).is_linearizable());
+    assert!(check(&history(50), Budget::default()).is_linearizable());
+}

@@ -55,8 +55,15 @@ impl Default for ClientOptions {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Consistency {
+    /// From the leader (under its lease or after a ReadIndex round), or
+    /// from a follower holding a read lease.
     Linearizable,
+    /// Whatever the node asked has applied.
     Stale,
+    /// Missing no write made visible more than this long before the call:
+    /// served by the first node asked when it can prove that, otherwise
+    /// redirected to the leader.
+    Bounded(Duration),
 }
 
 /// A successful answer, with the node that gave it.
@@ -249,6 +256,8 @@ impl Client {
         consistency: Consistency,
     ) -> Result<Answer<(Option<String>, StaleInfo)>, ClientError> {
         let follow_leader = consistency == Consistency::Linearizable;
+        // A bounded read goes first to the endpoints in their order (the
+        // nearest first) and follows the leader only when redirected.
         self.call(follow_leader, |mut kv| {
             let req = get_request(key, consistency);
             async move { kv.get(req).await.map(|r| r.into_inner()) }
@@ -831,13 +840,15 @@ fn timeout_error(after: Duration) -> ClientError {
 }
 
 fn get_request(key: &str, consistency: Consistency) -> pb::GetRequest {
-    let consistency = match consistency {
-        Consistency::Linearizable => pb::Consistency::Linearizable,
-        Consistency::Stale => pb::Consistency::Stale,
+    let (consistency, max_staleness) = match consistency {
+        Consistency::Linearizable => (pb::Consistency::Linearizable, Duration::ZERO),
+        Consistency::Stale => (pb::Consistency::Stale, Duration::ZERO),
+        Consistency::Bounded(bound) => (pb::Consistency::Bounded, bound),
     };
     pb::GetRequest {
         key: key.to_owned(),
         consistency: consistency as i32,
+        max_staleness_ms: u64::try_from(max_staleness.as_millis()).unwrap_or(u64::MAX),
     }
 }
 

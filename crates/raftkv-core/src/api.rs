@@ -190,6 +190,22 @@ pub enum ReadError {
     TooManyPendingReads { limit: usize },
     #[error("key of {len} bytes exceeds the limit of {limit}")]
     KeyTooLarge { len: usize, limit: usize },
+    /// A bounded-staleness read this node cannot prove fresh enough.
+    #[error(
+        "this node cannot prove its state is within {bound:?} of the leader's{}",
+        hint_text(*leader_hint)
+    )]
+    TooStale {
+        bound: Duration,
+        leader_hint: Option<NodeId>,
+    },
+}
+
+fn hint_text(leader: Option<NodeId>) -> String {
+    match leader {
+        Some(l) => format!(" (leader: node {l})"),
+        None => String::new(),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -430,6 +446,26 @@ pub struct LeaseStatus {
     pub wait_remaining: Duration,
     /// What this node protects for whoever leads (rule 1): `lease_until - now`.
     pub protecting: Duration,
+    /// Follower read leases (rules F1–F7).
+    pub read_lease: ReadLeaseStatus,
+}
+
+/// Follower read leases as one node sees them (docs/protocol.md, F1–F7).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadLeaseStatus {
+    /// This node asks for read leases (F7).
+    pub enabled: bool,
+    /// A follower: what remains of the read lease it holds (zero: none).
+    pub remaining: Duration,
+    /// A leader: the nodes whose guard has not passed, with the time left
+    /// on each (F3: commits wait for them).
+    pub holders: Vec<(NodeId, Duration)>,
+    /// A leader: how long, in all, commits this node could have made waited
+    /// for read lease holders (since it started).
+    pub write_wait: Duration,
+    /// The staleness bound this node can prove right now (None: it cannot
+    /// prove any; zero on a leader serving under its lease).
+    pub staleness: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -29,6 +29,14 @@ pub struct Config {
     /// that cannot be trusted even for rate). Followers still protect leases
     /// and new leaders still wait, so nodes may differ in this setting.
     pub lease_reads: bool,
+    /// Ask the leader for follower read leases (rules F1–F7 of
+    /// docs/protocol.md): answer linearizable reads from this node's own
+    /// state, with no message, while one holds. Every holder makes the
+    /// leader's writes wait until it has them, so this is off by default.
+    pub read_lease: bool,
+    /// `D_read`: the longest read lease a leader grants (F2). Used by the
+    /// leader; a follower takes what it is granted.
+    pub read_lease_duration: Duration,
     pub max_entries_per_append: usize,
     pub max_bytes_per_append: usize,
     /// AppendEntries messages in flight to one peer, and their bytes.
@@ -74,6 +82,16 @@ pub struct UnsafeTestKnobs {
     /// A node repairing a damaged log votes as if its log were whole
     /// (ignores the vote floor of `node/repair.rs`).
     pub ignore_vote_floor: bool,
+    /// F3 off: the leader commits without waiting for read lease holders.
+    pub ignore_read_lease_guards: bool,
+    /// F4 off: a holder answers a key that has a write of unknown fate in
+    /// its log.
+    pub serve_pending_keys: bool,
+    /// F5 off: a holder keeps its read lease when it sees a higher term.
+    pub keep_read_lease_across_terms: bool,
+    /// F2 off: the leader grants `D_read` whatever remains of its own lease,
+    /// and whether it holds one or not.
+    pub grant_beyond_leader_lease: bool,
 }
 
 impl Config {
@@ -88,6 +106,8 @@ impl Config {
             lease_duration: Duration::from_millis(400),
             clock_drift_bound_ppm: 10_000,
             lease_reads: true,
+            read_lease: false,
+            read_lease_duration: Duration::from_millis(400),
             max_entries_per_append: 512,
             max_bytes_per_append: 1 << 20,
             max_inflight_appends: 64,
@@ -140,6 +160,9 @@ impl Config {
                 self.lease_duration, self.election_timeout_min
             )));
         }
+        if self.read_lease_duration.is_zero() {
+            return Err(Timing("read lease duration must be positive".into()));
+        }
         if self.clock_drift_bound_ppm >= 500_000 {
             return Err(Timing(format!(
                 "clock drift bound {} ppm is absurd (must be below 500000)",
@@ -173,10 +196,24 @@ impl Config {
     /// The leader's usable lease after the drift shrink of lease rule 4:
     /// `D·(1-ρ)/(1+ρ)`.
     pub fn leader_lease(&self) -> Duration {
-        let d = self.lease_duration.as_nanos();
+        self.drift_shrunk(self.lease_duration)
+    }
+
+    /// `d·(1-ρ)/(1+ρ)`: a duration on another node's clock that surely
+    /// ends, on this node's clock, no later than `d` (rounded down).
+    pub fn drift_shrunk(&self, d: Duration) -> Duration {
         let rho = u128::from(self.clock_drift_bound_ppm);
-        let shrunk = d * (1_000_000 - rho) / (1_000_000 + rho);
+        let shrunk = d.as_nanos() * (1_000_000 - rho) / (1_000_000 + rho);
         Duration::from_nanos(u64::try_from(shrunk).unwrap_or(u64::MAX))
+    }
+
+    /// `d·(1+ρ)/(1-ρ)`: the most another node's clock (or real time) can
+    /// advance while this node's advances by `d` (rounded up).
+    pub fn drift_stretched(&self, d: Duration) -> Duration {
+        let rho = u128::from(self.clock_drift_bound_ppm);
+        let den = 1_000_000 - rho;
+        let stretched = (d.as_nanos() * (1_000_000 + rho)).div_ceil(den);
+        Duration::from_nanos(u64::try_from(stretched).unwrap_or(u64::MAX))
     }
 }
 

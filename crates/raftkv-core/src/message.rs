@@ -40,6 +40,24 @@ pub struct AppendEntries {
     /// lease rule 4: the leader's clock when it sent this message; echoed
     /// back in the response. Only ever compared with the leader's own clock.
     pub send_time: MonoTime,
+    /// F1/F2: the latest stamp this follower sent, echoed by a leader that
+    /// held its lease when it received it, with the read lease granted on
+    /// it (zero: none). Repeated in every append until a newer stamp comes.
+    pub echo: Option<FollowerEcho>,
+}
+
+/// F2: a follower's stamp, echoed by the leader (docs/protocol.md).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FollowerEcho {
+    /// `s_F`: the follower's clock when it sent the stamped response.
+    pub follower_time: MonoTime,
+    /// The follower's incarnation (drawn at start): a stamp from before a
+    /// restart is on another clock and is ignored.
+    pub follower_epoch: u64,
+    /// `g`: the read lease granted, measured from `follower_time` on the
+    /// follower's clock after the drift shrink. Zero: no read lease, the
+    /// echo only proves freshness (bounded-staleness reads).
+    pub read_lease: Duration,
 }
 
 /// Follower → leader.
@@ -58,6 +76,12 @@ pub struct AppendEntriesResponse {
     pub last_log_index: LogIndex,
     /// Echo of `AppendEntries::send_time`.
     pub send_time: MonoTime,
+    /// F1: the follower's clock when it sent this, and its incarnation.
+    pub follower_time: MonoTime,
+    pub follower_epoch: u64,
+    /// F7: the follower is configured to hold read leases, and (F6) no
+    /// configuration in its log removes it.
+    pub wants_read_lease: bool,
 }
 
 /// Candidate (or pre-candidate) → voter.

@@ -36,6 +36,12 @@ pub enum Refusal {
     RetryLater(String),
     /// The node is shutting down.
     Stopping,
+    /// A bounded-staleness read this node cannot prove fresh enough: try
+    /// the leader (when known) or a linearizable read.
+    TooStale {
+        leader: Option<NodeId>,
+        message: String,
+    },
 }
 
 pub type WriteAnswer = Result<(LogIndex, OpResult), Refusal>;
@@ -71,8 +77,11 @@ pub enum Request<W: Waiters> {
         cmd: ClientCommand,
         reply: W::Reply<WriteAnswer>,
     },
+    /// A linearizable read, or with `max_staleness` a read that may miss
+    /// writes made visible less than that long ago.
     Read {
         key: String,
+        max_staleness: Option<Duration>,
         reply: W::Reply<ReadAnswer>,
     },
     ReadStale {
@@ -150,6 +159,10 @@ pub(crate) fn read_refusal(e: ReadError) -> Refusal {
         ReadError::NotLeader(n) => not_leader(n, false),
         ReadError::TooManyPendingReads { .. } => Refusal::Busy(e.to_string()),
         ReadError::KeyTooLarge { .. } => Refusal::Invalid(e.to_string()),
+        ReadError::TooStale { leader_hint, .. } => Refusal::TooStale {
+            leader: leader_hint,
+            message: e.to_string(),
+        },
     }
 }
 

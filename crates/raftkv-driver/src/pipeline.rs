@@ -251,10 +251,18 @@ impl<W: Waiters> Driver<W> {
                     Accepted::Refused
                 }
             },
-            Request::Read { key, reply } => {
+            Request::Read {
+                key,
+                max_staleness,
+                reply,
+            } => {
                 let id = ReadId(self.next_read_id);
                 self.next_read_id += 1;
-                match node.read(now, id, key) {
+                let asked = match max_staleness {
+                    None => node.read(now, id, key),
+                    Some(bound) => node.read_bounded(now, id, key, bound),
+                };
+                match asked {
                     Ok(ReadNow::Served(value)) => {
                         host.count(Count::ReadServed);
                         // The core may have applied writes this turn that
@@ -827,6 +835,7 @@ mod tests {
             }
             view.try_read(now, "k");
             let req = Request::Read {
+                max_staleness: None,
                 key: "k".into(),
                 reply: recorded(&answers),
             };

@@ -8,8 +8,9 @@ use raftkv_client::pb;
 use raftkv_client::pb::{command, entry, peer_message};
 use raftkv_core::{
     AppendEntries, AppendEntriesResponse, ClientCommand, ClientId, Entry, EntryPayload,
-    InstallSnapshot, InstallSnapshotResponse, LogIndex, Membership, Message, MessageBody, MonoTime,
-    NodeId, Op, OpResult, RequestVote, RequestVoteResponse, SessionRecord, SnapshotMeta, Term,
+    FollowerEcho, InstallSnapshot, InstallSnapshotResponse, LogIndex, Membership, Message,
+    MessageBody, MonoTime, NodeId, Op, OpResult, RequestVote, RequestVoteResponse, SessionRecord,
+    SnapshotMeta, Term,
 };
 
 /// Members one configuration may hold, and the longest address accepted.
@@ -58,6 +59,11 @@ pub fn message_to_pb(msg: &Message) -> pb::PeerMessage {
             leader_commit: a.leader_commit.0,
             lease_duration_us: duration_to_us(a.lease_duration),
             send_time_ns: a.send_time.as_nanos(),
+            echo: a.echo.map(|e| pb::FollowerEcho {
+                follower_time_ns: e.follower_time.as_nanos(),
+                follower_epoch: e.follower_epoch,
+                read_lease_us: duration_to_us(e.read_lease),
+            }),
         }),
         MessageBody::AppendEntriesResponse(r) => {
             peer_message::Body::AppendEntriesResponse(pb::AppendEntriesResponse {
@@ -67,6 +73,9 @@ pub fn message_to_pb(msg: &Message) -> pb::PeerMessage {
                 conflict_term: r.conflict_term.map(|t| t.0),
                 last_log_index: r.last_log_index.0,
                 send_time_ns: r.send_time.as_nanos(),
+                follower_time_ns: r.follower_time.as_nanos(),
+                follower_epoch: r.follower_epoch,
+                wants_read_lease: r.wants_read_lease,
             })
         }
         MessageBody::RequestVote(v) => peer_message::Body::RequestVote(pb::RequestVote {
@@ -137,6 +146,11 @@ pub fn message_from_pb(
             leader_commit: LogIndex(a.leader_commit),
             lease_duration: Duration::from_micros(a.lease_duration_us),
             send_time: MonoTime::from_nanos(a.send_time_ns),
+            echo: a.echo.map(|e| FollowerEcho {
+                follower_time: MonoTime::from_nanos(e.follower_time_ns),
+                follower_epoch: e.follower_epoch,
+                read_lease: Duration::from_micros(e.read_lease_us),
+            }),
         }),
         peer_message::Body::AppendEntriesResponse(r) => {
             MessageBody::AppendEntriesResponse(AppendEntriesResponse {
@@ -146,6 +160,9 @@ pub fn message_from_pb(
                 conflict_term: r.conflict_term.map(Term),
                 last_log_index: LogIndex(r.last_log_index),
                 send_time: MonoTime::from_nanos(r.send_time_ns),
+                follower_time: MonoTime::from_nanos(r.follower_time_ns),
+                follower_epoch: r.follower_epoch,
+                wants_read_lease: r.wants_read_lease,
             })
         }
         peer_message::Body::RequestVote(v) => MessageBody::RequestVote(RequestVote {
@@ -532,6 +549,11 @@ mod tests {
                 leader_commit: LogIndex(3),
                 lease_duration: Duration::from_millis(150),
                 send_time: MonoTime(123_456_789),
+                echo: Some(FollowerEcho {
+                    follower_time: MonoTime(55),
+                    follower_epoch: 0xDEAD_BEEF_0000_0001,
+                    read_lease: Duration::from_micros(120_000),
+                }),
             }),
             MessageBody::AppendEntriesResponse(AppendEntriesResponse {
                 success: false,
@@ -540,6 +562,9 @@ mod tests {
                 conflict_term: Some(Term(1)),
                 last_log_index: LogIndex(7),
                 send_time: MonoTime(42),
+                follower_time: MonoTime(31),
+                follower_epoch: 77,
+                wants_read_lease: true,
             }),
             MessageBody::RequestVote(RequestVote {
                 pre_vote: true,

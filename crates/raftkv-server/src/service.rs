@@ -90,6 +90,13 @@ impl Shared {
             Refusal::Conflict(m) => Status::failed_precondition(m),
             Refusal::RetryLater(m) => Status::aborted(m),
             Refusal::Stopping => raftkv_client::not_leader_status("node is shutting down".into(), 0, ""),
+            // A redirect, as for a linearizable read: the leader can serve it.
+            Refusal::TooStale { leader, message } => {
+                let leader_id = leader.map_or(0, |l| l.0);
+                let addr = leader.and_then(|l| self.addr_of(l)).unwrap_or_default();
+                let message = format!("node {}: {message}", self.config.core.id);
+                raftkv_client::not_leader_status(message, leader_id, &addr)
+            }
         }
     }
 
@@ -175,14 +182,25 @@ impl Shared {
         Ok(())
     }
 
-    async fn read(&self, key: String) -> Result<Option<String>, Status> {
+    /// A linearizable read, or with `max_staleness` a bounded-staleness one.
+    async fn read(
+        &self,
+        key: String,
+        max_staleness: Option<Duration>,
+    ) -> Result<Option<String>, Status> {
         self.check_read_key(&key)?;
         if let Some(value) = self.lease_reads.try_read(self.clock.now(), &key) {
             bump(&self.metrics.reads_lease);
             bump(&self.metrics.reads_lease_in_handler);
             return Ok(value);
         }
-        let answer = self.ask(|reply| CoreRequest::Read { key, reply }).await?;
+        let answer = self
+            .ask(|reply| CoreRequest::Read {
+                key,
+                max_staleness,
+                reply,
+            })
+            .await?;
         answer.map_err(|r| self.refusal(r))
     }
 
@@ -232,8 +250,10 @@ impl pb::kv_server::Kv for KvService {
         let r = req.into_inner();
         let served_by = self.0.config.core.id.0;
         let reply = match pb::Consistency::try_from(r.consistency) {
-            Ok(pb::Consistency::Linearizable) => {
-                let value = self.0.read(r.key).await?;
+            Ok(c @ (pb::Consistency::Linearizable | pb::Consistency::Bounded)) => {
+                let bound = (c == pb::Consistency::Bounded)
+                    .then(|| Duration::from_millis(r.max_staleness_ms));
+                let value = self.0.read(r.key, bound).await?;
                 pb::GetReply {
                     found: value.is_some(),
                     value: value.unwrap_or_default(),
@@ -268,7 +288,9 @@ impl pb::kv_server::Kv for KvService {
         self.0.admit(&req)?;
         let text = req.into_inner().request;
         let outcome = match parse_text_command(&text) {
-            Ok(TextCommand::Get(key)) => self.0.read(key).await.map(|v| v.unwrap_or_default()),
+            Ok(TextCommand::Get(key)) => {
+                self.0.read(key, None).await.map(|v| v.unwrap_or_default())
+            }
             Ok(TextCommand::Write(op)) => self.0.write(op, 0, 0).await.map(|_| String::new()),
             Err(e) => Err(self.0.invalid(e)),
         };
@@ -460,6 +482,7 @@ fn status_to_pb(shared: &Shared, s: &CoreStatus, keys: u64) -> pb::StatusReply {
             remaining_us: duration_us(s.lease.remaining),
             wait_remaining_us: duration_us(s.lease.wait_remaining),
             protecting_us: duration_us(s.lease.protecting),
+            read_lease: Some(read_lease_info(&s.lease.read_lease)),
         }),
         peers,
         counters,
@@ -471,6 +494,23 @@ fn status_to_pb(shared: &Shared, s: &CoreStatus, keys: u64) -> pb::StatusReply {
         snapshot_index: s.snapshot_index.0,
         first_log_index: s.first_log_index.0,
         transfer_to: s.transfer_to.map_or(0, |n| n.0),
+    }
+}
+
+fn read_lease_info(r: &raftkv_core::ReadLeaseStatus) -> pb::ReadLeaseInfo {
+    pb::ReadLeaseInfo {
+        enabled: r.enabled,
+        remaining_us: duration_us(r.remaining),
+        holders: r
+            .holders
+            .iter()
+            .map(|&(id, left)| pb::ReadLeaseHolder {
+                id: id.0,
+                guard_remaining_us: duration_us(left),
+            })
+            .collect(),
+        write_wait_us: duration_us(r.write_wait),
+        staleness_us: r.staleness.map(duration_us),
     }
 }
 

@@ -12,7 +12,8 @@ use raftkv_core::{ClientCommand, ClientId, NodeId, Term};
 #[derive(Clone, Debug)]
 pub(crate) enum Req {
     Write(ClientCommand),
-    Read(String),
+    /// A GET: linearizable, or with a bound a bounded-staleness read.
+    Read(String, Option<Duration>),
 }
 
 /// What a node answers.
@@ -91,5 +92,12 @@ pub enum ServedKind {
     LeaseRead,
     /// Read answered after a ReadIndex round or the new leader's wait.
     ReadIndex,
+    /// Read answered by a node that does not lead: under a follower read
+    /// lease, or (bounded-staleness reads) from a freshness proof.
+    FollowerRead,
+    /// A bounded-staleness read, wherever served (never in
+    /// [`Cluster::served`](crate::Cluster::served): it promises no order
+    /// with leases).
+    BoundedRead,
     Write,
 }

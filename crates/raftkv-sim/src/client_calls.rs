@@ -21,7 +21,9 @@ fn redirect_or_fail(
     answered: impl FnOnce(Resp, Option<ServedKind>, Option<String>),
 ) {
     match r {
-        Refusal::NotLeader { leader, .. } => answered(Resp::Redirect(leader), None, None),
+        Refusal::NotLeader { leader, .. } | Refusal::TooStale { leader, .. } => {
+            answered(Resp::Redirect(leader), None, None)
+        }
         Refusal::Busy(_) | Refusal::RetryLater(_) | Refusal::Conflict(_) => {
             answered(Resp::Redirect(None), None, None)
         }
@@ -65,6 +67,9 @@ impl Cluster {
     /// Start an operation; the client retries it until it completes or the
     /// client gives up.
     pub fn client_call(&mut self, c: ClientHandle, input: Input) {
+        let bounded = self.rng.chance_ppm(self.cfg.client.bounded_read_ppm);
+        let max_ns = self.cfg.client.max_staleness_max.as_nanos() as u64;
+        let bound = bounded.then(|| Duration::from_nanos(self.rng.range(0, max_ns + 1)));
         let cl = &mut self.clients[c.0];
         assert!(
             cl.op.is_none(),
@@ -72,7 +77,7 @@ impl Cluster {
             cl.id
         );
         let req = match &input {
-            Input::Get { key } => Req::Read(key.clone()),
+            Input::Get { key } => Req::Read(key.clone(), bound),
             Input::Set { key, value } => Req::Write(ClientCommand {
                 client_id: cl.id,
                 seq: cl.next_seq,
@@ -135,6 +140,14 @@ impl Cluster {
             return p;
         }
         let first_attempt = cl.op.as_ref().is_some_and(|o| o.attempt == 0);
+        let read = cl
+            .op
+            .as_ref()
+            .is_some_and(|o| matches!(o.req, Req::Read(..)));
+        if first_attempt && read && self.rng.chance_ppm(self.cfg.client.home_read_ppm) {
+            return self.home_node(c);
+        }
+        let cl = &self.clients[c];
         let guess = cl.leader_guess.and_then(|id| self.position(id));
         // Like clients behind a load balancer, a first attempt sometimes
         // goes to any node, whatever the client believes.
@@ -148,6 +161,22 @@ impl Cluster {
             // Somewhere other than the node that just failed us.
             Some(last) if n > 1 => (last + 1 + self.rng.below(n as u64 - 1) as usize) % n,
             _ => self.rng.below(n as u64) as usize,
+        }
+    }
+
+    /// The node a client reads from when it reads locally: one of the read
+    /// lease holders (spread over clients), else a node by client number.
+    fn home_node(&self, c: usize) -> usize {
+        let holders: Vec<usize> = self
+            .cfg
+            .read_lease_nodes
+            .iter()
+            .filter_map(|&id| self.position(id))
+            .collect();
+        if holders.is_empty() {
+            c % self.nodes.len()
+        } else {
+            holders[c % holders.len()]
         }
     }
 
@@ -190,7 +219,7 @@ impl Cluster {
         if self.nodes[i].raft.is_none() {
             return; // the client times out
         }
-        if let Req::Read(key) = &req {
+        if let Req::Read(key, _) = &req {
             self.next_read_id += 1;
             // Every other read is served as the server's gRPC handlers
             // serve it: from the view the driver published, while the local
@@ -238,11 +267,15 @@ impl Cluster {
                     Err(r) => redirect_or_fail(r, "write", answered),
                 }),
             },
-            Req::Read(key) => Request::Read {
+            Req::Read(key, max_staleness) => Request::Read {
                 key,
+                max_staleness,
                 reply: SimReply::new(move |a: ReadAnswer| match a {
                     // Served at once is a lease read, later a ReadIndex one
-                    // (see below).
+                    // (see below); either at a follower, a follower read.
+                    Ok(v) if max_staleness.is_some() => {
+                        answered(Resp::Value(v), Some(ServedKind::BoundedRead), None)
+                    }
                     Ok(v) => answered(Resp::Value(v), Some(ServedKind::ReadIndex), None),
                     Err(r) => redirect_or_fail(r, "read", answered),
                 }),
@@ -344,14 +377,28 @@ impl Cluster {
         self.clients[c].ops_done += 1;
         let id = self.clients[c].id;
         self.tr(|| format!("client {id} return {} -> {output} (from n{node})", op.input));
-        self.history.push(Operation {
-            id: self.history.len() as u64,
-            client: id.0,
-            input: op.input,
-            output,
-            call_ns: op.call_ns,
-            return_ns: self.now_ns,
-        });
+        let hid = self.history.len() as u64;
+        let operation = match (op.req, op.input, output) {
+            // Checked as what it promises (see the checker).
+            (Req::Read(key, Some(bound)), _, Output::Value(v)) => Operation::bounded_read(
+                hid,
+                id.0,
+                key,
+                v,
+                op.call_ns,
+                self.now_ns,
+                bound.as_nanos() as u64,
+            ),
+            (_, input, output) => Operation {
+                id: hid,
+                client: id.0,
+                input,
+                output,
+                call_ns: op.call_ns,
+                return_ns: self.now_ns,
+            },
+        };
+        self.history.push(operation);
         self.think(c);
     }
 

@@ -88,6 +88,14 @@ pub struct ClientConfig {
     /// Chance (ppm) that an operation's first attempt goes to a random node
     /// rather than the presumed leader.
     pub wander_ppm: u32,
+    /// Chance (ppm) that a GET's first attempt goes to the client's home
+    /// node (a read lease holder when there are any), as a client in a
+    /// region reads from the replica there.
+    pub home_read_ppm: u32,
+    /// Chance (ppm) that a GET is a bounded-staleness read, and its largest
+    /// bound.
+    pub bounded_read_ppm: u32,
+    pub max_staleness_max: Duration,
 }
 
 impl Default for ClientConfig {
@@ -98,6 +106,9 @@ impl Default for ClientConfig {
             retry_backoff: Duration::from_millis(30),
             give_up_after: Some(Duration::from_secs(6)),
             wander_ppm: 0,
+            home_read_ppm: 0,
+            bounded_read_ppm: 0,
+            max_staleness_max: Duration::from_millis(500),
         }
     }
 }
@@ -117,6 +128,9 @@ pub struct ClusterConfig {
     pub lease_duration: Duration,
     pub clock_drift_bound_ppm: u64,
     pub unsafe_test_knobs: UnsafeTestKnobs,
+    /// F7: the nodes configured to hold follower read leases, and `D_read`.
+    pub read_lease_nodes: BTreeSet<NodeId>,
+    pub read_lease_duration: Duration,
     /// Flow-control limits of the core (small values exercise back-pressure).
     pub max_entries_per_append: usize,
     pub max_inflight_appends: usize,
@@ -197,6 +211,8 @@ impl ClusterConfig {
             lease_duration: d.lease_duration,
             clock_drift_bound_ppm: d.clock_drift_bound_ppm,
             unsafe_test_knobs: UnsafeTestKnobs::default(),
+            read_lease_nodes: BTreeSet::new(),
+            read_lease_duration: d.read_lease_duration,
             max_entries_per_append: d.max_entries_per_append,
             max_inflight_appends: d.max_inflight_appends,
             max_pending_proposals: d.max_pending_proposals,
@@ -253,6 +269,8 @@ impl ClusterConfig {
         c.lease_duration = self.lease_duration;
         c.clock_drift_bound_ppm = self.clock_drift_bound_ppm;
         c.unsafe_test_knobs = self.unsafe_test_knobs;
+        c.read_lease = self.read_lease_nodes.contains(&id);
+        c.read_lease_duration = self.read_lease_duration;
         c.max_entries_per_append = self.max_entries_per_append;
         c.max_inflight_appends = self.max_inflight_appends;
         c.max_pending_proposals = self.max_pending_proposals;
@@ -358,6 +376,10 @@ pub struct MixCounts {
     pub leaders_removed: u64,
     /// Lease reads served from the published view, off the core.
     pub lease_reads_from_view: u64,
+    /// Reads served by a node that did not lead (follower read leases and
+    /// bounded-staleness reads), and bounded-staleness reads served.
+    pub follower_reads: u64,
+    pub bounded_reads: u64,
     /// Restarts after a fault of the disk on synced data, and those whose
     /// recovery planned a repair (a vote floor).
     pub disk_faults: u64,
@@ -1577,6 +1599,21 @@ impl Cluster {
     }
 
     pub(crate) fn record_served(&mut self, i: usize, what: ServedKind) {
+        let Some(role) = self.nodes[i].raft.as_ref().map(|r| r.role()) else {
+            return;
+        };
+        let what = match what {
+            // A bounded-staleness read promises no order with leases.
+            ServedKind::BoundedRead => {
+                self.counts.bounded_reads += 1;
+                return;
+            }
+            ServedKind::LeaseRead | ServedKind::ReadIndex if role != Role::Leader => {
+                self.counts.follower_reads += 1;
+                ServedKind::FollowerRead
+            }
+            w => w,
+        };
         if self.cfg.check_lease_protection {
             if what == ServedKind::LeaseRead {
                 self.check_lease_protection(i);

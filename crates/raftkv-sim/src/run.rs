@@ -67,6 +67,18 @@ pub struct RunOptions {
     /// The live durability checks (persist before send, commit counting).
     /// Off, a broken promise is left to show as a lost write or two leaders.
     pub durability_checks: bool,
+    /// Follower read leases (F1–F7) and bounded-staleness reads in the mix:
+    /// three runs in four name some nodes read lease holders, and clients
+    /// read from their home node.
+    pub read_leases: bool,
+    /// Negative controls of the follower read lease rules: the leader
+    /// grants `D_read` beyond its own lease (F2), commits ignoring guards
+    /// (F3); a holder serves keys with writes of unknown fate (F4), keeps
+    /// its lease across a higher term (F5).
+    pub grant_beyond_leader_lease: bool,
+    pub ignore_read_lease_guards: bool,
+    pub serve_pending_keys: bool,
+    pub keep_read_lease_across_terms: bool,
     pub trace: bool,
     /// Simulated time with faults and workload.
     pub safety_duration: Duration,
@@ -93,6 +105,11 @@ impl RunOptions {
             ack_before_sync: false,
             vote_before_save: false,
             durability_checks: true,
+            read_leases: true,
+            grant_beyond_leader_lease: false,
+            ignore_read_lease_guards: false,
+            serve_pending_keys: false,
+            keep_read_lease_across_terms: false,
             trace: false,
             safety_duration: Duration::from_secs(20),
             liveness_bound: Duration::from_secs(10),
@@ -204,6 +221,10 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
         disable_restart_lease: opts.disable_rule == Some(3),
         disable_new_leader_wait: opts.disable_rule == Some(5),
         ignore_vote_floor: opts.ignore_vote_floor,
+        ignore_read_lease_guards: opts.ignore_read_lease_guards,
+        serve_pending_keys: opts.serve_pending_keys,
+        keep_read_lease_across_terms: opts.keep_read_lease_across_terms,
+        grant_beyond_leader_lease: opts.grant_beyond_leader_lease,
     };
     cfg.unsafe_cut_damaged_tail = opts.cut_damaged_tail;
     cfg.unsafe_config_from_flags = opts.config_from_flags;
@@ -222,7 +243,29 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     cfg.unsafe_ack_before_sync = opts.ack_before_sync;
     cfg.unsafe_vote_before_save = opts.vote_before_save;
     cfg.check_durable_promises = opts.durability_checks;
+    if opts.read_leases {
+        read_lease_mix(&mut cfg, rng);
+    }
     cfg
+}
+
+/// Three runs in four: each node of the pool holds read leases with even
+/// odds, `D_read` between a quarter of the lease and all of it, and most
+/// GETs go first to the client's home node (a holder). Some GETs are
+/// bounded-staleness reads, in every run.
+fn read_lease_mix(cfg: &mut ClusterConfig, rng: &mut SimRng) {
+    cfg.client.bounded_read_ppm = rng.range(0, 300_000) as u32;
+    cfg.client.max_staleness_max = Duration::from_millis(rng.range(1, 500));
+    if rng.below(4) == 0 {
+        return;
+    }
+    cfg.read_lease_nodes = (1..=cfg.pool() as u64)
+        .map(NodeId)
+        .filter(|_| rng.below(2) == 0)
+        .collect();
+    let d = cfg.lease_duration.as_nanos() as u64;
+    cfg.read_lease_duration = Duration::from_nanos(rng.range(d / 4, d + 1));
+    cfg.client.home_read_ppm = rng.range(300_000, 900_000) as u32;
 }
 
 /// Timing varies by seed within what `Config::validate` accepts (H ≤ D/2,

@@ -86,6 +86,12 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                     lease_duration,
                     send_time,
                 )| {
+                    // A hostile echo too: any stamp, incarnation and grant.
+                    let echo = (entries.len() % 2 == 1).then_some(FollowerEcho {
+                        follower_time: send_time,
+                        follower_epoch: leader_commit.0,
+                        read_lease: lease_duration,
+                    });
                     MessageBody::AppendEntries(AppendEntries {
                         prev_log_index,
                         prev_log_term,
@@ -93,6 +99,7 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                         leader_commit,
                         lease_duration,
                         send_time,
+                        echo,
                     })
                 }
             ),
@@ -120,6 +127,9 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
                         conflict_term,
                         last_log_index,
                         send_time,
+                        follower_time: send_time,
+                        follower_epoch: match_index.0,
+                        wants_read_lease: success,
                     })
                 }
             ),

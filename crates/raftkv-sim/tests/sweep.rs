@@ -241,3 +241,37 @@ fn membership_from_flags_is_caught_by_the_sweep() {
     opts.config_from_flags = true;
     first_failure_replays(&opts, seeds_from_env(300), LOST_WRITE);
 }
+
+/// F3 off: the leader commits without waiting for read lease holders, so a
+/// holder answers the value a write already acknowledged replaced.
+#[test]
+fn commits_that_ignore_read_lease_guards_are_caught_by_the_checker() {
+    let mut opts = RunOptions::new(0);
+    opts.ignore_read_lease_guards = true;
+    opts.lease_invariants = false;
+    first_failure_replays(&opts, seeds_from_env(100), &["linearizability"]);
+}
+
+/// F4 off: a holder answers a key with a write of unknown fate in its log
+/// (a write the leader may already have acknowledged).
+#[test]
+fn serving_pending_keys_is_caught_by_the_checker() {
+    let mut opts = RunOptions::new(0);
+    opts.serve_pending_keys = true;
+    opts.lease_invariants = false;
+    first_failure_replays(&opts, seeds_from_env(100), &["linearizability"]);
+}
+
+/// F2 off: the leader grants the whole `D_read` whatever remains of its own
+/// lease, held or not: a holder cut off with a deposed leader answers after
+/// a newer leader acknowledged writes (about 3 seeds in 100).
+#[test]
+fn grants_beyond_the_leader_lease_are_caught_by_the_sweep() {
+    let mut opts = RunOptions::new(0);
+    opts.grant_beyond_leader_lease = true;
+    first_failure_replays(
+        &opts,
+        seeds_from_env(400),
+        &["linearizability", "lease exclusion"],
+    );
+}

@@ -58,6 +58,11 @@ pub struct GetArgs {
     /// Short for --consistency stale.
     #[arg(long)]
     pub stale: bool,
+    /// A bounded-staleness read: served by the first endpoint when it can
+    /// prove its state misses no write made visible longer ago than this
+    /// (for example 500ms or 2s), else by the leader.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["stale", "consistency"])]
+    pub max_staleness: Option<std::time::Duration>,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -212,10 +217,10 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     check_key(&args.key)?;
     let client = args.conn.client()?;
     let stale = args.stale || args.consistency == ConsistencyArg::Stale;
-    let consistency = if stale {
-        Consistency::Stale
-    } else {
-        Consistency::Linearizable
+    let consistency = match (stale, args.max_staleness) {
+        (true, _) => Consistency::Stale,
+        (false, Some(bound)) => Consistency::Bounded(bound),
+        (false, None) => Consistency::Linearizable,
     };
     let answer = runtime()?.block_on(client.get_with(&args.key, consistency))?;
     if stale {
@@ -420,10 +425,14 @@ pub fn status_table(rows: &[StatusRow]) -> String {
         "PEERS (id:match/last contact ms; L = learner, S = snapshot)"
     );
     let mut configs = Vec::new();
+    let mut read_leases = Vec::new();
     for (ep, row) in rows {
         match row {
             Ok(s) => {
-                let lease = s.lease.unwrap_or_default();
+                let lease = s.lease.clone().unwrap_or_default();
+                if let Some(line) = read_lease_line(s.id, &lease.read_lease.unwrap_or_default()) {
+                    read_leases.push(line);
+                }
                 let peers: Vec<String> = s
                     .peers
                     .iter()
@@ -467,11 +476,45 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             Err(e) => out += &format!("{:<4} {:<21} unreachable: {e}\n", "?", ep),
         }
     }
-    for line in configs {
+    for line in configs.into_iter().chain(read_leases) {
         out += &line;
         out.push('\n');
     }
     out
+}
+
+/// One node's follower read leases, for the status table (None: nothing to
+/// say: not enabled, no holders, no write ever waited).
+fn read_lease_line(id: u64, r: &pb::ReadLeaseInfo) -> Option<String> {
+    if !r.enabled && r.holders.is_empty() && r.write_wait_us == 0 {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if r.enabled {
+        parts.push(if r.remaining_us > 0 {
+            format!("holds a read lease ({} ms left)", ms(r.remaining_us))
+        } else {
+            "asks for read leases, holds none".to_owned()
+        });
+    }
+    if !r.holders.is_empty() {
+        let holders: Vec<String> = r
+            .holders
+            .iter()
+            .map(|h| format!("{} ({} ms)", h.id, ms(h.guard_remaining_us)))
+            .collect();
+        parts.push(format!("guards for holders {}", holders.join(", ")));
+    }
+    if r.write_wait_us > 0 {
+        parts.push(format!(
+            "commits waited {} ms for holders in all",
+            ms(r.write_wait_us)
+        ));
+    }
+    if let Some(st) = r.staleness_us {
+        parts.push(format!("state at most {} ms stale", ms(st)));
+    }
+    Some(format!("node {id} read leases: {}", parts.join("; ")))
 }
 
 fn status_json(endpoint: &str, row: &Result<pb::StatusReply, ClientError>) -> serde_json::Value {
@@ -479,7 +522,13 @@ fn status_json(endpoint: &str, row: &Result<pb::StatusReply, ClientError>) -> se
     match row {
         Err(e) => json!({ "endpoint": endpoint, "error": e.to_string() }),
         Ok(s) => {
-            let lease = s.lease.unwrap_or_default();
+            let lease = s.lease.clone().unwrap_or_default();
+            let rl = lease.read_lease.clone().unwrap_or_default();
+            let holders: Vec<_> = rl
+                .holders
+                .iter()
+                .map(|h| json!({"id": h.id, "guard_remaining_us": h.guard_remaining_us}))
+                .collect();
             let peers: Vec<_> = s
                 .peers
                 .iter()
@@ -505,7 +554,10 @@ fn status_json(endpoint: &str, row: &Result<pb::StatusReply, ClientError>) -> se
                 "snapshot_index": s.snapshot_index, "first_log_index": s.first_log_index,
                 "transfer_to": s.transfer_to,
                 "lease": {"holds": lease.holds, "remaining_us": lease.remaining_us,
-                          "wait_remaining_us": lease.wait_remaining_us, "protecting_us": lease.protecting_us},
+                          "wait_remaining_us": lease.wait_remaining_us, "protecting_us": lease.protecting_us,
+                          "read_lease": {"enabled": rl.enabled, "remaining_us": rl.remaining_us,
+                                         "holders": holders, "write_wait_us": rl.write_wait_us,
+                                         "staleness_us": rl.staleness_us}},
                 "peers": peers, "counters": counters,
             })
         }
@@ -575,7 +627,9 @@ pub fn prompt(args: &ConnArgs) -> anyhow::Result<()> {
                     Ok(a) => {
                         let origin = match consistency {
                             Consistency::Stale => staleness(a.served_by, &a.value.1),
-                            Consistency::Linearizable => format!("node {}", a.served_by),
+                            Consistency::Linearizable | Consistency::Bounded(_) => {
+                                format!("node {}", a.served_by)
+                            }
                         };
                         match a.value.0 {
                             Some(v) => println!("{v}    ({origin})"),

@@ -73,6 +73,17 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(default)]
     pub no_lease_reads: bool,
+    /// Hold follower read leases: answer linearizable GETs here, from
+    /// memory, while a follower (docs/protocol.md, rules F1–F7). Every
+    /// holder makes the leader's writes wait until it has them; see
+    /// `raftkv status` for the wait.
+    #[arg(long)]
+    #[serde(default)]
+    pub read_lease: bool,
+    /// Longest follower read lease this node grants when it leads (D_read)
+    /// [default: 400].
+    #[arg(long)]
+    pub read_lease_ms: Option<u64>,
     /// How often the core's timers advance [default: 5].
     #[arg(long)]
     pub tick_ms: Option<u64>,
@@ -187,6 +198,8 @@ impl ServerArgs {
             lease_ms: self.lease_ms,
             drift_ppm: self.drift_ppm,
             no_lease_reads: self.no_lease_reads,
+            read_lease: self.read_lease,
+            read_lease_ms: self.read_lease_ms,
             tick_ms: self.tick_ms,
             runtime_threads: self.runtime_threads,
             max_key_bytes: self.max_key_bytes,
@@ -234,6 +247,8 @@ fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
         lease_ms: flags.lease_ms.or(file.lease_ms),
         drift_ppm: flags.drift_ppm.or(file.drift_ppm),
         no_lease_reads: flags.no_lease_reads || file.no_lease_reads,
+        read_lease: flags.read_lease || file.read_lease,
+        read_lease_ms: flags.read_lease_ms.or(file.read_lease_ms),
         tick_ms: flags.tick_ms.or(file.tick_ms),
         runtime_threads: flags.runtime_threads.or(file.runtime_threads),
         max_key_bytes: flags.max_key_bytes.or(file.max_key_bytes),
@@ -332,6 +347,10 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         core.clock_drift_bound_ppm = v;
     }
     core.lease_reads = !args.no_lease_reads;
+    core.read_lease = args.read_lease;
+    if let Some(v) = args.read_lease_ms {
+        core.read_lease_duration = ms(v);
+    }
     core.max_key_bytes = args.max_key_bytes.unwrap_or(DEFAULT_MAX_KEY_BYTES);
     core.max_value_bytes = args.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES);
     let tick = ms(args.tick_ms.unwrap_or(5)).min(core.heartbeat_interval);
@@ -414,6 +433,24 @@ mod tests {
         assert_eq!(config.core.lease_duration, Duration::from_millis(200));
         assert_eq!(config.listen.port(), 7002);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn read_lease_flags_reach_the_core() {
+        let file: ServerArgs = toml::from_str("id = 2\nread-lease = true\n").unwrap();
+        let flags = ServerArgs {
+            read_lease_ms: Some(250),
+            ..Default::default()
+        };
+        let config = build_config(&merge(flags, file)).unwrap();
+        assert!(config.core.read_lease);
+        assert_eq!(config.core.read_lease_duration, Duration::from_millis(250));
+        let off = build_config(&ServerArgs {
+            id: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!off.core.read_lease);
     }
 
     #[test]

@@ -291,6 +291,8 @@ impl RaftNode {
             heartbeat_batched_at: None,
             transfer: None,
             pending_conf: None,
+            guards: Default::default(),
+            notify_holders: false,
         });
         self.events.push(Event::BecameLeader {
             term: self.term,

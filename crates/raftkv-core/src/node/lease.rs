@@ -69,7 +69,7 @@ impl RaftNode {
     /// handing over leadership stops lease reads first (rule 10); they
     /// resume if the transfer times out. `Some(lease end)` when a read at
     /// `now` may be served from memory (the lease end computed once).
-    fn lease_read_until(&self) -> Option<MonoTime> {
+    pub(super) fn lease_read_until(&self) -> Option<MonoTime> {
         let ls = self.leader_state()?;
         if ls.transfer_target().is_some() || !self.may_serve(ls) || !self.cfg.lease_reads {
             return None;
@@ -90,10 +90,10 @@ impl RaftNode {
                 limit: self.cfg.max_key_bytes,
             });
         }
-        let refusal = self.not_leader();
         let lease_read = self.lease_read_ok();
         let RoleState::Leader(ls) = &mut self.role else {
-            return Err(refusal.into());
+            // A follower answers under a read lease (F4), or refuses.
+            return self.follower_read(id, key);
         };
         if lease_read {
             assert_eq!(
@@ -212,6 +212,7 @@ impl RaftNode {
             remaining,
             wait_remaining,
             protecting: self.lease_until.saturating_since(now),
+            read_lease: self.read_lease_status(now),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Role handlers live beside this file: `election.rs` (pre-vote, votes,
 //! becoming leader), `replication.rs` (AppendEntries on both sides, commit),
 //! `lease.rs` (the leader lease and both kinds of linearizable read),
+//! `read_lease.rs` (follower read leases and bounded-staleness reads),
 //! `membership.rs` (configurations and their changes), `snapshot.rs`
 //! (compaction and InstallSnapshot), `transfer.rs` (leadership transfer) and
 //! `repair.rs` (a node whose log was damaged: the vote floor).
@@ -10,6 +11,7 @@
 mod election;
 mod lease;
 mod membership;
+mod read_lease;
 mod repair;
 mod replication;
 mod snapshot;
@@ -27,6 +29,7 @@ use crate::rng::Rng;
 use crate::snapshot::{Snapshot, SnapshotMeta, SnapshotWrite};
 use crate::types::*;
 
+use read_lease::{FollowerLease, Guards, Stamp};
 use replication::Progress;
 use snapshot::IncomingSnapshot;
 use transfer::Transfer;
@@ -116,6 +119,10 @@ struct LeaderState {
     transfer: Option<Transfer>,
     /// The membership change proposed here and not yet committed.
     pending_conf: Option<LogIndex>,
+    /// F3: the read lease holders whose guard has not passed.
+    guards: Guards,
+    /// Commits advanced while holders were guarded: tell them at once.
+    notify_holders: bool,
 }
 
 /// A linearizable read waiting for its conditions (see `lease.rs`).
@@ -169,6 +176,10 @@ pub struct RaftNode {
     /// Results held back until the new leader's wait ends (rule 5).
     held_writes: Vec<WriteResult>,
     pending_reads: VecDeque<PendingRead>,
+    /// Follower read leases and freshness proofs (`read_lease.rs`).
+    read_lease: FollowerLease,
+    /// How long commits waited for read lease holders (F7), in all.
+    read_lease_write_wait: Duration,
 
     // Outputs gathered for the next `Ready`.
     requests_out: Vec<Message>,
@@ -259,6 +270,8 @@ impl RaftNode {
             pending_writes: BTreeMap::new(),
             held_writes: Vec::new(),
             pending_reads: VecDeque::new(),
+            read_lease: FollowerLease::new(incarnation(seed)),
+            read_lease_write_wait: Duration::ZERO,
             requests_out: Vec::new(),
             responses_out: Vec::new(),
             pre_vote_replies_out: Vec::new(),
@@ -313,6 +326,10 @@ impl RaftNode {
             leading || self.pending_reads.is_empty(),
             "node {me}: reads wait on a node that does not lead"
         );
+        assert!(
+            !leading || self.read_lease.waiting_is_empty(),
+            "node {me}: follower reads wait on a leader"
+        );
         match &self.role {
             RoleState::Follower { leader } => {
                 assert_ne!(*leader, Some(me), "node {me}: follows itself");
@@ -366,6 +383,18 @@ impl RaftNode {
     /// dropped; nothing a peer sends can make this panic.
     pub fn step(&mut self, now: MonoTime, msg: Message) {
         self.advance_time(now);
+        self.step_message(msg);
+        self.after_input();
+    }
+
+    /// What every input that may move the term, the role or the commit
+    /// index ends with: reads waiting at a follower (F4) settle.
+    fn after_input(&mut self) {
+        self.note_applied_for_freshness();
+        self.complete_follower_reads();
+    }
+
+    fn step_message(&mut self, msg: Message) {
         if msg.to != self.cfg.id {
             return self.reject(msg.from, RejectReason::NotForMe);
         }
@@ -400,7 +429,11 @@ impl RaftNode {
                 self.handle_append(msg);
                 self.maybe_finish_repair();
             }
-            MessageBody::AppendEntriesResponse(_) => self.handle_append_response(msg),
+            MessageBody::AppendEntriesResponse(ref r) => {
+                let stamp = Stamp::of(msg.from, msg.term, r);
+                self.handle_append_response(msg);
+                self.grant_read_lease(stamp);
+            }
             MessageBody::RequestVoteResponse(_) => self.handle_vote_response(msg),
             MessageBody::InstallSnapshot(_) => {
                 self.handle_install_snapshot(msg);
@@ -437,6 +470,7 @@ impl RaftNode {
                 self.reset_election_deadline();
             }
         }
+        self.after_input();
     }
 
     /// Propose a client write; its outcome arrives in `Ready::write_results`.
@@ -764,6 +798,7 @@ impl RaftNode {
         if term > self.term {
             self.term = term;
             self.voted_for = None;
+            self.drop_read_lease_for_term();
         }
         if matches!(self.role, RoleState::Leader(_)) {
             self.step_down(StepDownReason::HigherTerm(term), leader);
@@ -823,6 +858,12 @@ impl RaftNode {
     }
 }
 
+/// A node's incarnation for read lease stamps (F1), from its seed (a new
+/// one at every start) without drawing from its generator.
+fn incarnation(seed: u64) -> u64 {
+    Rng::new(seed ^ 0x5EAD_1EA5_E000_0001).next_u64()
+}
+
 fn has_absurd_index(body: &MessageBody) -> bool {
     let absurd = |i: LogIndex| i.0 >= NUMBER_ABSURD;
     match body {
@@ -831,7 +872,7 @@ fn has_absurd_index(body: &MessageBody) -> bool {
                 || absurd(a.leader_commit)
                 || a.prev_log_term.0 >= NUMBER_ABSURD
         }
-        MessageBody::AppendEntriesResponse(r) => {
+        MessageBody::AppendEntriesResponse(ref r) => {
             absurd(r.match_index) || absurd(r.conflict_index) || absurd(r.last_log_index)
         }
         MessageBody::RequestVote(r) => {

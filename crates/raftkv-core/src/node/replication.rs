@@ -8,7 +8,7 @@ use super::snapshot::SnapshotSend;
 use super::{LeaderState, RaftNode, RoleState};
 use crate::api::{Event, RejectReason};
 use crate::config::Config;
-use crate::message::{AppendEntries, AppendEntriesResponse, Message, MessageBody};
+use crate::message::{AppendEntries, AppendEntriesResponse, FollowerEcho, Message, MessageBody};
 use crate::types::{LogIndex, MonoTime, NodeId, Term};
 
 /// Never protect a lease longer than this, whatever a message claims.
@@ -31,6 +31,8 @@ pub(super) struct Progress {
     /// When the leader last heard anything from this peer in this term
     /// (check quorum, rule 8).
     pub(super) last_contact: Option<MonoTime>,
+    /// F2: the peer's latest stamp, echoed in every append to it.
+    pub(super) echo: Option<FollowerEcho>,
 }
 
 /// How the leader sends to one follower.
@@ -69,6 +71,7 @@ impl Progress {
             // Counting everyone as just heard gives a new leader one full
             // election timeout before check quorum can depose it.
             last_contact: Some(now),
+            echo: None,
         }
     }
 
@@ -216,6 +219,8 @@ impl RaftNode {
         if work.heartbeat {
             self.broadcast_append(true);
         }
+        // F3: a guard that passed may release commits.
+        self.maybe_commit();
         self.leader_progress_checks();
     }
 
@@ -250,12 +255,31 @@ impl RaftNode {
         let batched_at = ls.heartbeat_batched_at.take();
         let heartbeat = asked_at.is_some_and(|asked| batched_at.is_none_or(|sent| sent < asked));
         let replicate = std::mem::take(&mut ls.replicate_pending);
+        let notify = std::mem::take(&mut ls.notify_holders);
         if heartbeat || replicate {
             self.broadcast_append(heartbeat);
+        }
+        if notify && !heartbeat {
+            self.notify_read_lease_holders();
         }
         // The next batch starts with no heartbeat in it.
         if let RoleState::Leader(ls) = &mut self.role {
             ls.heartbeat_batched_at = None;
+        }
+    }
+
+    /// F4's wait at a holder ends when it learns the new commit index: tell
+    /// every streaming holder at once rather than at the next heartbeat.
+    fn notify_read_lease_holders(&mut self) {
+        let offset = self.log.offset();
+        for peer in self.guarded_peers() {
+            let anchor = self.leader_state().and_then(|ls| {
+                let p = ls.progress.get(&peer)?;
+                matches!(p.state, Replication::Stream { .. }).then_some(p.match_index.max(offset))
+            });
+            if let Some(prev) = anchor {
+                self.send_entries(peer, prev, Vec::new());
+            }
         }
     }
 
@@ -340,6 +364,10 @@ impl RaftNode {
             .log
             .term(prev)
             .expect("the leader has every index it sends from");
+        let echo = self
+            .leader_state()
+            .and_then(|ls| ls.progress.get(&to))
+            .and_then(|p| p.echo);
         let body = AppendEntries {
             prev_log_index: prev,
             prev_log_term,
@@ -347,6 +375,7 @@ impl RaftNode {
             leader_commit: self.log.commit(),
             lease_duration: self.cfg.lease_duration,
             send_time: self.now,
+            echo,
         };
         self.send(to, MessageBody::AppendEntries(body));
     }
@@ -412,6 +441,7 @@ impl RaftNode {
             self.events.push(Event::Committed { index: commit });
             self.apply_committed();
         }
+        self.take_echo(from, &req);
         self.reply_append(from, true, &req, last_new, None);
     }
 
@@ -444,14 +474,18 @@ impl RaftNode {
         index: LogIndex,
         term: Option<Term>,
     ) {
-        let body = AppendEntriesResponse {
+        let mut body = AppendEntriesResponse {
             success,
             match_index: if success { index } else { LogIndex::ZERO },
             conflict_index: if success { LogIndex::ZERO } else { index },
             conflict_term: term,
             last_log_index: self.log.last_index(),
             send_time: req.send_time,
+            follower_time: MonoTime::ZERO,
+            follower_epoch: 0,
+            wants_read_lease: false,
         };
+        self.stamp_reply(&mut body);
         self.respond(to, self.term, MessageBody::AppendEntriesResponse(body));
     }
 
@@ -541,14 +575,22 @@ impl RaftNode {
             })
             .collect();
         matches.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matches[m.quorum() - 1];
-        if candidate > self.log.commit() && self.log.term(candidate) == Some(self.term) {
-            self.log.set_commit(candidate);
-            self.events.push(Event::Committed { index: candidate });
+        let quorum_index = matches[m.quorum() - 1];
+        // A quorum holding an entry of this term commits it and everything
+        // before it; F3 may make less of that visible for now.
+        if quorum_index <= self.log.commit() || self.log.term(quorum_index) != Some(self.term) {
+            return;
+        }
+        let visible = self.visible_commit(quorum_index);
+        if visible > self.log.commit() {
+            self.log.set_commit(visible);
+            self.events.push(Event::Committed { index: visible });
             self.apply_committed();
             // Applying may have removed this node (see `config_committed`).
+            let holders = !self.guarded_peers().is_empty();
             if let RoleState::Leader(ls) = &mut self.role {
                 ls.replicate_pending = true;
+                ls.notify_holders |= holders;
             }
             self.complete_reads();
         }

@@ -57,6 +57,25 @@ struct Args {
     /// term and vote they depend on are saved.
     #[arg(long)]
     unsafe_vote_before_save: bool,
+    /// Leave follower read leases and bounded-staleness reads out of the mix.
+    #[arg(long)]
+    no_read_leases: bool,
+    /// Negative control (F2): the leader grants the full read lease
+    /// duration, whatever remains of its own lease.
+    #[arg(long)]
+    unsafe_grant_beyond_leader_lease: bool,
+    /// Negative control (F3): the leader commits without waiting for read
+    /// lease holders.
+    #[arg(long)]
+    unsafe_ignore_read_lease_guards: bool,
+    /// Negative control (F4): a holder serves keys that have a write of
+    /// unknown fate in its log.
+    #[arg(long)]
+    unsafe_serve_pending_keys: bool,
+    /// Negative control (F5): a holder keeps its read lease when it sees a
+    /// higher term.
+    #[arg(long)]
+    unsafe_keep_read_lease_across_terms: bool,
     /// Cluster size (default: chosen by the seed among 3, 5 and 7).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["3", "5", "7"]))]
     nodes: Option<String>,
@@ -101,6 +120,11 @@ fn main() -> Result<ExitCode> {
     opts.ignore_vote_floor = args.unsafe_ignore_vote_floor;
     opts.ack_before_sync = args.unsafe_ack_before_sync;
     opts.vote_before_save = args.unsafe_vote_before_save;
+    opts.read_leases = !args.no_read_leases;
+    opts.grant_beyond_leader_lease = args.unsafe_grant_beyond_leader_lease;
+    opts.ignore_read_lease_guards = args.unsafe_ignore_read_lease_guards;
+    opts.serve_pending_keys = args.unsafe_serve_pending_keys;
+    opts.keep_read_lease_across_terms = args.unsafe_keep_read_lease_across_terms;
     opts.nodes = args.nodes.as_deref().map(|n| n.parse()).transpose()?;
     opts.safety_duration = std::time::Duration::from_secs(args.safety_s);
     opts.membership_mix = !args.no_membership_mix;
@@ -137,6 +161,7 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
     );
     let mut total = raftkv_sim::MixCounts::default();
     let (mut with_conf, mut with_install, mut with_transfer) = (0, 0, 0);
+    let mut with_follower_reads = 0;
     for r in &reports {
         let k = r.counts;
         total.conf_committed += k.conf_committed;
@@ -147,6 +172,9 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.wipes += k.wipes;
         total.leaders_removed += k.leaders_removed;
         total.lease_reads_from_view += k.lease_reads_from_view;
+        total.follower_reads += k.follower_reads;
+        total.bounded_reads += k.bounded_reads;
+        with_follower_reads += u64::from(k.follower_reads > 0);
         total.disk_faults += k.disk_faults;
         total.repairs_planned += k.repairs_planned;
         total.repairs_finished += k.repairs_finished;
@@ -170,6 +198,10 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.transfers_started,
         total.transfers_done,
         total.lease_reads_from_view,
+    );
+    eprintln!(
+        "reads away from the leader: {} linearizable follower reads (in {with_follower_reads} runs), {} bounded-staleness reads",
+        total.follower_reads, total.bounded_reads,
     );
     eprintln!(
         "storage: {} restarts after a disk fault on synced data, {} repairs planned, {} finished; {} restarts with wrong membership flags, {} of them refused",
