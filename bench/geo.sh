@@ -12,21 +12,42 @@
 # ever hold (heartbeat 5 ms, lease 10 ms, drift bound 49.9999 %: the usable
 # lease is 3.3 ms, below any round trip here), so every linearizable read
 # takes the ReadIndex path. The script says which one it used.
+#
+# Three regions (`--regions`): nodes 1, 2, 3 in regions A, B, C; peer links
+# delayed by the one-way matrix A-B / A-C / B-C (`--matrix "25 40 60"`), a
+# client group in each region with 0 ms to its own node, and the delay of its
+# region to reach the leader (node 1, region A). Measures per region the
+# linearizable read through the leader's lease, through a follower read
+# lease, a bounded-staleness read, a ReadIndex read; writes with and without
+# read lease holders; reads of keys under write at the farthest holder; the
+# write stall when a holder dies; and the time leadership takes to come back
+# to its preferred node after a failover (see docs/benchmarks.md).
+#
+#   bench/geo.sh --regions [--matrix "25 40 60"] [--duration SECONDS] [--json FILE]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DELAYS="10 50"
 DURATION=5
 JSON_OUT=""
+REGIONS=0
+MATRIX="25 40 60"
 while (($#)); do
     case "$1" in
         --delays) DELAYS="$2"; shift ;;
         --duration) DURATION="$2"; shift ;;
         --json) JSON_OUT="$2"; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --regions) REGIONS=1 ;;
+        --matrix) MATRIX="$2"; shift ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
+
+if ((REGIONS)); then
+    source "$(dirname "${BASH_SOURCE[0]}")/geo_regions.sh"
+    exit 0
+fi
 
 build
 server_help="$("$RAFTKV" server --help)"

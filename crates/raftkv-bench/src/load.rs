@@ -73,6 +73,9 @@ pub struct LoadArgs {
     /// Run this long before measuring (connections, leader discovery, caches).
     #[arg(long, default_value_t = 0)]
     pub warmup_ms: u64,
+    /// The bound of `--consistency bounded` reads.
+    #[arg(long, default_value_t = 500)]
+    pub max_staleness_ms: u64,
     /// Timeout of one RPC attempt.
     #[arg(long, default_value_t = 5000)]
     pub rpc_timeout_ms: u64,
@@ -215,8 +218,21 @@ impl Worker {
         }
     }
 
-    async fn get(&mut self, key: &str, consistency: ReadConsistency) -> anyhow::Result<()> {
+    async fn get(
+        &mut self,
+        key: &str,
+        consistency: ReadConsistency,
+        max_staleness: Duration,
+    ) -> anyhow::Result<()> {
         match (self, consistency) {
+            (Worker::Raftkv(c), ReadConsistency::Bounded) => c
+                .get_with(key, Consistency::Bounded(max_staleness))
+                .await
+                .map(|_| ())
+                .map_err(Into::into),
+            (Worker::Etcd(_), ReadConsistency::Bounded) => {
+                anyhow::bail!("etcd has no bounded-staleness read")
+            }
             (Worker::Raftkv(c), ReadConsistency::Linearizable) => {
                 c.get(key).await.map(|_| ()).map_err(Into::into)
             }
@@ -408,6 +424,7 @@ async fn run_workload(a: LoadArgs, w: Workload) -> anyhow::Result<ExitCode> {
             value: "v".repeat(a.val_size),
             interval,
             workload: w,
+            max_staleness: Duration::from_millis(a.max_staleness_ms),
         };
         tasks.spawn(client_loop(worker, spec, state.clone()));
     }
@@ -492,6 +509,7 @@ struct ClientSpec {
     value: String,
     interval: Option<Duration>,
     workload: Workload,
+    max_staleness: Duration,
 }
 
 async fn client_loop(mut worker: Worker, spec: ClientSpec, state: Arc<RunState>) -> ClientResult {
@@ -531,7 +549,9 @@ async fn client_loop(mut worker: Worker, spec: ClientSpec, state: Arc<RunState>)
         let is_read =
             spec.workload.read_ratio > 0.0 && rng.random::<f64>() < spec.workload.read_ratio;
         let result = if is_read {
-            worker.get(&key, spec.workload.consistency).await
+            worker
+                .get(&key, spec.workload.consistency, spec.max_staleness)
+                .await
         } else {
             worker.put(&key, &spec.value).await
         };

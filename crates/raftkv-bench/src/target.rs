@@ -20,4 +20,7 @@ pub enum ReadConsistency {
     /// raftkv: STALE read from the node asked; etcd: serializable Range.
     #[value(alias = "serializable")]
     Stale,
+    /// raftkv only: a bounded-staleness read (`--max-staleness-ms`), served
+    /// by the node asked when it can prove the bound, else by the leader.
+    Bounded,
 }

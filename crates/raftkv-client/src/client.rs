@@ -95,7 +95,32 @@ struct Shared {
     leader: Mutex<Option<String>>,
     suspects: Mutex<HashMap<String, Instant>>,
     next: AtomicUsize,
+    /// Reads go to the nearest node first (`prefer_nearest`); the endpoints
+    /// are then in order of distance.
+    nearest: std::sync::atomic::AtomicBool,
     opts: ClientOptions,
+}
+
+/// Where a call goes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// The leader, when known (writes, linearizable reads by default).
+    Leader,
+    /// Any node, in turn (stale reads).
+    Any,
+    /// The nearest reachable node (reads after `prefer_nearest`); a refusal
+    /// redirects to the leader.
+    Nearest,
+}
+
+/// One node as [`Client::prefer_nearest`] found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeDistance {
+    pub endpoint: String,
+    /// The node's `--zone` (empty: none, or unreachable).
+    pub zone: String,
+    /// The fastest of a few status round trips; `None`: unreachable.
+    pub rtt: Option<Duration>,
 }
 
 struct Session {
@@ -148,6 +173,7 @@ impl Client {
             leader: Mutex::new(None),
             suspects: Mutex::new(HashMap::new()),
             next: AtomicUsize::new(0),
+            nearest: std::sync::atomic::AtomicBool::new(false),
             opts,
         };
         Ok(Client {
@@ -255,10 +281,17 @@ impl Client {
         key: &str,
         consistency: Consistency,
     ) -> Result<Answer<(Option<String>, StaleInfo)>, ClientError> {
-        let follow_leader = consistency == Consistency::Linearizable;
-        // A bounded read goes first to the endpoints in their order (the
-        // nearest first) and follows the leader only when redirected.
-        self.call(follow_leader, |mut kv| {
+        // After `prefer_nearest`, linearizable and bounded reads go to the
+        // nearest node first (it answers under a read lease or a freshness
+        // proof, or redirects to the leader).
+        let nearest = self.shared.nearest.load(Ordering::Relaxed);
+        let route = match consistency {
+            Consistency::Stale => Route::Any,
+            _ if nearest => Route::Nearest,
+            Consistency::Linearizable => Route::Leader,
+            Consistency::Bounded(_) => Route::Any,
+        };
+        self.call_route(route, |mut kv| {
             let req = get_request(key, consistency);
             async move { kv.get(req).await.map(|r| r.into_inner()) }
         })
@@ -443,6 +476,27 @@ impl Client {
         }))
     }
 
+    /// Leader placement on one node (send it to every node: whichever leads
+    /// acts on its own preference). Returns the preference now in force.
+    pub async fn set_preferred_leaders_at(
+        &self,
+        endpoint: &str,
+        ids: &[u64],
+    ) -> Result<Vec<u64>, ClientError> {
+        let mut admin = admin_client(self.channel(&normalize(endpoint))?);
+        let req = pb::SetPreferredLeadersRequest { ids: ids.to_vec() };
+        match tokio::time::timeout(
+            self.shared.opts.rpc_timeout,
+            admin.set_preferred_leaders(req),
+        )
+        .await
+        {
+            Ok(Ok(r)) => Ok(r.into_inner().ids),
+            Ok(Err(status)) => Err(status_to_error(&status)),
+            Err(_) => Err(timeout_error(self.shared.opts.rpc_timeout)),
+        }
+    }
+
     /// An admin call at the leader: like a write, but one attempt may last
     /// the whole deadline (a change waits for a commit, a transfer for an
     /// election).
@@ -452,30 +506,71 @@ impl Client {
         Fut: Future<Output = Result<R, Status>>,
     {
         let attempt_timeout = self.shared.opts.deadline.max(self.shared.opts.rpc_timeout);
-        self.call_with(true, attempt_timeout, |ch| op(admin_client(ch)))
+        self.call_with(Route::Leader, attempt_timeout, |ch| op(admin_client(ch)))
             .await
     }
 
     /// Runs `op` against the leader (or any node when `follow_leader` is
     /// false), following redirects and retrying until the deadline.
-    async fn call<R, F, Fut>(
-        &self,
-        follow_leader: bool,
-        mut op: F,
-    ) -> Result<Answer<R>, ClientError>
+    async fn call<R, F, Fut>(&self, follow_leader: bool, op: F) -> Result<Answer<R>, ClientError>
     where
         F: FnMut(KvClient<Channel>) -> Fut,
         Fut: Future<Output = Result<R, Status>>,
     {
-        self.call_with(follow_leader, self.shared.opts.rpc_timeout, |ch| {
-            op(kv_client(ch))
-        })
-        .await
+        let route = if follow_leader {
+            Route::Leader
+        } else {
+            Route::Any
+        };
+        self.call_route(route, op).await
+    }
+
+    async fn call_route<R, F, Fut>(&self, route: Route, mut op: F) -> Result<Answer<R>, ClientError>
+    where
+        F: FnMut(KvClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<R, Status>>,
+    {
+        self.call_with(route, self.shared.opts.rpc_timeout, |ch| op(kv_client(ch)))
+            .await
+    }
+
+    /// Measure every endpoint (zone and round trip, from its status) and
+    /// order them nearest first: a node in `zone` before any other, then by
+    /// round trip, unreachable ones last. From then on linearizable and
+    /// bounded reads go to the nearest reachable node first; writes still go
+    /// to the leader.
+    pub async fn prefer_nearest(&self, zone: Option<&str>) -> Vec<NodeDistance> {
+        let mut found = Vec::new();
+        for ep in self.endpoints() {
+            let mut best: Option<(Duration, String)> = None;
+            for _ in 0..3 {
+                let t0 = Instant::now();
+                if let Ok(s) = self.status_at(&ep).await {
+                    let rtt = t0.elapsed();
+                    if best.as_ref().is_none_or(|(b, _)| rtt < *b) {
+                        best = Some((rtt, s.zone));
+                    }
+                }
+            }
+            found.push(NodeDistance {
+                endpoint: ep,
+                zone: best.as_ref().map(|(_, z)| z.clone()).unwrap_or_default(),
+                rtt: best.map(|(rtt, _)| rtt),
+            });
+        }
+        found.sort_by_key(|d| {
+            let same_zone = zone.is_some_and(|z| !z.is_empty() && d.zone == z);
+            (d.rtt.is_none(), !same_zone, d.rtt)
+        });
+        *self.shared.endpoints.lock().expect("poisoned") =
+            found.iter().map(|d| d.endpoint.clone()).collect();
+        self.shared.nearest.store(true, Ordering::Relaxed);
+        found
     }
 
     async fn call_with<R, F, Fut>(
         &self,
-        follow_leader: bool,
+        route: Route,
         attempt_timeout: Duration,
         mut op: F,
     ) -> Result<Answer<R>, ClientError>
@@ -484,9 +579,10 @@ impl Client {
         Fut: Future<Output = Result<R, Status>>,
     {
         let opts = &self.shared.opts;
+        let follow_leader = route == Route::Leader;
         let start = Instant::now();
         let mut backoff = opts.backoff_min;
-        let mut target = self.pick(follow_leader);
+        let mut target = self.pick(route);
         // Endpoints in the order first tried, and whether the last attempt
         // at each could not connect.
         let mut tried: Vec<(String, bool)> = Vec::new();
@@ -569,7 +665,14 @@ impl Client {
                     let pause = backoff.min(opts.deadline.saturating_sub(elapsed));
                     tokio::time::sleep(pause).await;
                     backoff = (backoff * 2).min(opts.backoff_max);
-                    target = self.pick(follow_leader);
+                    // The nearest node could not help: any node now (a
+                    // refusal there names the leader).
+                    let next = if route == Route::Nearest {
+                        Route::Any
+                    } else {
+                        route
+                    };
+                    target = self.pick(next);
                 }
             }
         }
@@ -597,13 +700,18 @@ impl Client {
         }
     }
 
-    fn pick(&self, follow_leader: bool) -> String {
-        if follow_leader {
+    fn pick(&self, route: Route) -> String {
+        if route == Route::Leader {
             if let Some(l) = self.shared.leader.lock().expect("poisoned").clone() {
                 return l;
             }
         }
         let endpoints = self.shared.endpoints.lock().expect("poisoned");
+        if route == Route::Nearest {
+            if let Some(e) = endpoints.iter().find(|e| !self.is_suspect(e)) {
+                return e.clone();
+            }
+        }
         let n = self.shared.next.fetch_add(1, Ordering::Relaxed);
         endpoints[n % endpoints.len()].clone()
     }

@@ -17,7 +17,8 @@ pub mod codec;
 mod error;
 
 pub use client::{
-    Answer, Client, ClientOptions, Consistency, StaleInfo, WriteOutcome, MAX_MESSAGE_BYTES,
+    Answer, Client, ClientOptions, Consistency, NodeDistance, StaleInfo, WriteOutcome,
+    MAX_MESSAGE_BYTES,
 };
 pub use error::ClientError;
 

@@ -503,6 +503,8 @@ pub struct Status {
     pub first_log_index: LogIndex,
     /// The target of a leadership transfer in progress.
     pub transfer_to: Option<NodeId>,
+    /// Leader placement: the voters this node prefers as leader.
+    pub preferred_leaders: Vec<NodeId>,
     pub peers: Vec<PeerStatus>,
     pub rejected_messages: u64,
     pub pending_proposals: usize,

@@ -37,6 +37,9 @@ pub struct Config {
     /// `D_read`: the longest read lease a leader grants (F2). Used by the
     /// leader; a follower takes what it is granted.
     pub read_lease_duration: Duration,
+    /// Voters this node hands leadership to when it leads and is not one of
+    /// them, first caught-up one first (`node/placement.rs`). Empty: none.
+    pub preferred_leaders: Vec<NodeId>,
     pub max_entries_per_append: usize,
     pub max_bytes_per_append: usize,
     /// AppendEntries messages in flight to one peer, and their bytes.
@@ -108,6 +111,7 @@ impl Config {
             lease_reads: true,
             read_lease: false,
             read_lease_duration: Duration::from_millis(400),
+            preferred_leaders: Vec::new(),
             max_entries_per_append: 512,
             max_bytes_per_append: 1 << 20,
             max_inflight_appends: 64,

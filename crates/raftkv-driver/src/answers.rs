@@ -98,6 +98,12 @@ pub enum Request<W: Waiters> {
         to: NodeId,
         reply: W::Reply<TransferAnswer>,
     },
+    /// Leader placement: the voters this node hands leadership to when it
+    /// leads (empty: none). Answered with the preference now in force.
+    SetPreferredLeaders {
+        ids: Vec<NodeId>,
+        reply: W::Reply<Vec<NodeId>>,
+    },
 }
 
 /// How a request went into the core (for counters and the simulator's

@@ -322,6 +322,11 @@ impl<W: Waiters> Driver<W> {
                     Accepted::Refused
                 }
             },
+            Request::SetPreferredLeaders { ids, reply } => {
+                node.set_preferred_leaders(now, ids);
+                reply.reply(node.preferred_leaders().to_vec());
+                Accepted::Served
+            }
         }
     }
 

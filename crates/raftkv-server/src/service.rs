@@ -494,6 +494,8 @@ fn status_to_pb(shared: &Shared, s: &CoreStatus, keys: u64) -> pb::StatusReply {
         snapshot_index: s.snapshot_index.0,
         first_log_index: s.first_log_index.0,
         transfer_to: s.transfer_to.map_or(0, |n| n.0),
+        zone: shared.config.zone.clone().unwrap_or_default(),
+        preferred_leaders: s.preferred_leaders.iter().map(|n| n.0).collect(),
     }
 }
 
@@ -576,6 +578,30 @@ impl pb::admin_server::Admin for AdminService {
         Ok(Response::new(pb::TransferLeaderReply {
             leader_id: leader.0,
             leader_addr: self.0.addr_of(leader).unwrap_or_default(),
+        }))
+    }
+
+    async fn set_preferred_leaders(
+        &self,
+        req: Request<pb::SetPreferredLeadersRequest>,
+    ) -> Result<Response<pb::SetPreferredLeadersReply>, Status> {
+        let mut ids = Vec::new();
+        for id in req.into_inner().ids {
+            if id == 0 {
+                return Err(self
+                    .0
+                    .invalid("node id 0 is reserved; ids start at 1".into()));
+            }
+            if !ids.contains(&NodeId(id)) {
+                ids.push(NodeId(id));
+            }
+        }
+        let now = self
+            .0
+            .ask(|reply| CoreRequest::SetPreferredLeaders { ids, reply })
+            .await?;
+        Ok(Response::new(pb::SetPreferredLeadersReply {
+            ids: now.iter().map(|n| n.0).collect(),
         }))
     }
 }

@@ -131,6 +131,8 @@ pub struct ClusterConfig {
     /// F7: the nodes configured to hold follower read leases, and `D_read`.
     pub read_lease_nodes: BTreeSet<NodeId>,
     pub read_lease_duration: Duration,
+    /// Leader placement: the voters every node prefers as leader.
+    pub preferred_leaders: Vec<NodeId>,
     /// Flow-control limits of the core (small values exercise back-pressure).
     pub max_entries_per_append: usize,
     pub max_inflight_appends: usize,
@@ -213,6 +215,7 @@ impl ClusterConfig {
             unsafe_test_knobs: UnsafeTestKnobs::default(),
             read_lease_nodes: BTreeSet::new(),
             read_lease_duration: d.read_lease_duration,
+            preferred_leaders: Vec::new(),
             max_entries_per_append: d.max_entries_per_append,
             max_inflight_appends: d.max_inflight_appends,
             max_pending_proposals: d.max_pending_proposals,
@@ -271,6 +274,7 @@ impl ClusterConfig {
         c.unsafe_test_knobs = self.unsafe_test_knobs;
         c.read_lease = self.read_lease_nodes.contains(&id);
         c.read_lease_duration = self.read_lease_duration;
+        c.preferred_leaders = self.preferred_leaders.clone();
         c.max_entries_per_append = self.max_entries_per_append;
         c.max_inflight_appends = self.max_inflight_appends;
         c.max_pending_proposals = self.max_pending_proposals;
@@ -380,6 +384,10 @@ pub struct MixCounts {
     /// bounded-staleness reads), and bounded-staleness reads served.
     pub follower_reads: u64,
     pub bounded_reads: u64,
+    /// Runs with a preferred leader, and those that ended with a preferred
+    /// node leading.
+    pub placement_runs: u64,
+    pub placement_ended_preferred: u64,
     /// Restarts after a fault of the disk on synced data, and those whose
     /// recovery planned a repair (a vote floor).
     pub disk_faults: u64,
@@ -1487,6 +1495,20 @@ impl Cluster {
     }
 
     /// The running leader of the highest term, if any.
+    /// Count whether a run with a preferred leader ended with one leading.
+    pub fn note_placement_outcome(&mut self) {
+        if self.cfg.preferred_leaders.is_empty() {
+            return;
+        }
+        self.counts.placement_runs += 1;
+        if self
+            .leader()
+            .is_some_and(|l| self.cfg.preferred_leaders.contains(&l))
+        {
+            self.counts.placement_ended_preferred += 1;
+        }
+    }
+
     pub fn leader(&self) -> Option<NodeId> {
         self.leaders()
             .into_iter()

@@ -246,6 +246,16 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     if opts.read_leases {
         read_lease_mix(&mut cfg, rng);
     }
+    // A third of the runs prefer one or two of the bootstrap voters as
+    // leader: placement transfers join the fault mix.
+    if rng.below(3) == 0 {
+        let first = rng.range(1, cfg.nodes as u64 + 1);
+        cfg.preferred_leaders = vec![NodeId(first)];
+        if rng.below(2) == 0 {
+            cfg.preferred_leaders
+                .push(NodeId(rng.range(1, cfg.nodes as u64 + 1)));
+        }
+    }
     cfg
 }
 
@@ -372,6 +382,7 @@ fn drive(c: &mut Cluster, opts: &RunOptions, rng: &mut SimRng) -> (Option<String
         }
     }
     c.run_for(Duration::from_millis(300));
+    c.note_placement_outcome();
     c.check_log_matching_now();
     c.check_state_machines();
     if let Some(v) = c.violation() {

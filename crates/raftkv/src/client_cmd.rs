@@ -63,6 +63,15 @@ pub struct GetArgs {
     /// (for example 500ms or 2s), else by the leader.
     #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["stale", "consistency"])]
     pub max_staleness: Option<std::time::Duration>,
+    /// Read from the nearest node first: measure every endpoint's round
+    /// trip, and with --zone prefer a node in that zone. A follower read
+    /// lease holder answers itself; another node redirects to the leader.
+    #[arg(long)]
+    pub nearest: bool,
+    /// This client's zone (implies --nearest): a node started with the same
+    /// `--zone` is read from first.
+    #[arg(long)]
+    pub zone: Option<String>,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -222,7 +231,30 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         (false, Some(bound)) => Consistency::Bounded(bound),
         (false, None) => Consistency::Linearizable,
     };
-    let answer = runtime()?.block_on(client.get_with(&args.key, consistency))?;
+    let rt = runtime()?;
+    if args.nearest || args.zone.is_some() {
+        let order = rt.block_on(client.prefer_nearest(args.zone.as_deref()));
+        let shown: Vec<String> = order
+            .iter()
+            .map(|d| match d.rtt {
+                Some(rtt) if d.zone.is_empty() => {
+                    format!("{} {:.1} ms", d.endpoint, rtt.as_secs_f64() * 1e3)
+                }
+                Some(rtt) => format!(
+                    "{} ({}) {:.1} ms",
+                    d.endpoint,
+                    d.zone,
+                    rtt.as_secs_f64() * 1e3
+                ),
+                None => format!("{} unreachable", d.endpoint),
+            })
+            .collect();
+        eprintln!("(nearest first: {})", shown.join(", "));
+    }
+    let answer = rt.block_on(client.get_with(&args.key, consistency))?;
+    if args.nearest || args.zone.is_some() || args.max_staleness.is_some() {
+        eprintln!("(served by node {})", answer.served_by);
+    }
     if stale {
         eprintln!("({})", staleness(answer.served_by, &answer.value.1));
     }
@@ -324,6 +356,52 @@ pub fn transfer_leader(args: TransferArgs) -> anyhow::Result<ExitCode> {
         "OK, node {} at {} leads",
         reply.value.leader_id, reply.value.leader_addr
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct PlacementArgs {
+    /// Voter ids leadership should go to, most preferred first, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "clear",
+        conflicts_with = "clear"
+    )]
+    pub prefer: Vec<u64>,
+    /// No preference: leadership stays where elections put it.
+    #[arg(long)]
+    pub clear: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// Sends the preference to every endpoint: every node that may lead must
+/// have it. Fails (after trying all) if a node could not be told.
+pub fn placement(args: PlacementArgs) -> anyhow::Result<ExitCode> {
+    if args.prefer.contains(&0) {
+        anyhow::bail!("--prefer: node id 0 is reserved; ids start at 1");
+    }
+    let client = args.conn.client()?;
+    let endpoints = args.conn.endpoint_list()?;
+    let rt = runtime()?;
+    let mut failed = 0;
+    for ep in &endpoints {
+        match rt.block_on(client.set_preferred_leaders_at(ep, &args.prefer)) {
+            Ok(ids) if ids.is_empty() => eprintln!("{ep}: no preferred leader"),
+            Ok(ids) => eprintln!("{ep}: preferred leaders {ids:?}"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{ep}: not told: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} nodes were not told; run the command again once they are up (a node that is not told keeps its own preference if it leads)",
+            endpoints.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -449,8 +527,15 @@ pub fn status_table(rows: &[StatusRow]) -> String {
                         }
                     })
                     .collect();
+                let mut placement = String::new();
+                if !s.zone.is_empty() {
+                    placement += &format!(", zone {}", s.zone);
+                }
+                if !s.preferred_leaders.is_empty() {
+                    placement += &format!(", prefers leaders {:?}", s.preferred_leaders);
+                }
                 configs.push(format!(
-                    "node {}: voters {:?} learners {:?} (config index {}), snapshot index {}, log from {}",
+                    "node {}: voters {:?} learners {:?} (config index {}), snapshot index {}, log from {}{placement}",
                     s.id, s.voters, s.learners, s.config_index, s.snapshot_index, s.first_log_index
                 ));
                 let leader = if s.leader_id == 0 {
@@ -552,7 +637,7 @@ fn status_json(endpoint: &str, row: &Result<pb::StatusReply, ClientError>) -> se
                 "keys": s.keys, "uptime_ms": s.uptime_ms,
                 "voters": s.voters, "learners": s.learners, "config_index": s.config_index,
                 "snapshot_index": s.snapshot_index, "first_log_index": s.first_log_index,
-                "transfer_to": s.transfer_to,
+                "transfer_to": s.transfer_to, "zone": s.zone, "preferred_leaders": s.preferred_leaders,
                 "lease": {"holds": lease.holds, "remaining_us": lease.remaining_us,
                           "wait_remaining_us": lease.wait_remaining_us, "protecting_us": lease.protecting_us,
                           "read_lease": {"enabled": rl.enabled, "remaining_us": rl.remaining_us,

@@ -41,6 +41,9 @@ enum Command {
     Member(client_cmd::MemberArgs),
     /// Hand leadership to another voter (before maintenance of the leader).
     TransferLeader(client_cmd::TransferArgs),
+    /// Leader placement: the voters leadership goes back to (until restart;
+    /// `raftkv server --preferred-leaders` sets it at start).
+    Placement(client_cmd::PlacementArgs),
     /// Load generator (raftkv or etcd), geo-mode proxy and benchmark tools.
     #[cfg(feature = "bench")]
     Bench(raftkv_bench::BenchArgs),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Client(args) => client_cmd::repl(args),
         Command::Member(args) => client_cmd::member(args),
         Command::TransferLeader(args) => client_cmd::transfer_leader(args),
+        Command::Placement(args) => client_cmd::placement(args),
         #[cfg(feature = "bench")]
         Command::Bench(args) => raftkv_bench::run(args),
     };

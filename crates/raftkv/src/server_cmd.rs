@@ -84,6 +84,17 @@ pub struct ServerArgs {
     /// [default: 400].
     #[arg(long)]
     pub read_lease_ms: Option<u64>,
+    /// The zone (region, data centre) this node runs in: shown by `raftkv
+    /// status`, and clients given `--zone` read from a node of theirs first.
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Voters this node hands leadership to when it leads and is not one of
+    /// them, most preferred first, comma-separated ids (for example 1,4):
+    /// after a failover leadership comes back. `raftkv placement` changes it
+    /// at run time.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub preferred_leaders: Vec<u64>,
     /// How often the core's timers advance [default: 5].
     #[arg(long)]
     pub tick_ms: Option<u64>,
@@ -200,6 +211,8 @@ impl ServerArgs {
             no_lease_reads: self.no_lease_reads,
             read_lease: self.read_lease,
             read_lease_ms: self.read_lease_ms,
+            zone: self.zone.clone(),
+            preferred_leaders: self.preferred_leaders.clone(),
             tick_ms: self.tick_ms,
             runtime_threads: self.runtime_threads,
             max_key_bytes: self.max_key_bytes,
@@ -249,6 +262,12 @@ fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
         no_lease_reads: flags.no_lease_reads || file.no_lease_reads,
         read_lease: flags.read_lease || file.read_lease,
         read_lease_ms: flags.read_lease_ms.or(file.read_lease_ms),
+        zone: flags.zone.or(file.zone),
+        preferred_leaders: if flags.preferred_leaders.is_empty() {
+            file.preferred_leaders
+        } else {
+            flags.preferred_leaders
+        },
         tick_ms: flags.tick_ms.or(file.tick_ms),
         runtime_threads: flags.runtime_threads.or(file.runtime_threads),
         max_key_bytes: flags.max_key_bytes.or(file.max_key_bytes),
@@ -348,6 +367,15 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     }
     core.lease_reads = !args.no_lease_reads;
     core.read_lease = args.read_lease;
+    if args.preferred_leaders.contains(&0) {
+        bail!("--preferred-leaders: node id 0 is reserved; ids start at 1");
+    }
+    core.preferred_leaders = args.preferred_leaders.iter().copied().map(NodeId).collect();
+    if let Some(z) = &args.zone {
+        if z.is_empty() || z.len() > 64 || z.chars().any(char::is_whitespace) {
+            bail!("--zone {z:?}: give 1 to 64 characters without spaces");
+        }
+    }
     if let Some(v) = args.read_lease_ms {
         core.read_lease_duration = ms(v);
     }
@@ -366,6 +394,7 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("raftkv-data")),
         cluster_id: args.cluster_id.clone().unwrap_or_else(|| "raftkv".into()),
+        zone: args.zone.clone(),
         tick_interval: tick,
         peer_queue_len: 1024,
         client_wait_timeout: ms(args.client_timeout_ms.unwrap_or(5000)),

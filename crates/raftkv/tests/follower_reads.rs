@@ -130,3 +130,76 @@ fn a_bounded_read_is_served_locally_within_its_bound() {
         assert_eq!(a.served_by, leader);
     });
 }
+
+/// Until node `want` leads with its lease (or `timeout`); how long it took.
+async fn wait_leader_is(cluster: &Cluster, want: u64, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let leader = wait_for_leader(cluster, timeout).await;
+        if leader == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "node {leader} leads, not the preferred node {want}, after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Zones and leader placement: leadership goes to the preferred node and
+/// comes back to it after a failover; a client that names its zone reads
+/// from the node there (a read lease holder); a placement set at run time
+/// moves leadership.
+#[test]
+fn leadership_returns_to_the_preferred_node_and_clients_read_in_their_zone() {
+    run_serial(async {
+        let mut cluster = Cluster::start_with_args(
+            3,
+            FAST,
+            &[
+                "--read-lease",
+                "--zone",
+                "zone-{id}",
+                "--preferred-leaders",
+                "3",
+            ],
+        );
+        let took = wait_leader_is(&cluster, 3, Duration::from_secs(10)).await;
+        println!("node 3 leads {took:?} after start");
+        let writer = cluster.client();
+        writer.set("z", "1").await.expect("set");
+
+        let reader = cluster.client();
+        let order = reader.prefer_nearest(Some("zone-2")).await;
+        assert_eq!(order[0].endpoint, cluster.addr(2), "{order:?}");
+        assert_eq!(order[0].zone, "zone-2");
+        wait_read_lease(&cluster, 2, Duration::from_secs(5)).await;
+        let a = reader.get("z").await.expect("get in zone 2");
+        assert_eq!((a.value.as_deref(), a.served_by), (Some("1"), 2));
+
+        cluster.kill(3);
+        let interim = wait_for_leader(&cluster, LEADER_WAIT).await;
+        assert_ne!(interim, 3);
+        cluster.spawn(3);
+        let back = wait_leader_is(&cluster, 3, Duration::from_secs(15)).await;
+        println!("leadership back at node 3 {back:?} after it restarted");
+
+        // At run time: prefer node 1 on every node.
+        for ep in cluster.endpoints() {
+            let now = writer
+                .set_preferred_leaders_at(&ep, &[1])
+                .await
+                .expect("set placement");
+            assert_eq!(now, vec![1]);
+        }
+        wait_leader_is(&cluster, 1, Duration::from_secs(10)).await;
+        let s = status(&writer, &cluster.addr(2)).await.expect("status");
+        assert_eq!(
+            (s.zone.as_str(), s.preferred_leaders.as_slice()),
+            ("zone-2", &[1u64][..])
+        );
+        let a = writer.get("z").await.expect("get after the move");
+        assert_eq!(a.value.as_deref(), Some("1"));
+    });
+}

@@ -293,6 +293,7 @@ impl RaftNode {
             pending_conf: None,
             guards: Default::default(),
             notify_holders: false,
+            placement_not_before: now + self.cfg.election_timeout_max,
         });
         self.events.push(Event::BecameLeader {
             term: self.term,

@@ -77,7 +77,7 @@ impl RaftNode {
         self.lease_end(ls).filter(|&end| self.now < end)
     }
 
-    fn lease_read_ok(&self) -> bool {
+    pub(super) fn lease_read_ok(&self) -> bool {
         self.lease_read_until().is_some()
     }
 

@@ -4,6 +4,7 @@
 //! becoming leader), `replication.rs` (AppendEntries on both sides, commit),
 //! `lease.rs` (the leader lease and both kinds of linearizable read),
 //! `read_lease.rs` (follower read leases and bounded-staleness reads),
+//! `placement.rs` (handing leadership to a preferred node),
 //! `membership.rs` (configurations and their changes), `snapshot.rs`
 //! (compaction and InstallSnapshot), `transfer.rs` (leadership transfer) and
 //! `repair.rs` (a node whose log was damaged: the vote floor).
@@ -11,6 +12,7 @@
 mod election;
 mod lease;
 mod membership;
+mod placement;
 mod read_lease;
 mod repair;
 mod replication;
@@ -123,6 +125,8 @@ struct LeaderState {
     guards: Guards,
     /// Commits advanced while holders were guarded: tell them at once.
     notify_holders: bool,
+    /// Leader placement acts no earlier than this (`placement.rs`).
+    placement_not_before: MonoTime,
 }
 
 /// A linearizable read waiting for its conditions (see `lease.rs`).
@@ -634,6 +638,7 @@ impl RaftNode {
             snapshot_index: self.snapshot_meta.index,
             first_log_index: self.log.first_index(),
             transfer_to: self.transfer_target(),
+            preferred_leaders: self.cfg.preferred_leaders.clone(),
             peers,
             rejected_messages: self.rejected_messages,
             pending_proposals: self.pending_writes.len(),

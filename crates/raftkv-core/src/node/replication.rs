@@ -222,6 +222,7 @@ impl RaftNode {
         // F3: a guard that passed may release commits.
         self.maybe_commit();
         self.leader_progress_checks();
+        self.maybe_move_leadership();
     }
 
     /// Send whatever each follower needs: new entries where the window

@@ -174,6 +174,8 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.lease_reads_from_view += k.lease_reads_from_view;
         total.follower_reads += k.follower_reads;
         total.bounded_reads += k.bounded_reads;
+        total.placement_runs += k.placement_runs;
+        total.placement_ended_preferred += k.placement_ended_preferred;
         with_follower_reads += u64::from(k.follower_reads > 0);
         total.disk_faults += k.disk_faults;
         total.repairs_planned += k.repairs_planned;
@@ -200,8 +202,8 @@ fn run_many(opts: &RunOptions, n: u64, workers: usize) -> ExitCode {
         total.lease_reads_from_view,
     );
     eprintln!(
-        "reads away from the leader: {} linearizable follower reads (in {with_follower_reads} runs), {} bounded-staleness reads",
-        total.follower_reads, total.bounded_reads,
+        "reads away from the leader: {} linearizable follower reads (in {with_follower_reads} runs), {} bounded-staleness reads; leader placement: {} runs preferred a leader, {} ended with a preferred node leading",
+        total.follower_reads, total.bounded_reads, total.placement_runs, total.placement_ended_preferred,
     );
     eprintln!(
         "storage: {} restarts after a disk fault on synced data, {} repairs planned, {} finished; {} restarts with wrong membership flags, {} of them refused",

@@ -238,7 +238,12 @@ impl Cluster {
             ])
             .args(["--lease-ms", &self.timing.lease_ms.to_string()])
             .args(["--log-level", "warn"])
-            .args(&self.extra_args)
+            // `{id}` in an extra argument becomes the node's id.
+            .args(
+                self.extra_args
+                    .iter()
+                    .map(|a| a.replace("{id}", &id.to_string())),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         if self.node(id).join {
