@@ -77,24 +77,29 @@ stop_geo() {
 load() {
     local name="$1" workload="$2" ep="$3" pid="$4"
     shift 4
-    "${BENCH[@]}" "$workload" --endpoints "$ep" --clients 1 --duration "$DURATION" \
-        --warmup-ms 500 --key-size 16 --val-size 256 --key-space 100 --pids "$pid" \
+    local keys=(--key-space 20)
+    [[ " $* " == *" --key-space "* ]] && keys=()
+    local duration=(--duration "$DURATION")
+    [[ " $* " == *" --duration "* ]] && duration=()
+    "${BENCH[@]}" "$workload" --endpoints "$ep" --clients 1 "${duration[@]}" \
+        --warmup-ms 500 --key-size 16 --val-size 256 "${keys[@]}" --pids "$pid" \
         --no-progress --json "$RESULTS/$name.json" "$@" | sed "s/^/  $name: /" >&2
 }
 
 # --- read lease holders in every region -------------------------------------
 start_geo holders --read-lease
 for r in 2 3; do
-    load "follower-${REGION[$r]}" get "127.0.0.1:${P[$r]}" "${NODE_PIDS[$r]}" --consistency linearizable
+    load "follower-${REGION[$r]}" get "127.0.0.1:${P[$r]}" "${NODE_PIDS[$r]}" \
+        --consistency linearizable --read-nearest
     load "bounded-holders-${REGION[$r]}" get "127.0.0.1:${P[$r]}" "${NODE_PIDS[$r]}" \
-        --consistency bounded --max-staleness-ms 500
+        --consistency bounded --max-staleness-ms 500 --read-nearest
 done
 load put-holders put "127.0.0.1:${P[1]}" "${NODE_PIDS[1]}"
 # Reads of 4 hot keys at the farthest holder (C) while region A writes them.
 load hot-writes put "127.0.0.1:${P[1]}" "${NODE_PIDS[1]}" --key-space 4 2>/dev/null &
 writer=$!
 sleep 0.3
-load hot-reads-C get "127.0.0.1:${P[3]}" "${NODE_PIDS[3]}" --key-space 4 --no-preload
+load hot-reads-C get "127.0.0.1:${P[3]}" "${NODE_PIDS[3]}" --key-space 4 --no-preload --read-nearest
 wait "$writer"
 # A holder dies: writes stall until its guard passes.
 ( sleep 2; kill -KILL "${NODE_PIDS[3]}" ) &
@@ -111,7 +116,7 @@ load leader-A get "127.0.0.1:${P[1]}" "${NODE_PIDS[1]}" --consistency linearizab
 for r in 2 3; do
     load "leader-${REGION[$r]}" get "127.0.0.1:${Y[$r]}" "${NODE_PIDS[1]}" --consistency linearizable
     load "bounded-${REGION[$r]}" get "127.0.0.1:${P[$r]}" "${NODE_PIDS[$r]}" \
-        --consistency bounded --max-staleness-ms 500
+        --consistency bounded --max-staleness-ms 500 --read-nearest
 done
 load put-plain put "127.0.0.1:${P[1]}" "${NODE_PIDS[1]}"
 stop_geo

@@ -76,6 +76,10 @@ pub struct LoadArgs {
     /// The bound of `--consistency bounded` reads.
     #[arg(long, default_value_t = 500)]
     pub max_staleness_ms: u64,
+    /// raftkv: reads go to the first endpoint first (a follower read lease
+    /// holder answers them there), not to the leader the client learnt of.
+    #[arg(long)]
+    pub read_nearest: bool,
     /// Timeout of one RPC attempt.
     #[arg(long, default_value_t = 5000)]
     pub rpc_timeout_ms: u64,
@@ -285,6 +289,9 @@ async fn make_workers(a: &LoadArgs) -> anyhow::Result<Vec<Worker>> {
             let mut v = Vec::new();
             for _ in 0..a.conns {
                 let c = Client::new(&a.endpoints, opts.clone())?;
+                if a.read_nearest {
+                    c.read_first_endpoint_first();
+                }
                 // Find the leader once so every session starts with it cached.
                 c.get("warmup").await.context("first read from raftkv")?;
                 v.push(Worker::Raftkv(Arc::new(c)));

@@ -534,6 +534,13 @@ impl Client {
             .await
     }
 
+    /// Send linearizable and bounded reads to the endpoints in the order
+    /// given (the first reachable one first), as [`Client::prefer_nearest`]
+    /// does after measuring.
+    pub fn read_first_endpoint_first(&self) {
+        self.shared.nearest.store(true, Ordering::Relaxed);
+    }
+
     /// Measure every endpoint (zone and round trip, from its status) and
     /// order them nearest first: a node in `zone` before any other, then by
     /// round trip, unreachable ones last. From then on linearizable and

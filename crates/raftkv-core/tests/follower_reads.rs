@@ -341,3 +341,50 @@ fn an_echo_of_an_earlier_incarnation_is_ignored() {
     });
     assert!(stamped);
 }
+
+/// F6: a learner added at run time holds read leases like any member; a
+/// holder removed from the configuration stops answering (it saw its
+/// removal, or its lease ran out), and the leader stops guarding it once
+/// its guard passes.
+#[test]
+fn a_joined_learner_holds_a_read_lease_and_a_removed_holder_stops() {
+    let (mut c, l) = cluster(UnsafeTestKnobs::default());
+    let joined = c.add_joining_node(|cfg| cfg.read_lease = true);
+    let joined_id = c.nodes[joined].id();
+    let now = c.now;
+    let change = ConfChange::AddLearner {
+        id: joined_id,
+        addr: String::new(),
+    };
+    c.nodes[l].propose_conf_change(now, change).unwrap();
+    c.run(Duration::from_millis(500));
+    let st = c.nodes[joined].status(c.now).lease.read_lease;
+    assert!(st.enabled && !st.remaining.is_zero(), "{st:?}");
+    let now = c.now;
+    assert_eq!(
+        served(c.nodes[joined].read(now, ReadId(1), "k".into())),
+        Some("v1".into())
+    );
+
+    let removed = followers(&c, l)[0];
+    let removed_id = c.nodes[removed].id();
+    let now = c.now;
+    c.nodes[l]
+        .propose_conf_change(now, ConfChange::Remove { id: removed_id })
+        .unwrap();
+    c.run(Duration::from_millis(500));
+    let now = c.now;
+    assert!(matches!(
+        c.nodes[removed].read(now, ReadId(2), "k".into()),
+        Err(ReadError::NotLeader(_))
+    ));
+    // It may never see its removal (the leader stops sending to it as soon
+    // as the change is in its log): then its lease has run out instead.
+    let st = c.nodes[removed].status(now).lease.read_lease;
+    assert!(!st.enabled || st.remaining.is_zero(), "{st:?}");
+    let holders = c.nodes[l].status(now).lease.read_lease.holders;
+    assert!(
+        holders.iter().all(|&(id, _)| id != removed_id),
+        "{holders:?}"
+    );
+}

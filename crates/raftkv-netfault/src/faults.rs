@@ -390,3 +390,172 @@ fn ms(d: Option<Duration>) -> String {
         None => "(not observed)".into(),
     }
 }
+
+/// The follower read lease phase (issue 15): a cluster started with
+/// `--read-lease`, the usual workload on every node plus readers that read
+/// at one holder first; the holder cut off from the peer network while its
+/// clients still reach it, then paused past its lease. No stale read (the
+/// merged history is checked), and writes stall only until the holder's
+/// guard passes, then resume.
+pub async fn run_read_leases(args: &Args) -> Result<bool> {
+    let prefix = format!("rkvrl{}", std::process::id());
+    println!("== read lease phase: 3 nodes with --read-lease, networks {prefix}-peers / {prefix}-clients");
+    let flags = ["--read-lease".to_owned()];
+    let cluster = Cluster::start(&prefix, &args.image, 3, &flags)?;
+    let probe_opts = ClientOptions {
+        rpc_timeout: Duration::from_millis(300),
+        ..ClientOptions::default()
+    };
+    let probe = Client::new(&cluster.endpoints(), probe_opts)?;
+    let mut h = Harness {
+        cluster,
+        probe,
+        workload_started: Instant::now(),
+        faults: Vec::new(),
+    };
+    let leader = match h.wait_converged(Duration::from_secs(60)).await {
+        Ok(l) => l,
+        Err(e) => {
+            for id in 1..=3 {
+                println!("--- node {id} logs:\n{}", h.cluster.logs(id));
+            }
+            return Err(e);
+        }
+    };
+    let holder = h.follower_of(leader);
+    h.wait_read_lease(holder, Duration::from_secs(10)).await?;
+    let started = Instant::now();
+    h.workload_started = started;
+    let everywhere = WorkloadOptions {
+        clients: 3,
+        keys: KEYS,
+        seed: args.seed,
+        ..WorkloadOptions::default()
+    };
+    let writers = Workload::start_with_clock(&h.cluster.endpoints(), everywhere, started)?;
+    // Readers in the holder's "region": the holder first, the others after.
+    let first = h.cluster.node(holder).endpoint();
+    let mut near = vec![first.clone()];
+    near.extend(h.cluster.endpoints().into_iter().filter(|e| *e != first));
+    let local = WorkloadOptions {
+        clients: 3,
+        keys: KEYS,
+        read_ratio: 1.0,
+        delete_ratio: 0.0,
+        seed: args.seed + 100,
+        read_nearest: true,
+        ..WorkloadOptions::default()
+    };
+    let readers = Workload::start_with_clock(&near, local, started)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let schedule = h.holder_faults(holder).await;
+    h.heal_all();
+    let converged = h.wait_converged(Duration::from_secs(60)).await;
+    let mut history = writers.stop().await;
+    history.extend(readers.stop().await);
+    history.sort_by_key(|op| (op.call_ns, op.client));
+    for (i, op) in history.iter_mut().enumerate() {
+        op.id = i as u64;
+    }
+    let stalls = schedule?;
+    converged?;
+    append_final_reads(&mut history, &h.cluster.endpoints(), KEYS, started).await?;
+    let served_at_holder = h
+        .status(holder)
+        .await
+        .map(|s| {
+            s.counters
+                .iter()
+                .filter(|c| c.name == "reads_lease")
+                .map(|c| c.value)
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+    println!("reads served by holder {holder} itself: {served_at_holder}");
+    let mut ok = h.report(&history);
+    for (what, stall) in stalls {
+        println!(
+            "longest write with holder {holder} {what}: {:.0} ms",
+            stall.as_secs_f64() * 1e3
+        );
+        // Writes must go on without the holder once its guard passes
+        // (D_read 400 ms + a heartbeat): far below this.
+        if stall > Duration::from_secs(3) {
+            println!("FAIL: writes stalled {stall:?} with the holder {what}");
+            ok = false;
+        }
+    }
+    Ok(ok)
+}
+
+impl Harness {
+    async fn wait_read_lease(&self, id: u64, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let held = self
+                .status(id)
+                .await
+                .and_then(|s| s.lease)
+                .and_then(|l| l.read_lease)
+                .is_some_and(|r| r.remaining_us > 0);
+            if held {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("node {id} holds no read lease after {limit:?}")
+    }
+
+    /// Writes through the leader for `d`: the longest one.
+    async fn longest_write(&self, d: Duration) -> Duration {
+        let end = Instant::now() + d;
+        let mut worst = Duration::ZERO;
+        let mut n = 0u64;
+        while Instant::now() < end {
+            let t0 = Instant::now();
+            // A probe key of its own: the checked history is the workloads'.
+            let _ = self.probe.set("probe", &n.to_string()).await;
+            worst = worst.max(t0.elapsed());
+            n += 1;
+        }
+        worst
+    }
+
+    /// The holder cut off from its peers (its clients still reach it), then
+    /// frozen past its lease; the longest write during each.
+    async fn holder_faults(&mut self, holder: u64) -> Result<Vec<(&'static str, Duration)>> {
+        let mut stalls = Vec::new();
+        let start = self.now_ns();
+        self.cluster.disconnect_peers(holder)?;
+        let stall = self.longest_write(Duration::from_secs(3)).await;
+        self.cluster.connect_peers(holder)?;
+        self.record(
+            "read lease holder cut off",
+            start,
+            format!(
+                "node {holder}: longest write {:.0} ms",
+                stall.as_secs_f64() * 1e3
+            ),
+        );
+        stalls.push(("cut off", stall));
+        settle().await;
+        self.wait_read_lease(holder, Duration::from_secs(10))
+            .await?;
+        let start = self.now_ns();
+        self.cluster.pause(holder)?;
+        let stall = self.longest_write(Duration::from_secs(3)).await;
+        self.cluster.unpause(holder)?;
+        self.record(
+            "read lease holder paused",
+            start,
+            format!(
+                "node {holder}: longest write {:.0} ms",
+                stall.as_secs_f64() * 1e3
+            ),
+        );
+        stalls.push(("paused", stall));
+        settle().await;
+        Ok(stalls)
+    }
+}

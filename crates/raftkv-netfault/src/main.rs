@@ -8,7 +8,11 @@
 //! for longer than its lease; `docker kill` of the leader and of a follower
 //! with restarts on the same volume; a rolling restart. It heals, waits for
 //! the cluster to converge, reads every key, checks the whole history with
-//! the linearizability checker and prints a summary. Without a Docker engine
+//! the linearizability checker and prints a summary. A second phase starts a
+//! cluster with follower read leases, reads at a holder while it is cut off
+//! from its peers and then paused past its lease, and checks that no read
+//! was stale and that writes stalled only until the holder's guard passed.
+//! Without a Docker engine
 //! it prints `skipped: no Docker engine` and succeeds.
 
 mod docker;
@@ -82,7 +86,9 @@ fn run(args: Args) -> Result<bool> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(faults::run(&args))
+    let main_phase = rt.block_on(faults::run(&args))?;
+    let read_leases = rt.block_on(faults::run_read_leases(&args))?;
+    Ok(main_phase && read_leases)
 }
 
 fn build_image(image: &str) -> Result<()> {

@@ -33,6 +33,9 @@ pub struct WorkloadOptions {
     pub think_time: Duration,
     pub seed: u64,
     pub client: ClientOptions,
+    /// Reads go to the first endpoint first (`Client::prefer_nearest`'s
+    /// route, without measuring): a read lease holder answers them itself.
+    pub read_nearest: bool,
 }
 
 impl Default for WorkloadOptions {
@@ -48,6 +51,7 @@ impl Default for WorkloadOptions {
                 deadline: Duration::from_secs(5),
                 ..ClientOptions::default()
             },
+            read_nearest: false,
         }
     }
 }
@@ -62,9 +66,21 @@ pub struct Workload {
 impl Workload {
     /// Start `opts.clients` clients against `endpoints`.
     pub fn start(endpoints: &[String], opts: WorkloadOptions) -> Result<Workload, ClientError> {
+        Workload::start_with_clock(endpoints, opts, Instant::now())
+    }
+
+    /// Like [`Workload::start`], with times in the history measured from
+    /// `started` (so that two workloads' histories can be merged).
+    pub fn start_with_clock(
+        endpoints: &[String],
+        opts: WorkloadOptions,
+        started: Instant,
+    ) -> Result<Workload, ClientError> {
         let base = Client::new(endpoints, opts.client.clone())?;
+        if opts.read_nearest {
+            base.read_first_endpoint_first();
+        }
         let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
         let tasks = (0..opts.clients)
             .map(|i| {
                 let worker = Worker {

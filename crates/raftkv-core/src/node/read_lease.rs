@@ -127,10 +127,23 @@ impl RaftNode {
         self.cfg.read_lease && !self.removed_in_log()
     }
 
-    /// F6: some configuration this node knows of leaves it out.
+    /// F6: the configuration in force leaves this node out, or one in its
+    /// log removes it (leaves it out after one that had it; a node that
+    /// joined is not a member of the configurations before it was added).
     fn removed_in_log(&self) -> bool {
         let me = self.cfg.id;
-        self.configs.iter().any(|(_, m)| !m.is_member(me))
+        if !self.membership().is_member(me) {
+            return true;
+        }
+        let mut was_member = false;
+        for (_, m) in &self.configs {
+            if m.is_member(me) {
+                was_member = true;
+            } else if was_member {
+                return true;
+            }
+        }
+        false
     }
 
     // ----- leader -----------------------------------------------------------
