@@ -365,10 +365,15 @@ pub struct PlacementArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        required_unless_present = "clear",
-        conflicts_with = "clear"
+        required_unless_present_any = ["clear", "prefer_zone"],
+        conflicts_with_all = ["clear", "prefer_zone"]
     )]
     pub prefer: Vec<u64>,
+    /// Zones leadership should go to, most preferred first: the nodes whose
+    /// `--zone` is one of these (as their status says now) become the
+    /// preferred ids.
+    #[arg(long, value_delimiter = ',', conflicts_with = "clear")]
+    pub prefer_zone: Vec<String>,
     /// No preference: leadership stays where elections put it.
     #[arg(long)]
     pub clear: bool,
@@ -385,9 +390,31 @@ pub fn placement(args: PlacementArgs) -> anyhow::Result<ExitCode> {
     let client = args.conn.client()?;
     let endpoints = args.conn.endpoint_list()?;
     let rt = runtime()?;
+    let prefer = if args.prefer_zone.is_empty() {
+        args.prefer.clone()
+    } else {
+        let statuses = rt.block_on(collect_status(&client, &endpoints));
+        let mut ids = Vec::new();
+        for zone in &args.prefer_zone {
+            for s in statuses.iter().filter_map(|(_, s)| s.as_ref().ok()) {
+                if &s.zone == zone && !ids.contains(&s.id) {
+                    ids.push(s.id);
+                }
+            }
+        }
+        if ids.is_empty() {
+            anyhow::bail!(
+                "--prefer-zone {:?}: no reachable node among {} runs in that zone (see `raftkv status`)",
+                args.prefer_zone,
+                endpoints.join(",")
+            );
+        }
+        eprintln!("zones {:?} are nodes {ids:?}", args.prefer_zone);
+        ids
+    };
     let mut failed = 0;
     for ep in &endpoints {
-        match rt.block_on(client.set_preferred_leaders_at(ep, &args.prefer)) {
+        match rt.block_on(client.set_preferred_leaders_at(ep, &prefer)) {
             Ok(ids) if ids.is_empty() => eprintln!("{ep}: no preferred leader"),
             Ok(ids) => eprintln!("{ep}: preferred leaders {ids:?}"),
             Err(e) => {
