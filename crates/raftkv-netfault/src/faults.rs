@@ -507,15 +507,28 @@ impl Harness {
         bail!("node {id} holds no read lease after {limit:?}")
     }
 
+    /// A client for `longest_write`, its leader found: attempts may take
+    /// seconds, so a stalled write is measured whole rather than cut into
+    /// a timed-out attempt and its retry.
+    async fn stall_writer(&self) -> Result<Client> {
+        let opts = ClientOptions {
+            rpc_timeout: Duration::from_secs(3),
+            ..ClientOptions::default()
+        };
+        let writer = Client::new(&self.cluster.endpoints(), opts)?;
+        writer.set("probe", "start").await?;
+        Ok(writer)
+    }
+
     /// Writes through the leader for `d`: the longest one.
-    async fn longest_write(&self, d: Duration) -> Duration {
+    async fn longest_write(writer: &Client, d: Duration) -> Duration {
         let end = Instant::now() + d;
         let mut worst = Duration::ZERO;
         let mut n = 0u64;
         while Instant::now() < end {
             let t0 = Instant::now();
             // A probe key of its own: the checked history is the workloads'.
-            let _ = self.probe.set("probe", &n.to_string()).await;
+            let _ = writer.set("probe", &n.to_string()).await;
             worst = worst.max(t0.elapsed());
             n += 1;
         }
@@ -526,9 +539,10 @@ impl Harness {
     /// frozen past its lease; the longest write during each.
     async fn holder_faults(&mut self, holder: u64) -> Result<Vec<(&'static str, Duration)>> {
         let mut stalls = Vec::new();
+        let writer = self.stall_writer().await?;
         let start = self.now_ns();
         self.cluster.disconnect_peers(holder)?;
-        let stall = self.longest_write(Duration::from_secs(3)).await;
+        let stall = Self::longest_write(&writer, Duration::from_secs(3)).await;
         self.cluster.connect_peers(holder)?;
         self.record(
             "read lease holder cut off",
@@ -544,7 +558,7 @@ impl Harness {
             .await?;
         let start = self.now_ns();
         self.cluster.pause(holder)?;
-        let stall = self.longest_write(Duration::from_secs(3)).await;
+        let stall = Self::longest_write(&writer, Duration::from_secs(3)).await;
         self.cluster.unpause(holder)?;
         self.record(
             "read lease holder paused",

@@ -201,5 +201,26 @@ fn leadership_returns_to_the_preferred_node_and_clients_read_in_their_zone() {
         );
         let a = writer.get("z").await.expect("get after the move");
         assert_eq!(a.value.as_deref(), Some("1"));
+
+        // The admin command, by zone.
+        let out = std::process::Command::new(BIN)
+            .args(["placement", "--prefer-zone", "zone-2", "-e"])
+            .arg(cluster.endpoints().join(","))
+            .output()
+            .expect("raftkv placement");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("are nodes [2]"), "{said}");
+        wait_leader_is(&cluster, 2, Duration::from_secs(10)).await;
+        let out = std::process::Command::new(BIN)
+            .args(["placement", "--prefer-zone", "nowhere", "-e"])
+            .arg(cluster.endpoints().join(","))
+            .output()
+            .expect("raftkv placement");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains("no reachable node"),
+            "{said}"
+        );
     });
 }
