@@ -32,24 +32,7 @@ const KEYS: usize = 8;
 pub async fn run(args: &Args) -> Result<bool> {
     let prefix = format!("rkvnf{}", std::process::id());
     println!("== fault test: 3 nodes, networks {prefix}-peers / {prefix}-clients");
-    let cluster = Cluster::start(&prefix, &args.image, 3, &[])?;
-    let probe_opts = ClientOptions {
-        rpc_timeout: Duration::from_millis(300),
-        ..ClientOptions::default()
-    };
-    let probe = Client::new(&cluster.endpoints(), probe_opts)?;
-    let mut h = Harness {
-        cluster,
-        probe,
-        workload_started: Instant::now(),
-        faults: Vec::new(),
-    };
-    if let Err(e) = h.wait_converged(Duration::from_secs(60)).await {
-        for id in 1..=3 {
-            println!("--- node {id} logs:\n{}", h.cluster.logs(id));
-        }
-        return Err(e);
-    }
+    let (mut h, _) = Harness::start(&prefix, &args.image, &[]).await?;
     let opts = WorkloadOptions {
         clients: 4,
         keys: KEYS,
@@ -83,6 +66,32 @@ pub async fn run(args: &Args) -> Result<bool> {
 }
 
 impl Harness {
+    /// Three nodes with `flags`, a probe client, and the leader once the
+    /// cluster has converged (the nodes' logs are printed if it does not).
+    async fn start(prefix: &str, image: &str, flags: &[String]) -> Result<(Harness, u64)> {
+        let cluster = Cluster::start(prefix, image, 3, flags)?;
+        let probe_opts = ClientOptions {
+            rpc_timeout: Duration::from_millis(300),
+            ..ClientOptions::default()
+        };
+        let probe = Client::new(&cluster.endpoints(), probe_opts)?;
+        let h = Harness {
+            cluster,
+            probe,
+            workload_started: Instant::now(),
+            faults: Vec::new(),
+        };
+        match h.wait_converged(Duration::from_secs(60)).await {
+            Ok(leader) => Ok((h, leader)),
+            Err(e) => {
+                for id in 1..=3 {
+                    println!("--- node {id} logs:\n{}", h.cluster.logs(id));
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn now_ns(&self) -> u64 {
         self.workload_started.elapsed().as_nanos() as u64
     }
@@ -400,28 +409,8 @@ fn ms(d: Option<Duration>) -> String {
 pub async fn run_read_leases(args: &Args) -> Result<bool> {
     let prefix = format!("rkvrl{}", std::process::id());
     println!("== read lease phase: 3 nodes with --read-lease, networks {prefix}-peers / {prefix}-clients");
-    let flags = ["--read-lease".to_owned()];
-    let cluster = Cluster::start(&prefix, &args.image, 3, &flags)?;
-    let probe_opts = ClientOptions {
-        rpc_timeout: Duration::from_millis(300),
-        ..ClientOptions::default()
-    };
-    let probe = Client::new(&cluster.endpoints(), probe_opts)?;
-    let mut h = Harness {
-        cluster,
-        probe,
-        workload_started: Instant::now(),
-        faults: Vec::new(),
-    };
-    let leader = match h.wait_converged(Duration::from_secs(60)).await {
-        Ok(l) => l,
-        Err(e) => {
-            for id in 1..=3 {
-                println!("--- node {id} logs:\n{}", h.cluster.logs(id));
-            }
-            return Err(e);
-        }
-    };
+    let (mut h, leader) =
+        Harness::start(&prefix, &args.image, &["--read-lease".to_owned()]).await?;
     let holder = h.follower_of(leader);
     h.wait_read_lease(holder, Duration::from_secs(10)).await?;
     let started = Instant::now();
