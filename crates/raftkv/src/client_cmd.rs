@@ -52,7 +52,8 @@ pub struct KeyArgs {
 pub struct GetArgs {
     pub key: String,
     /// linearizable: from the leader (under its lease, or after a ReadIndex
-    /// round); stale: from whichever node answers, possibly behind.
+    /// round), or with --nearest/--zone from a follower read lease holder;
+    /// stale: from whichever node answers, possibly behind.
     #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
     pub consistency: ConsistencyArg,
     /// Short for --consistency stale.
