@@ -155,6 +155,19 @@ impl RaftNode {
         if stamp.term != self.term {
             return;
         }
+        // Echo at most a few times per heartbeat interval per peer: under
+        // load replies come much faster, and each echo costs a lease
+        // computation on the write path. Leases and freshness proofs renew
+        // with every heartbeat anyway.
+        let refresh = self.cfg.heartbeat_interval / 4;
+        let now = self.now;
+        let fresh_echo = self
+            .leader_state()
+            .and_then(|ls| ls.progress.get(&stamp.from))
+            .is_some_and(|p| p.echo_at.is_some_and(|t| now.saturating_since(t) < refresh));
+        if fresh_echo {
+            return;
+        }
         let knobs = self.cfg.unsafe_test_knobs;
         // The control grants whenever this node leads, lease or not.
         let lease_end = match self.lease_read_until() {
@@ -162,7 +175,7 @@ impl RaftNode {
             None if knobs.grant_beyond_leader_lease && self.leader_state().is_some() => self.now,
             None => return, // no lease (or a transfer, or the wait): no echo
         };
-        let (now, commit) = (self.now, self.log.commit());
+        let commit = self.log.commit();
         let member = self.membership().is_member(stamp.from);
         let d_read = self.cfg.read_lease_duration;
         let RoleState::Leader(ls) = &mut self.role else {
@@ -185,6 +198,7 @@ impl RaftNode {
             read_lease: g,
             ..stamp.echo
         });
+        p.echo_at = Some(now);
         if !g.is_zero() {
             let guard = ls.guards.until.entry(stamp.from).or_insert(now);
             *guard = (*guard).max(now + g);
@@ -219,6 +233,13 @@ impl RaftNode {
             _ => {}
         }
         cap
+    }
+
+    /// Some holder's guard has not passed.
+    pub(super) fn has_guards(&self) -> bool {
+        let now = self.now;
+        self.leader_state()
+            .is_some_and(|ls| ls.guards.until.values().any(|&until| until > now))
     }
 
     /// The holders whose guard has not passed (commit notifications go to

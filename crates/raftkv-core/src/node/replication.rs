@@ -31,8 +31,10 @@ pub(super) struct Progress {
     /// When the leader last heard anything from this peer in this term
     /// (check quorum, rule 8).
     pub(super) last_contact: Option<MonoTime>,
-    /// F2: the peer's latest stamp, echoed in every append to it.
+    /// F2: the peer's latest stamp, echoed in every append to it, and when
+    /// it was recorded.
     pub(super) echo: Option<FollowerEcho>,
+    pub(super) echo_at: Option<MonoTime>,
 }
 
 /// How the leader sends to one follower.
@@ -72,6 +74,7 @@ impl Progress {
             // election timeout before check quorum can depose it.
             last_contact: Some(now),
             echo: None,
+            echo_at: None,
         }
     }
 
@@ -588,7 +591,7 @@ impl RaftNode {
             self.events.push(Event::Committed { index: visible });
             self.apply_committed();
             // Applying may have removed this node (see `config_committed`).
-            let holders = !self.guarded_peers().is_empty();
+            let holders = self.has_guards();
             if let RoleState::Leader(ls) = &mut self.role {
                 ls.replicate_pending = true;
                 ls.notify_holders |= holders;
