@@ -529,36 +529,30 @@ impl Harness {
     async fn holder_faults(&mut self, holder: u64) -> Result<Vec<(&'static str, Duration)>> {
         let mut stalls = Vec::new();
         let writer = self.stall_writer().await?;
-        let start = self.now_ns();
-        self.cluster.disconnect_peers(holder)?;
-        let stall = Self::longest_write(&writer, Duration::from_secs(3)).await;
-        self.cluster.connect_peers(holder)?;
-        self.record(
-            "read lease holder cut off",
-            start,
-            format!(
-                "node {holder}: longest write {:.0} ms",
-                stall.as_secs_f64() * 1e3
-            ),
-        );
-        stalls.push(("cut off", stall));
-        settle().await;
-        self.wait_read_lease(holder, Duration::from_secs(10))
-            .await?;
-        let start = self.now_ns();
-        self.cluster.pause(holder)?;
-        let stall = Self::longest_write(&writer, Duration::from_secs(3)).await;
-        self.cluster.unpause(holder)?;
-        self.record(
-            "read lease holder paused",
-            start,
-            format!(
-                "node {holder}: longest write {:.0} ms",
-                stall.as_secs_f64() * 1e3
-            ),
-        );
-        stalls.push(("paused", stall));
-        settle().await;
+        for (what, cut) in [("cut off", true), ("paused", false)] {
+            self.wait_read_lease(holder, Duration::from_secs(10))
+                .await?;
+            let start = self.now_ns();
+            if cut {
+                self.cluster.disconnect_peers(holder)?;
+            } else {
+                self.cluster.pause(holder)?;
+            }
+            let stall = Self::longest_write(&writer, Duration::from_secs(3)).await;
+            if cut {
+                self.cluster.connect_peers(holder)?;
+            } else {
+                self.cluster.unpause(holder)?;
+            }
+            let ms = stall.as_secs_f64() * 1e3;
+            self.record(
+                &format!("read lease holder {what}"),
+                start,
+                format!("node {holder}: longest write {ms:.0} ms"),
+            );
+            stalls.push((what, stall));
+            settle().await;
+        }
         Ok(stalls)
     }
 }

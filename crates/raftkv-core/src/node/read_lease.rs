@@ -237,25 +237,23 @@ impl RaftNode {
 
     /// Some holder's guard has not passed.
     pub(super) fn has_guards(&self) -> bool {
-        let now = self.now;
-        self.leader_state()
-            .is_some_and(|ls| ls.guards.until.values().any(|&until| until > now))
+        self.active_guards(self.now).next().is_some()
     }
 
     /// The holders whose guard has not passed (commit notifications go to
     /// them at once, so that reads waiting under F4 are answered).
     pub(super) fn guarded_peers(&self) -> Vec<NodeId> {
-        let now = self.now;
+        self.active_guards(self.now).map(|(id, _)| id).collect()
+    }
+
+    /// On a leader, each holder whose guard has not passed at `now`, with
+    /// the guard's end.
+    fn active_guards(&self, now: MonoTime) -> impl Iterator<Item = (NodeId, MonoTime)> + '_ {
         self.leader_state()
-            .map(|ls| {
-                ls.guards
-                    .until
-                    .iter()
-                    .filter(|&(_, &until)| until > now)
-                    .map(|(&id, _)| id)
-                    .collect()
-            })
-            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|ls| ls.guards.until.iter())
+            .filter(move |&(_, &until)| until > now)
+            .map(|(&id, &until)| (id, until))
     }
 
     // ----- follower ---------------------------------------------------------
@@ -462,16 +460,9 @@ impl RaftNode {
 
     pub(super) fn read_lease_status(&self, now: MonoTime) -> ReadLeaseStatus {
         let holders = self
-            .leader_state()
-            .map(|ls| {
-                ls.guards
-                    .until
-                    .iter()
-                    .filter(|&(_, &until)| until > now)
-                    .map(|(&id, &until)| (id, until.saturating_since(now)))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .active_guards(now)
+            .map(|(id, until)| (id, until.saturating_since(now)))
+            .collect();
         let blocked = self
             .leader_state()
             .and_then(|ls| ls.guards.blocked_since)
