@@ -10,6 +10,7 @@
 //!
 //! Wire it into a CLI with [`BenchArgs`] (a `clap::Args`) and [`run`].
 
+pub mod bound_check;
 pub mod etcd;
 pub mod load;
 pub mod plot;

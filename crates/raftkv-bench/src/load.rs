@@ -18,6 +18,7 @@ use hdrhistogram::Histogram;
 use raftkv_client::{Client, ClientOptions, Consistency};
 use rand::{Rng, SeedableRng};
 
+use crate::bound_check::BoundCheck;
 use crate::etcd::{self, EtcdConn};
 use crate::report::{self, new_histogram};
 use crate::target::{ReadConsistency, Target};
@@ -80,6 +81,11 @@ pub struct LoadArgs {
     /// holder answers them there), not to the leader the client learnt of.
     #[arg(long)]
     pub read_nearest: bool,
+    /// raftkv, `--consistency bounded`: while the run lasts, write and read
+    /// one more key to check that every such read is within its bound
+    /// (`bound_check.rs`); a read beyond it fails the run.
+    #[arg(long)]
+    pub check_bound: bool,
     /// Timeout of one RPC attempt.
     #[arg(long, default_value_t = 5000)]
     pub rpc_timeout_ms: u64,
@@ -393,6 +399,24 @@ async fn run_workload(a: LoadArgs, w: Workload) -> anyhow::Result<ExitCode> {
     } else {
         a.pids.clone()
     };
+    let check = if a.check_bound {
+        if a.target != Target::Raftkv || w.consistency != ReadConsistency::Bounded {
+            bail!("--check-bound needs raftkv and --consistency bounded");
+        }
+        let opts = ClientOptions {
+            rpc_timeout: Duration::from_millis(a.rpc_timeout_ms),
+            ..ClientOptions::default()
+        };
+        let bound = Duration::from_millis(a.max_staleness_ms);
+        Some(BoundCheck::start(
+            &a.endpoints,
+            opts,
+            a.read_nearest,
+            bound,
+        )?)
+    } else {
+        None
+    };
     let counters_before = server_counters(&a).await;
     let start = Instant::now();
     let record_from = start + Duration::from_millis(a.warmup_ms);
@@ -445,6 +469,10 @@ async fn run_workload(a: LoadArgs, w: Workload) -> anyhow::Result<ExitCode> {
     }
     let finished = Instant::now();
     state.stop.store(true, Ordering::Relaxed);
+    let verdict = match check {
+        Some(c) => Some(c.finish().await),
+        None => None,
+    };
     if let Some(p) = progress {
         p.await.ok();
     }
@@ -487,6 +515,13 @@ async fn run_workload(a: LoadArgs, w: Workload) -> anyhow::Result<ExitCode> {
             .collect(),
     };
     println!("{}", run.summary());
+    if let Some(v) = &verdict {
+        println!("  {}", v.line(Duration::from_millis(a.max_staleness_ms)));
+        if v.beyond_bound > 0 || v.reads == 0 {
+            eprintln!("bounded reads broke their bound (or none was checked)");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&run.to_json())?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;

@@ -437,6 +437,7 @@ impl Client {
                     voters: m.voters.clone(),
                     learners: m.learners.clone(),
                     addrs: m.members.iter().map(|p| (p.id, p.addr.clone())).collect(),
+                    ..Default::default()
                 };
                 Ok(Answer {
                     value: pb::MembershipReply {
@@ -476,25 +477,26 @@ impl Client {
         }))
     }
 
-    /// Leader placement on one node (send it to every node: whichever leads
-    /// acts on its own preference). Returns the preference now in force.
-    pub async fn set_preferred_leaders_at(
+    /// Sets leader placement for the whole cluster: voters by id, then the
+    /// voters of these zones, most preferred first (both empty: no
+    /// preference). A configuration entry at the leader; returns once it
+    /// committed, with the configuration now in force. Repeating a call
+    /// whose outcome was unknown is harmless.
+    pub async fn set_placement(
         &self,
-        endpoint: &str,
-        ids: &[u64],
-    ) -> Result<Vec<u64>, ClientError> {
-        let mut admin = admin_client(self.channel(&normalize(endpoint))?);
-        let req = pb::SetPreferredLeadersRequest { ids: ids.to_vec() };
-        match tokio::time::timeout(
-            self.shared.opts.rpc_timeout,
-            admin.set_preferred_leaders(req),
-        )
+        leaders: &[u64],
+        zones: &[String],
+    ) -> Result<Answer<pb::MembershipReply>, ClientError> {
+        let req = pb::SetPlacementRequest {
+            leaders: leaders.to_vec(),
+            zones: zones.to_vec(),
+        };
+        self.admin(|mut kv| {
+            let req = req.clone();
+            async move { kv.set_placement(req).await.map(|r| r.into_inner()) }
+        })
         .await
-        {
-            Ok(Ok(r)) => Ok(r.into_inner().ids),
-            Ok(Err(status)) => Err(status_to_error(&status)),
-            Err(_) => Err(timeout_error(self.shared.opts.rpc_timeout)),
-        }
+        .map(with_server)
     }
 
     /// An admin call at the leader: like a write, but one attempt may last

@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::message::Message;
 use crate::snapshot::SnapshotWrite;
 use crate::types::{
-    ClientId, ConfChange, Entry, HardState, LogIndex, Membership, MonoTime, NodeId, OpResult, Term,
-    VoteFloor,
+    ClientId, ConfChange, Entry, HardState, LogIndex, Membership, MonoTime, NodeId, OpResult,
+    Placement, Term, VoteFloor,
 };
 
 /// Everything the driver must do after feeding inputs to the core, in this
@@ -503,8 +503,12 @@ pub struct Status {
     pub first_log_index: LogIndex,
     /// The target of a leadership transfer in progress.
     pub transfer_to: Option<NodeId>,
-    /// Leader placement: the voters this node prefers as leader.
-    pub preferred_leaders: Vec<NodeId>,
+    /// Leader placement in force here (`node/placement.rs`), and whether it
+    /// comes from the log (`raftkv placement`) rather than this node's flags.
+    pub placement: Placement,
+    pub placement_from_log: bool,
+    /// The voters it prefers, resolved with the zones this node knows.
+    pub preferred_voters: Vec<NodeId>,
     pub peers: Vec<PeerStatus>,
     pub rejected_messages: u64,
     pub pending_proposals: usize,

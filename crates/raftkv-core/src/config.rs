@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::types::NodeId;
+use crate::types::{check_zone, NodeId, Placement};
 
 /// Drift bound in parts per million (10_000 = 1 %).
 pub type Ppm = u64;
@@ -37,9 +37,14 @@ pub struct Config {
     /// `D_read`: the longest read lease a leader grants (F2). Used by the
     /// leader; a follower takes what it is granted.
     pub read_lease_duration: Duration,
-    /// Voters this node hands leadership to when it leads and is not one of
-    /// them, first caught-up one first (`node/placement.rs`). Empty: none.
-    pub preferred_leaders: Vec<NodeId>,
+    /// Voters (by id, then by zone) this node hands leadership to when it
+    /// leads and is not one of them, first caught-up one first
+    /// (`node/placement.rs`; `--preferred-leaders`, `--preferred-zones`).
+    /// Empty: none. A placement set in the log (`ConfChange::Place`) wins.
+    pub placement: Placement,
+    /// The zone this node runs in (`--zone`); peers' zones are learned at
+    /// run time (`RaftNode::learn_zone`).
+    pub zone: Option<String>,
     pub max_entries_per_append: usize,
     pub max_bytes_per_append: usize,
     /// AppendEntries messages in flight to one peer, and their bytes.
@@ -111,7 +116,8 @@ impl Config {
             lease_reads: true,
             read_lease: false,
             read_lease_duration: Duration::from_millis(400),
-            preferred_leaders: Vec::new(),
+            placement: Placement::default(),
+            zone: None,
             max_entries_per_append: 512,
             max_bytes_per_append: 1 << 20,
             max_inflight_appends: 64,
@@ -142,6 +148,10 @@ impl Config {
         sorted.dedup();
         if sorted.len() != self.voters.len() || sorted.contains(&NodeId(0)) {
             return Err(BadVoters);
+        }
+        self.placement.validate().map_err(BadPlacement)?;
+        if let Some(z) = &self.zone {
+            check_zone(z).map_err(BadPlacement)?;
         }
         if self.heartbeat_interval.is_zero() {
             return Err(Timing("heartbeat interval must be positive".into()));
@@ -233,6 +243,8 @@ pub enum ConfigError {
     BadVoters,
     #[error("timing: {0}")]
     Timing(String),
+    #[error("placement: {0}")]
+    BadPlacement(String),
     #[error("limit {0} must be positive")]
     ZeroLimit(&'static str),
 }

@@ -226,6 +226,82 @@ pub struct Membership {
     /// but their votes and acknowledgements never count.
     pub learners: BTreeSet<NodeId>,
     pub addrs: BTreeMap<NodeId, String>,
+    /// Leader placement set with `raftkv placement` (a [`ConfChange::Place`]
+    /// in the log). `None`: never set that way, and each node's own flags
+    /// (`Config::placement`) decide.
+    pub placement: Option<Placement>,
+}
+
+/// Where leadership should be (`node/placement.rs`): these voters by id,
+/// then the voters of these zones, in order of preference. Empty: anywhere.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Placement {
+    pub leaders: Vec<NodeId>,
+    pub zones: Vec<String>,
+}
+
+/// Longest zone name accepted (`--zone`, placement zones).
+pub const MAX_ZONE_BYTES: usize = 64;
+
+/// Checks a zone name: 1 to [`MAX_ZONE_BYTES`] bytes of letters, digits and
+/// `-`, `_`, `.`, `:` or `/` (so that it fits a flag's comma list and a log
+/// line unescaped).
+pub fn check_zone(zone: &str) -> Result<(), String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "-_.:/".contains(c);
+    if zone.is_empty() || zone.len() > MAX_ZONE_BYTES || !zone.chars().all(ok) {
+        return Err(format!(
+            "zone {zone:?}: give 1 to {MAX_ZONE_BYTES} letters, digits or -_.:/"
+        ));
+    }
+    Ok(())
+}
+
+impl Placement {
+    pub fn is_empty(&self) -> bool {
+        self.leaders.is_empty() && self.zones.is_empty()
+    }
+
+    /// Whether node `id`, in zone `zone` (if known), is preferred.
+    pub fn prefers(&self, id: NodeId, zone: Option<&str>) -> bool {
+        self.leaders.contains(&id) || zone.is_some_and(|z| self.zones.iter().any(|p| p == z))
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.leaders.contains(&NodeId(0)) {
+            return Err("node id 0 is reserved; ids start at 1".into());
+        }
+        for (i, id) in self.leaders.iter().enumerate() {
+            if self.leaders[..i].contains(id) {
+                return Err(format!("node {id} is listed twice"));
+            }
+        }
+        for (i, z) in self.zones.iter().enumerate() {
+            check_zone(z)?;
+            if self.zones[..i].contains(z) {
+                return Err(format!("zone {z:?} is listed twice"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        8 * self.leaders.len() + self.zones.iter().map(|z| 8 + z.len()).sum::<usize>()
+    }
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return write!(f, "no preferred leader");
+        }
+        let ids: Vec<String> = self.leaders.iter().map(|i| i.to_string()).collect();
+        write!(
+            f,
+            "preferred leaders [{}] zones [{}]",
+            ids.join(","),
+            self.zones.join(",")
+        )
+    }
 }
 
 impl Membership {
@@ -279,6 +355,9 @@ impl Membership {
                 "address given for node {id}, which is not a member"
             ));
         }
+        if let Some(p) = &self.placement {
+            p.validate().map_err(|e| format!("placement: {e}"))?;
+        }
         Ok(())
     }
 
@@ -319,6 +398,13 @@ impl Membership {
                 next.learners.remove(id);
                 next.addrs.remove(id);
             }
+            ConfChange::Place(p) => {
+                p.validate()?;
+                if let Some(id) = p.leaders.iter().find(|id| !self.is_member(**id)) {
+                    return Err(format!("node {id} is not a member"));
+                }
+                next.placement = Some(p.clone());
+            }
         }
         Ok(next)
     }
@@ -326,6 +412,7 @@ impl Membership {
     pub fn size_bytes(&self) -> usize {
         16 * (self.voters.len() + self.learners.len())
             + self.addrs.values().map(|a| 8 + a.len()).sum::<usize>()
+            + self.placement.as_ref().map_or(0, Placement::size_bytes)
     }
 }
 
@@ -342,7 +429,11 @@ impl fmt::Display for Membership {
             "voters [{}] learners [{}]",
             ids(&self.voters),
             ids(&self.learners)
-        )
+        )?;
+        match &self.placement {
+            Some(p) => write!(f, ", {p}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -356,6 +447,10 @@ pub enum ConfChange {
     /// Remove a voter or a learner. Removing the leader makes it step down
     /// once the change commits.
     Remove { id: NodeId },
+    /// Set leader placement for the whole cluster (voters and quorums stay
+    /// as they are). An empty placement means "no preference" and, unlike
+    /// no placement at all, overrides the nodes' flags.
+    Place(Placement),
 }
 
 impl fmt::Display for ConfChange {
@@ -364,6 +459,7 @@ impl fmt::Display for ConfChange {
             ConfChange::AddLearner { id, addr } => write!(f, "add learner {id} at {addr:?}"),
             ConfChange::Promote { id } => write!(f, "promote {id}"),
             ConfChange::Remove { id } => write!(f, "remove {id}"),
+            ConfChange::Place(p) => write!(f, "place leadership: {p}"),
         }
     }
 }

@@ -98,12 +98,9 @@ pub enum Request<W: Waiters> {
         to: NodeId,
         reply: W::Reply<TransferAnswer>,
     },
-    /// Leader placement: the voters this node hands leadership to when it
-    /// leads (empty: none). Answered with the preference now in force.
-    SetPreferredLeaders {
-        ids: Vec<NodeId>,
-        reply: W::Reply<Vec<NodeId>>,
-    },
+    /// The host learned peer `id`'s zone (leader placement by zone); no
+    /// answer.
+    LearnZone { id: NodeId, zone: String },
 }
 
 /// How a request went into the core (for counters and the simulator's

@@ -322,9 +322,8 @@ impl<W: Waiters> Driver<W> {
                     Accepted::Refused
                 }
             },
-            Request::SetPreferredLeaders { ids, reply } => {
-                node.set_preferred_leaders(now, ids);
-                reply.reply(node.preferred_leaders().to_vec());
+            Request::LearnZone { id, zone } => {
+                node.learn_zone(id, &zone);
                 Accepted::Served
             }
         }
@@ -378,6 +377,7 @@ impl<W: Waiters> Driver<W> {
             }
             ConfChange::Promote { id } => m.is_voter(*id),
             ConfChange::Remove { id } => !m.is_member(*id),
+            ConfChange::Place(p) => m.placement.as_ref() == Some(p),
         };
         if in_force {
             let status = node.status(now);

@@ -46,9 +46,6 @@ pub struct ServerConfig {
     /// as defined by raftkv-storage.
     pub data_dir: PathBuf,
     pub cluster_id: String,
-    /// The zone (region, data centre) this node runs in, shown in its status
-    /// for clients that pick the nearest node (`--zone`).
-    pub zone: Option<String>,
     /// How often the core's timers are advanced.
     pub tick_interval: Duration,
     pub peer_rpc_timeout: Duration,
@@ -246,7 +243,6 @@ mod tests {
             client_addrs: BTreeMap::new(),
             data_dir: "/tmp/x".into(),
             cluster_id: "test".into(),
-            zone: None,
             tick_interval: Duration::from_millis(5),
             peer_rpc_timeout: Duration::from_millis(200),
             peer_queue_len: 128,

@@ -9,8 +9,8 @@ use raftkv_client::pb::{command, entry, peer_message};
 use raftkv_core::{
     AppendEntries, AppendEntriesResponse, ClientCommand, ClientId, Entry, EntryPayload,
     FollowerEcho, InstallSnapshot, InstallSnapshotResponse, LogIndex, Membership, Message,
-    MessageBody, MonoTime, NodeId, Op, OpResult, RequestVote, RequestVoteResponse, SessionRecord,
-    SnapshotMeta, Term,
+    MessageBody, MonoTime, NodeId, Op, OpResult, Placement, RequestVote, RequestVoteResponse,
+    SessionRecord, SnapshotMeta, Term,
 };
 
 /// Members one configuration may hold, and the longest address accepted.
@@ -286,6 +286,17 @@ pub fn membership_to_pb(m: &Membership) -> pb::Membership {
         voters: m.voters.iter().map(|n| n.0).collect(),
         learners: m.learners.iter().map(|n| n.0).collect(),
         addrs: m.addrs.iter().map(|(n, a)| (n.0, a.clone())).collect(),
+        preferred_leaders: m
+            .placement
+            .iter()
+            .flat_map(|p| p.leaders.iter().map(|n| n.0))
+            .collect(),
+        preferred_zones: m
+            .placement
+            .iter()
+            .flat_map(|p| p.zones.iter().cloned())
+            .collect(),
+        placement_set: m.placement.is_some(),
     }
 }
 
@@ -298,10 +309,19 @@ pub fn membership_from_pb(m: pb::Membership) -> Result<Membership, ConvertError>
             "{total} members exceed the limit of {MAX_MEMBERS}"
         )));
     }
+    if m.preferred_leaders.len() > MAX_MEMBERS || m.preferred_zones.len() > MAX_MEMBERS {
+        return Err(ConvertError::BadMembership(format!(
+            "a placement longer than {MAX_MEMBERS} ids or zones"
+        )));
+    }
     let membership = Membership {
         voters: m.voters.into_iter().map(NodeId).collect(),
         learners: m.learners.into_iter().map(NodeId).collect(),
         addrs: m.addrs.into_iter().map(|(n, a)| (NodeId(n), a)).collect(),
+        placement: m.placement_set.then(|| Placement {
+            leaders: m.preferred_leaders.into_iter().map(NodeId).collect(),
+            zones: m.preferred_zones,
+        }),
     };
     membership.validate().map_err(ConvertError::BadMembership)?;
     for (id, addr) in &membership.addrs {
@@ -419,6 +439,10 @@ mod tests {
                 (NodeId(5), "node-5:7005".to_owned()),
             ]
             .into(),
+            placement: Some(Placement {
+                leaders: vec![NodeId(4), NodeId(1)],
+                zones: vec!["eu-west".into()],
+            }),
         }
     }
 
@@ -478,6 +502,15 @@ mod tests {
             ..Default::default()
         };
         assert!(membership_from_pb(huge).is_err());
+        let mut bad_zone = membership_to_pb(&membership());
+        bad_zone.preferred_zones.push("a b".into());
+        assert!(membership_from_pb(bad_zone).is_err());
+        let mut zero = membership_to_pb(&membership());
+        zero.preferred_leaders.push(0);
+        assert!(membership_from_pb(zero).is_err());
+        let mut unset = membership_to_pb(&membership());
+        unset.placement_set = false;
+        assert_eq!(membership_from_pb(unset).unwrap().placement, None);
         let bad_session = pb::PeerMessage {
             term: 3,
             body: Some(peer_message::Body::InstallSnapshot(pb::InstallSnapshot {

@@ -380,6 +380,7 @@ fn transport_options(config: &ServerConfig) -> TransportOptions {
             * 4,
         max_batch_messages: 64,
         max_batch_bytes: 4 << 20,
+        zone: config.core.zone.clone().unwrap_or_default(),
     }
 }
 

@@ -18,7 +18,7 @@ use bytes::{Buf, BufMut, Bytes};
 use futures_util::{FutureExt, StreamExt};
 use prost::Message as _;
 use raftkv_client::pb;
-use raftkv_core::NodeId;
+use raftkv_core::{check_zone, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -31,6 +31,7 @@ use crate::convert::{check_addr, message_from_pb};
 use crate::fds::{is_fd_exhaustion, FdReserve, LogEvery};
 use crate::metrics::bump;
 use crate::peer_wire::{frame_codec, ACK_DELAY, MAX_FRAME_BYTES, PEER_MAGIC};
+use crate::runtime::Request as CoreRequest;
 use crate::service::Shared;
 
 /// HTTP/2's client connection preface (RFC 9113, section 3.4); a SETTINGS
@@ -300,6 +301,27 @@ pub fn take_batch(shared: &Shared, batch: pb::PeerBatch) -> Result<(), Rejected>
             }
         }
     }
+    if shared.book.zone_is_new(from, &batch.from_zone) {
+        match check_zone(&batch.from_zone) {
+            Err(e) if !batch.from_zone.is_empty() => {
+                bump(&shared.metrics.peer_messages_malformed);
+                tracing::warn!(%from, "ignored a bad sender zone: {e}");
+            }
+            _ => {
+                let zone = batch.from_zone.clone();
+                // Recorded once the core has it; retried with a later batch
+                // when its queue is full.
+                if shared
+                    .handle
+                    .requests
+                    .try_send(CoreRequest::LearnZone { id: from, zone })
+                    .is_ok()
+                {
+                    shared.book.set_zone(from, &batch.from_zone);
+                }
+            }
+        }
+    }
     for msg in batch.messages {
         match message_from_pb(from, to, msg, shared.limits()) {
             Ok(msg) => {
@@ -509,6 +531,7 @@ mod tests {
                 to: 1,
                 messages: vec![],
                 from_addr: String::new(),
+                from_zone: String::new(),
             },
             &mut out,
         );

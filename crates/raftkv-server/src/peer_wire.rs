@@ -67,6 +67,7 @@ mod tests {
             to: 1,
             messages: vec![],
             from_addr: "127.0.0.1:7001".into(),
+            from_zone: "eu-west".into(),
         };
         let mut wire = BytesMut::new();
         encode_frame(&batch(2), &mut wire);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use raftkv_client::pb;
 use raftkv_core::{
-    ClientCommand, ClientId, ConfChange, Membership, NodeId, Op, OpResult, Role,
+    ClientCommand, ClientId, ConfChange, Membership, NodeId, Op, OpResult, Placement, Role,
     Status as CoreStatus,
 };
 use tokio::sync::oneshot;
@@ -494,8 +494,11 @@ fn status_to_pb(shared: &Shared, s: &CoreStatus, keys: u64) -> pb::StatusReply {
         snapshot_index: s.snapshot_index.0,
         first_log_index: s.first_log_index.0,
         transfer_to: s.transfer_to.map_or(0, |n| n.0),
-        zone: shared.config.zone.clone().unwrap_or_default(),
-        preferred_leaders: s.preferred_leaders.iter().map(|n| n.0).collect(),
+        zone: shared.config.core.zone.clone().unwrap_or_default(),
+        preferred_leaders: s.placement.leaders.iter().map(|n| n.0).collect(),
+        preferred_zones: s.placement.zones.clone(),
+        placement_from_log: s.placement_from_log,
+        preferred_voters: s.preferred_voters.iter().map(|n| n.0).collect(),
     }
 }
 
@@ -581,28 +584,23 @@ impl pb::admin_server::Admin for AdminService {
         }))
     }
 
-    async fn set_preferred_leaders(
+    async fn set_placement(
         &self,
-        req: Request<pb::SetPreferredLeadersRequest>,
-    ) -> Result<Response<pb::SetPreferredLeadersReply>, Status> {
-        let mut ids = Vec::new();
-        for id in req.into_inner().ids {
-            if id == 0 {
-                return Err(self
-                    .0
-                    .invalid("node id 0 is reserved; ids start at 1".into()));
-            }
-            if !ids.contains(&NodeId(id)) {
-                ids.push(NodeId(id));
-            }
+        req: Request<pb::SetPlacementRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let r = req.into_inner();
+        if r.leaders.len() > 64 || r.zones.len() > 64 {
+            return Err(self
+                .0
+                .invalid("a placement of more than 64 ids or zones".into()));
         }
-        let now = self
-            .0
-            .ask(|reply| CoreRequest::SetPreferredLeaders { ids, reply })
-            .await?;
-        Ok(Response::new(pb::SetPreferredLeadersReply {
-            ids: now.iter().map(|n| n.0).collect(),
-        }))
+        let placement = Placement {
+            leaders: r.leaders.into_iter().map(NodeId).collect(),
+            zones: r.zones,
+        };
+        placement.validate().map_err(|e| self.0.invalid(e))?;
+        let change = ConfChange::Place(placement);
+        self.0.conf_change(change).await.map(Response::new)
     }
 }
 

@@ -44,6 +44,8 @@ pub struct TransportOptions {
     pub backoff_max: Duration,
     pub max_batch_messages: usize,
     pub max_batch_bytes: usize,
+    /// This node's zone (empty: none), told to peers in every batch.
+    pub zone: String,
 }
 
 /// Where each other node can be reached. Three sources, by priority: the
@@ -61,6 +63,8 @@ struct Book {
     membership: BTreeMap<NodeId, String>,
     flags: BTreeMap<NodeId, String>,
     learned: BTreeMap<NodeId, String>,
+    /// Peers' zones, as their batches say (`PeerBatch.from_zone`).
+    zones: BTreeMap<NodeId, String>,
 }
 
 impl AddressBook {
@@ -105,6 +109,20 @@ impl AddressBook {
             .expect("poisoned")
             .learned
             .insert(id, addr.to_owned());
+    }
+
+    /// Whether `zone` is news for node `id` (an empty zone: none given).
+    pub fn zone_is_new(&self, id: NodeId, zone: &str) -> bool {
+        let book = self.inner.read().expect("poisoned");
+        book.zones.get(&id).map_or("", String::as_str) != zone
+    }
+
+    pub fn set_zone(&self, id: NodeId, zone: &str) {
+        self.inner
+            .write()
+            .expect("poisoned")
+            .zones
+            .insert(id, zone.to_owned());
     }
 }
 
@@ -421,6 +439,7 @@ impl PeerSender {
             to: self.to.0,
             messages,
             from_addr: self.opts.advertise.clone(),
+            from_zone: self.opts.zone.clone(),
         }
     }
 }
@@ -501,6 +520,7 @@ mod tests {
             backoff_max: Duration::from_millis(40),
             max_batch_messages: 64,
             max_batch_bytes: 4 << 20,
+            zone: String::new(),
         }
     }
 
@@ -616,6 +636,7 @@ mod tests {
             voters: [NodeId(1), NodeId(2)].into(),
             learners: [NodeId(4)].into(),
             addrs: map(&[(4, "127.0.0.1:4")]),
+            placement: None,
         };
         t.set_membership(&Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]));
         t.set_membership(&m);

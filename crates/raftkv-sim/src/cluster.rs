@@ -25,8 +25,8 @@ use std::sync::Arc;
 
 use raftkv_core::{
     ClientCommand, ConfChange, ConfChangeError, ConfChangeResult, Config, Entry, Event, LogIndex,
-    Membership, Message, MessageBody, MonoTime, NodeId, RaftNode, ReadId, Role, SnapshotWrite,
-    Status, StepDownReason, Term, TransferError, UnsafeTestKnobs,
+    Membership, Message, MessageBody, MonoTime, NodeId, Placement, RaftNode, ReadId, Role,
+    SnapshotWrite, Status, StepDownReason, Term, TransferError, UnsafeTestKnobs,
 };
 use raftkv_driver::{DriverKnobs, DriverOptions, Job, LeaseReads};
 
@@ -131,8 +131,12 @@ pub struct ClusterConfig {
     /// F7: the nodes configured to hold follower read leases, and `D_read`.
     pub read_lease_nodes: BTreeSet<NodeId>,
     pub read_lease_duration: Duration,
-    /// Leader placement: the voters every node prefers as leader.
-    pub preferred_leaders: Vec<NodeId>,
+    /// Leader placement by flags: the voters (by id, then zone) every node
+    /// prefers as leader. `raftkv placement` changes (`ConfChange::Place`)
+    /// join the membership mix on top.
+    pub placement: Placement,
+    /// Nodes run in zones (`zone_of`) and know each other's.
+    pub zones: bool,
     /// Flow-control limits of the core (small values exercise back-pressure).
     pub max_entries_per_append: usize,
     pub max_inflight_appends: usize,
@@ -215,7 +219,8 @@ impl ClusterConfig {
             unsafe_test_knobs: UnsafeTestKnobs::default(),
             read_lease_nodes: BTreeSet::new(),
             read_lease_duration: d.read_lease_duration,
-            preferred_leaders: Vec::new(),
+            placement: Placement::default(),
+            zones: false,
             max_entries_per_append: d.max_entries_per_append,
             max_inflight_appends: d.max_inflight_appends,
             max_pending_proposals: d.max_pending_proposals,
@@ -274,7 +279,8 @@ impl ClusterConfig {
         c.unsafe_test_knobs = self.unsafe_test_knobs;
         c.read_lease = self.read_lease_nodes.contains(&id);
         c.read_lease_duration = self.read_lease_duration;
-        c.preferred_leaders = self.preferred_leaders.clone();
+        c.placement = self.placement.clone();
+        c.zone = self.zones.then(|| zone_of(id));
         c.max_entries_per_append = self.max_entries_per_append;
         c.max_inflight_appends = self.max_inflight_appends;
         c.max_pending_proposals = self.max_pending_proposals;
@@ -285,6 +291,11 @@ impl ClusterConfig {
         c.max_inflight_snapshot_chunks = self.max_inflight_snapshot_chunks;
         c
     }
+}
+
+/// The zone of node `id` in runs with zones: three zones, round robin.
+pub fn zone_of(id: NodeId) -> String {
+    format!("z{}", id.0 % 3)
 }
 
 /// What a test's message filter decides for one message.
@@ -534,8 +545,9 @@ impl Cluster {
             let storage = MemStorage::new();
             let core = c.cfg.core_config_for(id, joining);
             let bootstrap = Some(core.voters.iter().copied().collect());
-            let raft = RaftNode::new(core, storage.restored(), clock.local(0), rng.next_u64())
+            let mut raft = RaftNode::new(core, storage.restored(), clock.local(0), rng.next_u64())
                 .expect("the simulator builds valid configs");
+            c.learn_zones(&mut raft);
             let lease_reads = c.fresh_lease_reads();
             let driver = SimDriver::new(
                 &raft,
@@ -1294,7 +1306,8 @@ impl Cluster {
         let mut cfg = self.cfg.core_config_for(id, self.nodes[i].joining);
         cfg.voters = voters.into_iter().collect();
         match RaftNode::new(cfg, restored, local, seed) {
-            Ok(raft) => {
+            Ok(mut raft) => {
+                self.learn_zones(&mut raft);
                 let opts = self.driver_options();
                 let n = &mut self.nodes[i];
                 n.driver = Some(SimDriver::new(&raft, local, n.lease_reads.clone(), opts));
@@ -1495,17 +1508,33 @@ impl Cluster {
     }
 
     /// The running leader of the highest term, if any.
-    /// Count whether a run with a preferred leader ended with one leading.
+    /// Count whether a run with a preferred leader ended with one leading
+    /// (as the leader itself resolves its placement).
     pub fn note_placement_outcome(&mut self) {
-        if self.cfg.preferred_leaders.is_empty() {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let Some(raft) = self.nodes[self.pos(leader)].raft.as_ref() else {
+            return;
+        };
+        let preferred = raft.preferred_voters();
+        if raft.placement().is_empty() || preferred.is_empty() {
             return;
         }
         self.counts.placement_runs += 1;
-        if self
-            .leader()
-            .is_some_and(|l| self.cfg.preferred_leaders.contains(&l))
-        {
+        if preferred.contains(&leader) {
             self.counts.placement_ended_preferred += 1;
+        }
+    }
+
+    /// What a node learns of its peers' zones (the server reads them off
+    /// peer batches; here every node knows them from the start).
+    fn learn_zones(&self, raft: &mut RaftNode) {
+        if self.cfg.zones {
+            for i in 0..self.cfg.pool() {
+                let id = NodeId(i as u64 + 1);
+                raft.learn_zone(id, &zone_of(id));
+            }
         }
     }
 

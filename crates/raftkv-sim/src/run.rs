@@ -8,11 +8,11 @@ use std::time::Duration;
 use std::collections::BTreeSet;
 
 use raftkv_checker::{Input, Verdict};
-use raftkv_core::{ConfChange, NodeId, UnsafeTestKnobs};
+use raftkv_core::{ConfChange, NodeId, Placement, UnsafeTestKnobs};
 
 use crate::client::{ClientHandle, Workload};
 use crate::clock::{Clock, RATE_EXACT_PPM};
-use crate::cluster::{Cluster, ClusterConfig, MixCounts, NetConfig};
+use crate::cluster::{zone_of, Cluster, ClusterConfig, MixCounts, NetConfig};
 use crate::rng::{Fnv64, SimRng};
 use raftkv_storage::identity::MembershipFlags;
 use raftkv_storage::DiskFault;
@@ -246,17 +246,31 @@ fn cluster_config(opts: &RunOptions, rng: &mut SimRng) -> ClusterConfig {
     if opts.read_leases {
         read_lease_mix(&mut cfg, rng);
     }
-    // A third of the runs prefer one or two of the bootstrap voters as
-    // leader: placement transfers join the fault mix.
+    // Half the runs put nodes in zones. A third of the runs prefer one or
+    // two of the bootstrap voters (or a zone) as leader by flags; in runs
+    // with membership changes, placements set through the log join the mix
+    // (`ConfChange::Place`): placement transfers join the fault mix.
+    cfg.zones = rng.below(2) == 0;
     if rng.below(3) == 0 {
-        let first = rng.range(1, cfg.nodes as u64 + 1);
-        cfg.preferred_leaders = vec![NodeId(first)];
-        if rng.below(2) == 0 {
-            cfg.preferred_leaders
-                .push(NodeId(rng.range(1, cfg.nodes as u64 + 1)));
-        }
+        cfg.placement = random_placement(rng, cfg.nodes as u64, cfg.zones);
     }
     cfg
+}
+
+/// One or two voters, or (in runs with zones) a zone, sometimes both.
+fn random_placement(rng: &mut SimRng, nodes: u64, zones: bool) -> Placement {
+    let mut p = Placement::default();
+    if !zones || rng.below(2) == 0 {
+        p.leaders.push(NodeId(rng.range(1, nodes + 1)));
+        let second = NodeId(rng.range(1, nodes + 1));
+        if rng.below(2) == 0 && !p.leaders.contains(&second) {
+            p.leaders.push(second);
+        }
+    }
+    if zones && (p.leaders.is_empty() || rng.below(3) == 0) {
+        p.zones.push(zone_of(NodeId(rng.range(1, nodes + 1))));
+    }
+    p
 }
 
 /// Three runs in four: each node of the pool holds read leases with even
@@ -953,6 +967,18 @@ impl MembershipMix {
                     return;
                 };
                 c.propose_conf_change(leader, ConfChange::Remove { id })
+                    .map(drop)
+            }
+            75..=84 => {
+                // Placement through the log: a random one, or none.
+                let p = if rng.below(4) == 0 {
+                    Placement::default()
+                } else {
+                    let mut p = random_placement(rng, c.cfg.nodes as u64, c.cfg.zones);
+                    p.leaders.retain(|id| m.is_member(*id));
+                    p
+                };
+                c.propose_conf_change(leader, ConfChange::Place(p))
                     .map(drop)
             }
             _ => {

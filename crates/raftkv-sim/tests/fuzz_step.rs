@@ -191,7 +191,7 @@ fn arb_body() -> impl Strategy<Value = MessageBody> {
 
 #[derive(Debug, Clone)]
 enum Input {
-    Step(Message),
+    Step(Box<Message>),
     Tick(u64),
     Propose(u64, String),
     Read(String),
@@ -207,7 +207,7 @@ enum Input {
 fn arb_input() -> impl Strategy<Value = Input> {
     prop_oneof![
         8 => (arb_node(), prop_oneof![9 => Just(NodeId(1)), 1 => arb_node()], arb_term(), arb_body())
-            .prop_map(|(from, to, term, body)| Input::Step(Message { from, to, term, body })),
+            .prop_map(|(from, to, term, body)| Input::Step(Box::new(Message { from, to, term, body }))),
         4 => prop_oneof![5 => 0u64..1_500_000_000, 1 => any::<u64>()].prop_map(Input::Tick),
         2 => (0u64..3, "[a-c]{1,2}").prop_map(|(c, k)| Input::Propose(c, k)),
         2 => "[a-c]{1,2}".prop_map(Input::Read),
@@ -251,7 +251,7 @@ fn run(inputs: Vec<Input>) {
     let mut read_id = 0;
     for (seq, input) in inputs.into_iter().enumerate() {
         match input {
-            Input::Step(m) => node.step(now, m),
+            Input::Step(m) => node.step(now, *m),
             Input::Tick(dt) => {
                 now = MonoTime(now.0.saturating_add(dt));
                 node.tick(now);

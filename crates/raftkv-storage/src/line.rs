@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use raftkv_core::{
-    ClientCommand, ClientId, Entry, EntryPayload, LogIndex, Membership, NodeId, Op, Term,
+    ClientCommand, ClientId, Entry, EntryPayload, LogIndex, Membership, NodeId, Op, Placement, Term,
 };
 
 use crate::escape::{escape_into, unescape};
@@ -91,6 +91,19 @@ pub fn encode_membership_into(m: &Membership, out: &mut Vec<u8>) {
         out.push(b':');
         escape_into(addr, out);
     }
+    if let Some(p) = &m.placement {
+        out.extend_from_slice(b" prefer=[");
+        for (i, id) in p.leaders.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_u64(out, id.0);
+        }
+        out.extend_from_slice(b"] prefer-zones=[");
+        // Zone names hold no space, comma or bracket (`check_zone`).
+        out.extend_from_slice(p.zones.join(",").as_bytes());
+        out.push(b']');
+    }
 }
 
 fn push_ids(out: &mut Vec<u8>, ids: &BTreeSet<NodeId>) {
@@ -114,7 +127,12 @@ pub fn decode_membership<'a>(
     let voters = parse_ids(fields.next(), "voters")?;
     let learners = parse_ids(fields.next(), "learners")?;
     let mut addrs = BTreeMap::new();
-    for field in fields {
+    let mut placement = None;
+    for field in fields.by_ref() {
+        if let Some(list) = field.strip_prefix("prefer=") {
+            placement = Some(decode_placement(list, fields.next())?);
+            break;
+        }
         let rest = field
             .strip_prefix("addr=")
             .ok_or_else(|| format!("expected addr=<id>:<address>, found {field:?}"))?;
@@ -128,11 +146,40 @@ pub fn decode_membership<'a>(
         let addr = unescape(addr).map_err(|e| format!("address of node {id}: {e}"))?;
         addrs.insert(id, addr);
     }
+    if let Some(extra) = fields.next() {
+        return Err(format!("unexpected {extra:?} after the placement"));
+    }
     Ok(Membership {
         voters,
         learners,
         addrs,
+        placement,
     })
+}
+
+/// Parses `[1,2]` (the `prefer=` field's value) and `prefer-zones=[a,b]`.
+fn decode_placement(leaders: &str, zones: Option<&str>) -> Result<Placement, String> {
+    let bracketed = |s: &'_ str, what: &str| -> Result<Vec<String>, String> {
+        let inner = s
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .ok_or_else(|| format!("{what}: expected [..], found {s:?}"))?;
+        Ok(if inner.is_empty() {
+            Vec::new()
+        } else {
+            inner.split(',').map(str::to_owned).collect()
+        })
+    };
+    let mut p = Placement::default();
+    for id in bracketed(leaders, "prefer")? {
+        p.leaders.push(NodeId(parse_u64(&id, "preferred leader")?));
+    }
+    let zones = zones
+        .and_then(|z| z.strip_prefix("prefer-zones="))
+        .ok_or_else(|| format!("expected prefer-zones=[..] after prefer=, found {zones:?}"))?;
+    p.zones = bracketed(zones, "prefer-zones")?;
+    p.validate()?;
+    Ok(p)
 }
 
 fn parse_ids(field: Option<&str>, name: &str) -> Result<BTreeSet<NodeId>, String> {
@@ -416,7 +463,22 @@ mod tests {
                 voters,
                 learners,
                 addrs,
+                placement: None,
             });
+        let placement = proptest::option::of(
+            (
+                proptest::collection::btree_set((1u64..20).prop_map(NodeId), 0..4),
+                proptest::collection::btree_set("[a-z0-9][a-z0-9._:/-]{0,10}", 0..3),
+            )
+                .prop_map(|(leaders, zones)| Placement {
+                    leaders: leaders.into_iter().rev().collect(),
+                    zones: zones.into_iter().collect(),
+                }),
+        );
+        let membership = (membership, placement).prop_map(|(mut m, p)| {
+            m.placement = p;
+            m
+        });
         let payload = prop_oneof![
             Just(EntryPayload::Noop),
             membership.prop_map(EntryPayload::Config),

@@ -367,68 +367,57 @@ pub struct PlacementArgs {
         long,
         value_delimiter = ',',
         required_unless_present_any = ["clear", "prefer_zone"],
-        conflicts_with_all = ["clear", "prefer_zone"]
+        conflicts_with = "clear"
     )]
     pub prefer: Vec<u64>,
-    /// Zones leadership should go to, most preferred first: the nodes whose
-    /// `--zone` is one of these (as their status says now) become the
-    /// preferred ids.
+    /// Zones leadership should go to (after `--prefer`), most preferred
+    /// first: the voters whose `--zone` is one of these.
     #[arg(long, value_delimiter = ',', conflicts_with = "clear")]
     pub prefer_zone: Vec<String>,
-    /// No preference: leadership stays where elections put it.
+    /// No preference: leadership stays where elections put it (the nodes'
+    /// `--preferred-*` flags no longer count either).
     #[arg(long)]
     pub clear: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
 
-/// Sends the preference to every endpoint: every node that may lead must
-/// have it. Fails (after trying all) if a node could not be told.
+/// Sets leader placement for the whole cluster: a configuration entry at
+/// the leader, so every node has it, restarted and new ones included.
 pub fn placement(args: PlacementArgs) -> anyhow::Result<ExitCode> {
-    if args.prefer.contains(&0) {
-        anyhow::bail!("--prefer: node id 0 is reserved; ids start at 1");
-    }
     let client = args.conn.client()?;
-    let endpoints = args.conn.endpoint_list()?;
     let rt = runtime()?;
-    let prefer = if args.prefer_zone.is_empty() {
-        args.prefer.clone()
-    } else {
-        let statuses = rt.block_on(collect_status(&client, &endpoints));
-        let mut ids = Vec::new();
-        for zone in &args.prefer_zone {
-            for s in statuses.iter().filter_map(|(_, s)| s.as_ref().ok()) {
-                if &s.zone == zone && !ids.contains(&s.id) {
-                    ids.push(s.id);
-                }
-            }
-        }
-        if ids.is_empty() {
-            anyhow::bail!(
-                "--prefer-zone {:?}: no reachable node among {} runs in that zone (see `raftkv status`)",
-                args.prefer_zone,
-                endpoints.join(",")
-            );
-        }
-        eprintln!("zones {:?} are nodes {ids:?}", args.prefer_zone);
-        ids
-    };
-    let mut failed = 0;
-    for ep in &endpoints {
-        match rt.block_on(client.set_preferred_leaders_at(ep, &prefer)) {
-            Ok(ids) if ids.is_empty() => eprintln!("{ep}: no preferred leader"),
-            Ok(ids) => eprintln!("{ep}: preferred leaders {ids:?}"),
-            Err(e) => {
-                failed += 1;
-                eprintln!("{ep}: not told: {e}");
-            }
-        }
-    }
-    if failed > 0 {
-        anyhow::bail!(
-            "{failed} of {} nodes were not told; run the command again once they are up (a node that is not told keeps its own preference if it leads)",
-            endpoints.len()
+    let reply = rt.block_on(client.set_placement(&args.prefer, &args.prefer_zone))?;
+    let m = reply.value.membership.unwrap_or_default();
+    if !m.placement_set || (m.preferred_leaders.is_empty() && m.preferred_zones.is_empty()) {
+        eprintln!(
+            "OK, no preferred leader (committed at index {})",
+            reply.value.index
         );
+    } else {
+        eprintln!(
+            "OK, preferred leaders {:?} zones {:?} (committed at index {})",
+            m.preferred_leaders, m.preferred_zones, reply.value.index
+        );
+    }
+    // A zone no node reports is accepted (its nodes may join later) but is
+    // most likely a typo: say so.
+    if !args.prefer_zone.is_empty() {
+        let endpoints = args.conn.endpoint_list()?;
+        let statuses = rt.block_on(collect_status(&client, &endpoints));
+        let known: Vec<&str> = statuses
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().ok())
+            .map(|s| s.zone.as_str())
+            .collect();
+        for z in &args.prefer_zone {
+            if !known.contains(&z.as_str()) {
+                eprintln!(
+                    "warning: no node among {} says it runs in zone {z:?} (see `raftkv status`)",
+                    endpoints.join(",")
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -559,8 +548,18 @@ pub fn status_table(rows: &[StatusRow]) -> String {
                 if !s.zone.is_empty() {
                     placement += &format!(", zone {}", s.zone);
                 }
-                if !s.preferred_leaders.is_empty() {
-                    placement += &format!(", prefers leaders {:?}", s.preferred_leaders);
+                if !s.preferred_leaders.is_empty() || !s.preferred_zones.is_empty() {
+                    placement += &format!(
+                        ", prefers leaders {:?} zones {:?} = voters {:?} ({})",
+                        s.preferred_leaders,
+                        s.preferred_zones,
+                        s.preferred_voters,
+                        if s.placement_from_log {
+                            "raftkv placement"
+                        } else {
+                            "flags"
+                        }
+                    );
                 }
                 configs.push(format!(
                     "node {}: voters {:?} learners {:?} (config index {}), snapshot index {}, log from {}{placement}",
@@ -666,6 +665,8 @@ fn status_json(endpoint: &str, row: &Result<pb::StatusReply, ClientError>) -> se
                 "voters": s.voters, "learners": s.learners, "config_index": s.config_index,
                 "snapshot_index": s.snapshot_index, "first_log_index": s.first_log_index,
                 "transfer_to": s.transfer_to, "zone": s.zone, "preferred_leaders": s.preferred_leaders,
+                "preferred_zones": s.preferred_zones, "placement_from_log": s.placement_from_log,
+                "preferred_voters": s.preferred_voters,
                 "lease": {"holds": lease.holds, "remaining_us": lease.remaining_us,
                           "wait_remaining_us": lease.wait_remaining_us, "protecting_us": lease.protecting_us,
                           "read_lease": {"enabled": rl.enabled, "remaining_us": rl.remaining_us,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use raftkv_core::{Config, NodeId};
+use raftkv_core::{check_zone, Config, NodeId, Placement};
 use raftkv_server::config::{
     DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PREFACE_TIMEOUT,
     DEFAULT_RATE_LIMIT_PER_CONN,
@@ -84,17 +84,29 @@ pub struct ServerArgs {
     /// [default: 400].
     #[arg(long)]
     pub read_lease_ms: Option<u64>,
+    /// Hold follower read leases when this node's `--zone` is one of these
+    /// (comma-separated): one list for every node's configuration, instead
+    /// of `--read-lease` on each node of those zones.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub read_lease_zones: Vec<String>,
     /// The zone (region, data centre) this node runs in: shown by `raftkv
-    /// status`, and clients given `--zone` read from a node of theirs first.
+    /// status`, told to peers (leader placement by zone), and clients given
+    /// `--zone` read from a node of theirs first.
     #[arg(long)]
     pub zone: Option<String>,
     /// Voters this node hands leadership to when it leads and is not one of
     /// them, most preferred first, comma-separated ids (for example 1,4):
-    /// after a failover leadership comes back. `raftkv placement` changes it
-    /// at run time.
+    /// after a failover leadership comes back. `raftkv placement` sets a
+    /// placement for the whole cluster that wins over this flag.
     #[arg(long, value_delimiter = ',')]
     #[serde(default)]
     pub preferred_leaders: Vec<u64>,
+    /// Zones whose voters this node hands leadership to (after
+    /// `--preferred-leaders`), most preferred first, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub preferred_zones: Vec<String>,
     /// How often the core's timers advance [default: 5].
     #[arg(long)]
     pub tick_ms: Option<u64>,
@@ -211,8 +223,10 @@ impl ServerArgs {
             no_lease_reads: self.no_lease_reads,
             read_lease: self.read_lease,
             read_lease_ms: self.read_lease_ms,
+            read_lease_zones: self.read_lease_zones.clone(),
             zone: self.zone.clone(),
             preferred_leaders: self.preferred_leaders.clone(),
+            preferred_zones: self.preferred_zones.clone(),
             tick_ms: self.tick_ms,
             runtime_threads: self.runtime_threads,
             max_key_bytes: self.max_key_bytes,
@@ -262,11 +276,21 @@ fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
         no_lease_reads: flags.no_lease_reads || file.no_lease_reads,
         read_lease: flags.read_lease || file.read_lease,
         read_lease_ms: flags.read_lease_ms.or(file.read_lease_ms),
+        read_lease_zones: if flags.read_lease_zones.is_empty() {
+            file.read_lease_zones
+        } else {
+            flags.read_lease_zones
+        },
         zone: flags.zone.or(file.zone),
         preferred_leaders: if flags.preferred_leaders.is_empty() {
             file.preferred_leaders
         } else {
             flags.preferred_leaders
+        },
+        preferred_zones: if flags.preferred_zones.is_empty() {
+            file.preferred_zones
+        } else {
+            flags.preferred_zones
         },
         tick_ms: flags.tick_ms.or(file.tick_ms),
         runtime_threads: flags.runtime_threads.or(file.runtime_threads),
@@ -366,16 +390,31 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         core.clock_drift_bound_ppm = v;
     }
     core.lease_reads = !args.no_lease_reads;
-    core.read_lease = args.read_lease;
-    if args.preferred_leaders.contains(&0) {
-        bail!("--preferred-leaders: node id 0 is reserved; ids start at 1");
-    }
-    core.preferred_leaders = args.preferred_leaders.iter().copied().map(NodeId).collect();
     if let Some(z) = &args.zone {
-        if z.is_empty() || z.len() > 64 || z.chars().any(char::is_whitespace) {
-            bail!("--zone {z:?}: give 1 to 64 characters without spaces");
-        }
+        check_zone(z).map_err(|e| anyhow::anyhow!("--zone: {e}"))?;
     }
+    for z in &args.read_lease_zones {
+        check_zone(z).map_err(|e| anyhow::anyhow!("--read-lease-zones: {e}"))?;
+    }
+    core.zone = args.zone.clone();
+    core.read_lease = args.read_lease
+        || args
+            .zone
+            .as_ref()
+            .is_some_and(|z| args.read_lease_zones.contains(z));
+    if !args.read_lease_zones.is_empty() && args.zone.is_none() {
+        bail!(
+            "--read-lease-zones {:?} is set but this node has no --zone: give it one",
+            args.read_lease_zones
+        );
+    }
+    core.placement = Placement {
+        leaders: args.preferred_leaders.iter().copied().map(NodeId).collect(),
+        zones: args.preferred_zones.clone(),
+    };
+    core.placement
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--preferred-leaders/--preferred-zones: {e}"))?;
     if let Some(v) = args.read_lease_ms {
         core.read_lease_duration = ms(v);
     }
@@ -394,7 +433,6 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("raftkv-data")),
         cluster_id: args.cluster_id.clone().unwrap_or_else(|| "raftkv".into()),
-        zone: args.zone.clone(),
         tick_interval: tick,
         peer_queue_len: 1024,
         client_wait_timeout: ms(args.client_timeout_ms.unwrap_or(5000)),
@@ -480,6 +518,65 @@ mod tests {
         })
         .unwrap();
         assert!(!off.core.read_lease);
+    }
+
+    #[test]
+    fn zone_flags_reach_the_core_and_bad_ones_are_refused() {
+        let file: ServerArgs = toml::from_str(
+            "id = 2\nread-lease-zones = [\"eu\", \"ap\"]\npreferred-zones = [\"us\"]\n",
+        )
+        .unwrap();
+        let flags = ServerArgs {
+            zone: Some("eu".into()),
+            preferred_leaders: vec![3],
+            ..Default::default()
+        };
+        let config = build_config(&merge(flags, file)).unwrap();
+        assert!(config.core.read_lease, "eu is a read-lease zone");
+        assert_eq!(config.core.zone.as_deref(), Some("eu"));
+        assert_eq!(config.core.placement.leaders, vec![NodeId(3)]);
+        assert_eq!(config.core.placement.zones, vec!["us".to_owned()]);
+        let us = ServerArgs {
+            id: Some(1),
+            zone: Some("us".into()),
+            read_lease_zones: vec!["eu".into()],
+            ..Default::default()
+        };
+        assert!(!build_config(&us).unwrap().core.read_lease);
+        for (bad, flag) in [
+            (
+                ServerArgs {
+                    read_lease_zones: vec!["eu".into()],
+                    ..Default::default()
+                },
+                "--zone",
+            ),
+            (
+                ServerArgs {
+                    zone: Some("two words".into()),
+                    ..Default::default()
+                },
+                "--zone",
+            ),
+            (
+                ServerArgs {
+                    preferred_zones: vec!["a,b".into()],
+                    ..Default::default()
+                },
+                "--preferred-zones",
+            ),
+            (
+                ServerArgs {
+                    preferred_leaders: vec![0],
+                    ..Default::default()
+                },
+                "--preferred-leaders",
+            ),
+        ] {
+            let args = ServerArgs { id: Some(1), ..bad };
+            let err = build_config(&args).unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
     }
 
     #[test]

@@ -163,6 +163,7 @@ fn hostile_peer_messages_are_dropped_and_counted() {
             to: 1,
             messages: vec![],
             from_addr: from_addr.into(),
+            from_zone: String::new(),
         };
         // Another cluster is refused: the node closes the connection.
         let mut peer = peer_connection(&node.addr);

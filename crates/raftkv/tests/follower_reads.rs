@@ -147,10 +147,30 @@ async fn wait_leader_is(cluster: &Cluster, want: u64, timeout: Duration) -> Dura
     }
 }
 
+/// Until `addr`'s status satisfies `want` (or `timeout`).
+async fn wait_status(
+    client: &raftkv_client::Client,
+    addr: &str,
+    timeout: Duration,
+    want: impl Fn(&raftkv_client::pb::StatusReply) -> bool,
+) -> raftkv_client::pb::StatusReply {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = status(client, addr).await {
+            if want(&s) {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "{addr}: status not as wanted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Zones and leader placement: leadership goes to the preferred node and
 /// comes back to it after a failover; a client that names its zone reads
 /// from the node there (a read lease holder); a placement set at run time
-/// moves leadership.
+/// (by id, by zone) goes through the log, so it holds on a restarted node
+/// and after a failover.
 #[test]
 fn leadership_returns_to_the_preferred_node_and_clients_read_in_their_zone() {
     run_serial(async {
@@ -185,42 +205,68 @@ fn leadership_returns_to_the_preferred_node_and_clients_read_in_their_zone() {
         let back = wait_leader_is(&cluster, 3, Duration::from_secs(15)).await;
         println!("leadership back at node 3 {back:?} after it restarted");
 
-        // At run time: prefer node 1 on every node.
-        for ep in cluster.endpoints() {
-            let now = writer
-                .set_preferred_leaders_at(&ep, &[1])
-                .await
-                .expect("set placement");
-            assert_eq!(now, vec![1]);
-        }
+        // At run time, for the whole cluster through the log: node 1.
+        let r = writer
+            .set_placement(&[1], &[])
+            .await
+            .expect("set placement");
+        let m = r.value.membership.expect("the configuration");
+        assert!(m.placement_set && m.preferred_leaders == vec![1], "{m:?}");
         wait_leader_is(&cluster, 1, Duration::from_secs(10)).await;
-        let s = status(&writer, &cluster.addr(2)).await.expect("status");
+        // Node 2 restarts with its old flags (--preferred-leaders 3): the
+        // log's placement wins there too.
+        cluster.kill(2);
+        cluster.spawn(2);
+        let s = wait_status(&writer, &cluster.addr(2), Duration::from_secs(10), |s| {
+            s.placement_from_log
+        })
+        .await;
         assert_eq!(
             (s.zone.as_str(), s.preferred_leaders.as_slice()),
             ("zone-2", &[1u64][..])
         );
+        // Node 1 fails: 2 or 3 leads (3 by its flags), and hands leadership
+        // back to node 1 once it returns, as the log says.
+        cluster.kill(1);
+        let interim = wait_for_leader(&cluster, LEADER_WAIT).await;
+        assert_ne!(interim, 1);
+        cluster.spawn(1);
+        let back = wait_leader_is(&cluster, 1, Duration::from_secs(15)).await;
+        println!("leadership back at node 1 {back:?} after it restarted");
         let a = writer.get("z").await.expect("get after the move");
         assert_eq!(a.value.as_deref(), Some("1"));
 
-        // The admin command, by zone.
-        let out = std::process::Command::new(BIN)
-            .args(["placement", "--prefer-zone", "zone-2", "-e"])
-            .arg(cluster.endpoints().join(","))
-            .output()
-            .expect("raftkv placement");
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{said}");
-        assert!(said.contains("are nodes [2]"), "{said}");
+        // The admin command, by zone: the leader resolves zone-2 with the
+        // zones its peers tell it.
+        let placement = |args: &[&str]| {
+            let out = std::process::Command::new(BIN)
+                .arg("placement")
+                .args(args)
+                .arg("-e")
+                .arg(cluster.endpoints().join(","))
+                .output()
+                .expect("raftkv placement");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (ok, said) = placement(&["--prefer-zone", "zone-2"]);
+        assert!(ok && said.contains(r#"zones ["zone-2"]"#), "{said}");
         wait_leader_is(&cluster, 2, Duration::from_secs(10)).await;
-        let out = std::process::Command::new(BIN)
-            .args(["placement", "--prefer-zone", "nowhere", "-e"])
-            .arg(cluster.endpoints().join(","))
-            .output()
-            .expect("raftkv placement");
-        let said = String::from_utf8_lossy(&out.stderr);
+        let s = status(&writer, &cluster.addr(2)).await.expect("status");
+        assert_eq!(s.preferred_voters, vec![2]);
+        // A zone nobody is in: accepted with a warning; leadership stays.
+        let (ok, said) = placement(&["--prefer-zone", "nowhere"]);
         assert!(
-            !out.status.success() && said.contains("no reachable node"),
+            ok && said.contains(r#"says it runs in zone "nowhere""#),
             "{said}"
         );
+        let (ok, said) = placement(&["--clear"]);
+        assert!(ok && said.contains("no preferred leader"), "{said}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(wait_for_leader(&cluster, LEADER_WAIT).await, 2);
+        let (ok, said) = placement(&["--prefer", "9"]);
+        assert!(!ok && said.contains("node 9 is not a member"), "{said}");
     });
 }

@@ -89,6 +89,12 @@ impl RaftNode {
                 continue;
             };
             if e.index > self.membership_index() && self.log.matches(e.index, e.term) {
+                if m.placement != self.membership().placement {
+                    // A new placement may be acted on at the next tick.
+                    if let RoleState::Leader(ls) = &mut self.role {
+                        ls.placement_not_before = self.now;
+                    }
+                }
                 self.configs.push((e.index, m.clone()));
                 self.events.push(Event::ConfigChanged {
                     index: e.index,

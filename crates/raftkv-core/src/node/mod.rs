@@ -147,6 +147,8 @@ pub struct RaftNode {
     /// (the snapshot's, or the bootstrap voters at index 0), the last is the
     /// one in force. See `membership.rs`.
     configs: Vec<(LogIndex, Membership)>,
+    /// Peers' zones, as the host learned them (`placement.rs`).
+    zones: BTreeMap<NodeId, String>,
     /// The latest snapshot known durable (or being installed from the
     /// leader, which is durable before this node acknowledges it).
     snapshot_meta: SnapshotMeta,
@@ -251,6 +253,7 @@ impl RaftNode {
         let mut node = RaftNode {
             peers: Vec::new(),
             configs,
+            zones: BTreeMap::new(),
             snapshot_meta: snap_meta,
             snapshot_unsaved: None,
             incoming_snapshot: None,
@@ -638,7 +641,9 @@ impl RaftNode {
             snapshot_index: self.snapshot_meta.index,
             first_log_index: self.log.first_index(),
             transfer_to: self.transfer_target(),
-            preferred_leaders: self.cfg.preferred_leaders.clone(),
+            placement: self.placement().clone(),
+            placement_from_log: self.membership().placement.is_some(),
+            preferred_voters: self.preferred_voters(),
             peers,
             rejected_messages: self.rejected_messages,
             pending_proposals: self.pending_writes.len(),

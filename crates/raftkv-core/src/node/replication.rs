@@ -51,7 +51,7 @@ pub(super) enum Replication {
     },
     /// The follower needs entries the leader has compacted away: a snapshot
     /// transfer is under way. Streaming resumes once it is installed.
-    Snapshot(SnapshotSend),
+    Snapshot(Box<SnapshotSend>),
 }
 
 impl Replication {
@@ -718,7 +718,7 @@ mod tests {
             data: Default::default(),
             sessions: Vec::new(),
         };
-        p.state = Replication::Snapshot(SnapshotSend::new(snap));
+        p.state = Replication::Snapshot(Box::new(SnapshotSend::new(snap)));
         p.start_probing(LogIndex(4));
     }
 }

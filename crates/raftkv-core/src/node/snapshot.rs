@@ -236,7 +236,7 @@ impl RaftNode {
                 to: peer,
                 index: snap.meta.index,
             });
-            p.state = Replication::Snapshot(SnapshotSend::new(snap));
+            p.state = Replication::Snapshot(Box::new(SnapshotSend::new(snap)));
         }
         let (window, chunk_bytes) = (
             self.cfg.max_inflight_snapshot_chunks,
