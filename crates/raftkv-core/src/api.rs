@@ -513,4 +513,10 @@ pub struct Status {
     pub rejected_messages: u64,
     pub pending_proposals: usize,
     pub pending_reads: usize,
+    /// The leader's commit index as far as this node knows: its own at the
+    /// leader; elsewhere the highest a leader has sent it (at least its own
+    /// commit index).
+    pub leader_commit: LogIndex,
+    /// Client sessions the state machine holds (exactly-once writes).
+    pub client_sessions: usize,
 }

@@ -62,6 +62,11 @@ impl KvStore {
     }
 
     /// The index of the last entry applied.
+    /// Client sessions held (at most `max_sessions`).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn applied(&self) -> LogIndex {
         self.applied
     }

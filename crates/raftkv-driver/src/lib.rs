@@ -27,5 +27,5 @@ pub use answers::{
     Waiters, WriteAnswer,
 };
 pub use lease_view::{LeaseReads, Publisher};
-pub use pipeline::{Count, Driver, DriverKnobs, DriverOptions, Host};
+pub use pipeline::{Count, Driver, DriverKnobs, DriverOptions, Host, ReadPath};
 pub use storage_worker::{Background, Done, Job, Step, StorageWorker, MAX_GROUP};

@@ -74,6 +74,23 @@ pub enum Count {
     ReadStale,
     ConfChangeProposed,
     SnapshotSaved,
+    /// A linearizable or bounded read the core took, by the path it takes
+    /// (counted besides `ReadServed` / `ReadPending`).
+    Read(ReadPath),
+}
+
+/// How the core serves a read it is given (stale reads are
+/// `Count::ReadStale`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadPath {
+    /// At the leader, from memory under its lease.
+    Lease,
+    /// At the leader, after a ReadIndex round (no lease to serve it on).
+    ReadIndex,
+    /// At a follower: under its follower read lease, or refused.
+    FollowerLease,
+    /// A bounded-staleness read (`--max-staleness`), at any node.
+    Bounded,
 }
 
 /// Ways to break the pipeline on purpose: negative controls for the
@@ -258,10 +275,20 @@ impl<W: Waiters> Driver<W> {
             } => {
                 let id = ReadId(self.next_read_id);
                 self.next_read_id += 1;
+                let leading = node.role() == raftkv_core::Role::Leader;
                 let asked = match max_staleness {
                     None => node.read(now, id, key),
                     Some(bound) => node.read_bounded(now, id, key, bound),
                 };
+                if let Ok(taken) = &asked {
+                    let path = match (max_staleness, leading, taken) {
+                        (Some(_), _, _) => ReadPath::Bounded,
+                        (None, false, _) => ReadPath::FollowerLease,
+                        (None, true, ReadNow::Served(_)) => ReadPath::Lease,
+                        (None, true, ReadNow::Pending) => ReadPath::ReadIndex,
+                    };
+                    host.count(Count::Read(path));
+                }
                 match asked {
                     Ok(ReadNow::Served(value)) => {
                         host.count(Count::ReadServed);

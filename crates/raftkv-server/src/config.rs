@@ -23,6 +23,10 @@ pub const REQUEST_OVERHEAD_BYTES: usize = 64 << 10;
 /// How long a new connection has to identify itself: the peer preface and
 /// first frame, or the HTTP/2 preface and first frame (docs/server.md).
 pub const DEFAULT_PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `/readyz` fails when this node's applied index is more than this many
+/// entries behind the leader's commit index as far as it knows
+/// (`--ready-max-lag`).
+pub const DEFAULT_READY_MAX_LAG_ENTRIES: u64 = 1000;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -71,6 +75,12 @@ pub struct ServerConfig {
     /// How long a new connection may take to send its preface and first
     /// frame before it is closed.
     pub preface_timeout: Duration,
+    /// Where the HTTP listener (`/metrics`, `/livez`, `/readyz`) listens;
+    /// `None`: no HTTP listener (`--http-listen`).
+    pub http_listen: Option<SocketAddr>,
+    /// The largest lag, in entries, behind the leader's commit index with
+    /// which `/readyz` still answers ready (`--ready-max-lag`).
+    pub ready_max_lag_entries: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +164,12 @@ impl ServerConfig {
             return Err(ConfigError::Other(
                 "the preface time-out must be positive".into(),
             ));
+        }
+        if self.http_listen == Some(self.listen) {
+            return Err(ConfigError::Other(format!(
+                "--http-listen {} is the address of --listen; give the HTTP listener its own port",
+                self.listen
+            )));
         }
         if self.rate_limit_per_conn == 0 || self.peer_queue_len == 0 {
             return Err(ConfigError::Other(
@@ -253,7 +269,19 @@ mod tests {
             max_client_connections: None,
             max_peer_connections: None,
             preface_timeout: DEFAULT_PREFACE_TIMEOUT,
+            http_listen: None,
+            ready_max_lag_entries: DEFAULT_READY_MAX_LAG_ENTRIES,
         }
+    }
+
+    #[test]
+    fn http_listener_needs_its_own_port() {
+        let mut c = config();
+        c.http_listen = Some(c.listen);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("--http-listen"), "{e}");
+        c.http_listen = Some("127.0.0.1:9001".parse().unwrap());
+        c.validate().unwrap();
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - [`convert`]: protobuf ↔ core types, with validation.
 //! - [`conn_caps`]: caps on inbound connections; [`fds`]: the descriptor
 //!   limit, the connection budget, reserve descriptors.
+//! - [`http`]: the optional HTTP listener, `/metrics`, `/livez`, `/readyz`.
 //! - [`config`], [`limits`], [`metrics`].
 //!
 //! Wire protocol and operations: docs/server.md.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod conn_caps;
 pub mod convert;
 pub mod fds;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod peer_inbound;
@@ -73,6 +75,13 @@ pub enum ServerError {
     Config(#[from] config::ConfigError),
     #[error("cannot listen on {addr}: {source} (is another process using this port?)")]
     Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot listen on {addr} (--http-listen): {source} (is another process using this port?)"
+    )]
+    HttpListen {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
@@ -125,6 +134,15 @@ pub async fn run(
                 addr: config.listen,
                 source,
             })?;
+    // Before the disk too: a bad --http-listen changes nothing.
+    let http_listener = match config.http_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::HttpListen { addr, source })?,
+        ),
+        None => None,
+    };
     let dump_level: DumpLevel = config
         .dump_level
         .parse()
@@ -192,7 +210,8 @@ pub async fn run(
     // Descriptors the storage frees for itself when one of its opens finds
     // none (`raftkv_storage::fd_retry`).
     let storage_reserve = Arc::new(FdReserve::new("storage", STORAGE_RESERVE_FDS));
-    let (storage, done_rx) = StorageThread::start(storage, metrics.clone(), storage_reserve)?;
+    let (storage, done_rx) =
+        StorageThread::start(storage, metrics.clone(), storage_reserve, clock)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let lease_reads = Arc::new(LeaseReads::new());
     let parts = CoreParts {
@@ -222,6 +241,15 @@ pub async fn run(
         lease_reads,
         clock,
     });
+    if let Some(listener) = http_listener {
+        let addr = listener.local_addr()?;
+        let state = Arc::new(http::HttpState {
+            shared: shared.clone(),
+            node_dir: node_dir.clone(),
+        });
+        tracing::info!(node = %config.core.id, %addr, "HTTP listener (/metrics, /livez, /readyz)");
+        tokio::spawn(http::serve(listener, state, stop_rx.clone()));
+    }
     let inbound = Inbound::new(
         connection_caps(&config, nofile, shared.metrics.clone()),
         config.preface_timeout,

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::convert::{check_addr, check_key, check_value, membership_to_pb, WireLimits};
 use crate::limits::RateLimiter;
-use crate::metrics::{bump, Metrics};
+use crate::metrics::{bump, refusal_index, Metrics};
 use crate::runtime::{
     Answer, ConfAnswer, NodeHandle, Refusal, Request as CoreRequest, StaleAnswer,
 };
@@ -79,6 +79,16 @@ impl Shared {
     }
 
     fn refusal(&self, refusal: Refusal) -> Status {
+        let reason = match &refusal {
+            Refusal::NotLeader { .. } | Refusal::TooStale { .. } => "not_leader",
+            Refusal::Busy(_) => "busy",
+            Refusal::Invalid(_) => "invalid",
+            Refusal::StaleSequence => "stale_sequence",
+            Refusal::Conflict(_) => "conflict",
+            Refusal::RetryLater(_) => "retry_later",
+            Refusal::Stopping => "stopping",
+        };
+        bump(&self.metrics.refused[refusal_index(reason)]);
         match refusal {
             Refusal::NotLeader { leader, outcome_unknown: false } => self.not_leader("cannot serve", leader),
             Refusal::NotLeader { leader, outcome_unknown: true } => {
@@ -138,9 +148,12 @@ impl Shared {
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err(self.refusal(Refusal::Stopping)),
-            Err(_) => Err(Status::deadline_exceeded(format!(
+            Err(_) => Err({
+                bump(&self.metrics.refused[refusal_index("timeout")]);
+                Status::deadline_exceeded(format!(
                 "no outcome within {wait:?}; for a write the outcome is unknown (retry with the same seq)"
-            ))),
+                ))
+            }),
         }
     }
 
@@ -162,14 +175,34 @@ impl Shared {
         };
         let answer = self
             .ask(|reply| CoreRequest::Propose { cmd, reply })
-            .await?;
-        let (index, result) = answer.map_err(|r| self.refusal(r))?;
+            .await
+            .and_then(|answer| answer.map_err(|r| self.refusal(r)));
+        if answer.is_err() {
+            bump(&self.metrics.proposals_failed);
+        }
+        let (index, result) = answer?;
         let existed = matches!(result, OpResult::Deleted { existed: true });
         Ok(pb::WriteReply {
             index: index.0,
             existed,
             served_by: self.config.core.id.0,
         })
+    }
+
+    /// The core's status and key count, for `/metrics` and `/readyz`;
+    /// `None` when the core task does not answer within `wait` (stopping,
+    /// or stuck).
+    pub(crate) async fn core_status(&self, wait: Duration) -> Option<(CoreStatus, u64)> {
+        let (tx, rx) = oneshot::channel();
+        let asked = async {
+            self.handle
+                .requests
+                .send(CoreRequest::Status { reply: Answer(tx) })
+                .await
+                .ok()?;
+            rx.await.ok()
+        };
+        tokio::time::timeout(wait, asked).await.ok().flatten()
     }
 
     /// A read checks its key as a write does: an empty key is refused

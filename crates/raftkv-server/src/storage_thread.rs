@@ -29,6 +29,7 @@ use raftkv_driver::{Background, Done, Job, StorageWorker};
 use raftkv_storage::{FileStorage, PreparedSnapshot};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::Clock;
 use crate::fds::FdReserve;
 use crate::metrics::{bump, Metrics};
 
@@ -49,6 +50,29 @@ pub struct StorageThread {
     worker: Option<Arc<Mutex<Worker>>>,
     metrics: Arc<Metrics>,
     reserve: Arc<FdReserve>,
+    clock: Clock,
+}
+
+/// Marks a storage step as under way (`storage_busy_since_ns`, read by
+/// `/readyz` to tell a stalled disk) until dropped.
+struct Busy<'a>(&'a Metrics);
+
+impl<'a> Busy<'a> {
+    fn start(metrics: &'a Metrics, clock: Clock) -> Busy<'a> {
+        let since = clock.now().as_nanos().saturating_add(1);
+        metrics
+            .storage_busy_since_ns
+            .store(since, std::sync::atomic::Ordering::Relaxed);
+        Busy(metrics)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0
+            .storage_busy_since_ns
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl StorageThread {
@@ -56,6 +80,7 @@ impl StorageThread {
         storage: FileStorage,
         metrics: Arc<Metrics>,
         reserve: Arc<FdReserve>,
+        clock: Clock,
     ) -> std::io::Result<(StorageThread, mpsc::UnboundedReceiver<Done>)> {
         // Unbounded on purpose: the driver keeps at most a few jobs in
         // flight (`DriverOptions::max_inflight_jobs`), which bounds this
@@ -80,7 +105,7 @@ impl StorageThread {
                 let worker = worker.clone();
                 let metrics = metrics.clone();
                 let reserve = reserve.clone();
-                move || run(worker, job_rx, job_tx, done_tx, metrics, reserve)
+                move || run(worker, job_rx, job_tx, done_tx, metrics, reserve, clock)
             })?;
         Ok((
             StorageThread {
@@ -89,6 +114,7 @@ impl StorageThread {
                 worker: Some(worker),
                 metrics,
                 reserve,
+                clock,
             },
             done_rx,
         ))
@@ -101,10 +127,17 @@ impl StorageThread {
         let worker = self.worker.as_ref().ok_or("storage closed")?;
         let mut worker = worker.lock().expect("storage lock poisoned");
         bump(&self.metrics.persist_jobs);
-        if ready.must_sync || !ready.entries.is_empty() {
+        let syncs = ready.must_sync || !ready.entries.is_empty();
+        if syncs {
             bump(&self.metrics.persist_syncs);
         }
+        let busy = Busy::start(&self.metrics, self.clock);
+        let started = std::time::Instant::now();
         let result = worker.persist_inline(ready);
+        if syncs {
+            self.metrics.fsync.observe(started.elapsed());
+        }
+        drop(busy);
         self.reserve.refill();
         result
     }
@@ -144,6 +177,7 @@ fn run(
     done: mpsc::UnboundedSender<Done>,
     metrics: Arc<Metrics>,
     reserve: Arc<FdReserve>,
+    clock: Clock,
 ) {
     let mut close: Option<(HardState, oneshot::Sender<Result<(), String>>)> = None;
     loop {
@@ -166,6 +200,7 @@ fn run(
         while let Ok(msg) = jobs.try_recv() {
             take(msg, &mut w, &mut close);
         }
+        let busy = Busy::start(&metrics, clock);
         if let Some((step, background)) = w.begin() {
             bump_persist(&metrics, &step);
             for bg in background {
@@ -179,7 +214,13 @@ fn run(
                     w.push(Job::CommitSnapshot(index, Err(e)));
                 }
             }
+            let syncs = step.syncs();
+            let started = std::time::Instant::now();
             let dones = w.finish(step);
+            if syncs {
+                metrics.fsync.observe(started.elapsed());
+            }
+            drop(busy);
             drop(w);
             reserve.refill();
             for d in dones {
@@ -189,6 +230,7 @@ fn run(
             }
             continue;
         }
+        drop(busy);
         if let Some((hs, reply)) = close.take() {
             let result = w.close(hs);
             reserve.refill();

@@ -53,6 +53,16 @@ pub fn run(args: LocalArgs) -> anyhow::Result<ExitCode> {
     let _lock = lock_data_dir(&args.data_dir)?;
     let ports = choose_ports(args.nodes, args.base_port)?;
     let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    // Each node's HTTP listener (/metrics, /livez, /readyz) on a free
+    // loopback port, unless --server-args sets one.
+    let http: Vec<Option<String>> = if args.server_args.contains("--http-listen") {
+        vec![None; endpoints.len()]
+    } else {
+        free_ports(args.nodes, &ports)?
+            .into_iter()
+            .map(|p| Some(format!("127.0.0.1:{p}")))
+            .collect()
+    };
     let peers: Vec<String> = endpoints
         .iter()
         .enumerate()
@@ -95,6 +105,9 @@ pub fn run(args: LocalArgs) -> anyhow::Result<ExitCode> {
         if !args.server_args.contains("--runtime-threads") {
             cmd.args(["--runtime-threads", "1"]);
         }
+        if let Some(addr) = &http[i] {
+            cmd.args(["--http-listen", addr]);
+        }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         die_with_parent(&mut cmd);
         let child = cmd
@@ -109,11 +122,17 @@ pub fn run(args: LocalArgs) -> anyhow::Result<ExitCode> {
         args.cluster_id, args.nodes
     );
     for (i, e) in endpoints.iter().enumerate() {
+        let http = http[i]
+            .as_ref()
+            .map_or(String::new(), |h| format!("   http {h}"));
         println!(
-            "  node {}  {e}   log {}",
+            "  node {}  {e}{http}   log {}",
             i + 1,
             args.data_dir.join(format!("node-{}.log", i + 1)).display()
         );
+    }
+    if let Some(Some(h)) = http.first() {
+        println!("(metrics: curl http://{h}/metrics; health: /livez, /readyz?verbose)");
     }
     println!("endpoints: {}", endpoints.join(","));
     if args.data_dir == std::path::Path::new(crate::client_cmd::DEFAULT_DATA_DIR) {
@@ -220,6 +239,22 @@ fn choose_ports(nodes: u64, base_port: u16) -> anyhow::Result<Vec<u16>> {
         bail!("--base-port {base_port} leaves no room for {nodes} nodes");
     }
     Ok((0..nodes).map(|i| base_port + i as u16).collect())
+}
+
+/// `n` free loopback ports, none of them in `taken`: chosen while every
+/// listener is held, so none repeats.
+fn free_ports(n: u64, taken: &[u16]) -> anyhow::Result<Vec<u16>> {
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while (ports.len() as u64) < n {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        if !taken.contains(&port) {
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    Ok(ports)
 }
 
 /// SIGTERM to the child when this process dies, however it dies.

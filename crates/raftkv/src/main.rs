@@ -3,6 +3,7 @@
 //! See docs/server.md for the full tour.
 
 mod client_cmd;
+mod health_cmd;
 mod local;
 mod server_cmd;
 
@@ -44,6 +45,9 @@ enum Command {
     /// Leader placement: the voters leadership goes back to (until restart;
     /// `raftkv server --preferred-leaders` sets it at start).
     Placement(client_cmd::PlacementArgs),
+    /// Ask a node's HTTP listener whether it is alive (/livez) or, with
+    /// --ready, ready (/readyz); exit 0 or 1 (for container health checks).
+    Health(health_cmd::HealthArgs),
     /// Load generator (raftkv or etcd), geo-mode proxy and benchmark tools.
     #[cfg(feature = "bench")]
     Bench(raftkv_bench::BenchArgs),
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Member(args) => client_cmd::member(args),
         Command::TransferLeader(args) => client_cmd::transfer_leader(args),
         Command::Placement(args) => client_cmd::placement(args),
+        Command::Health(args) => health_cmd::run(args),
         #[cfg(feature = "bench")]
         Command::Bench(args) => raftkv_bench::run(args),
     };

@@ -10,7 +10,7 @@ use clap::Args;
 use raftkv_core::{check_zone, Config, NodeId, Placement};
 use raftkv_server::config::{
     DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_PREFACE_TIMEOUT,
-    DEFAULT_RATE_LIMIT_PER_CONN,
+    DEFAULT_RATE_LIMIT_PER_CONN, DEFAULT_READY_MAX_LAG_ENTRIES,
 };
 use raftkv_server::{parse_peers, MembershipFlags, ServerConfig};
 use serde::Deserialize;
@@ -143,6 +143,15 @@ pub struct ServerArgs {
     /// milliseconds is closed [default: 5000].
     #[arg(long)]
     pub preface_timeout_ms: Option<u64>,
+    /// Serve HTTP/1.1 on this address: /metrics (Prometheus), /livez,
+    /// /readyz and /healthz (docs/operations.md, "Metrics and health")
+    /// [default: off].
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// /readyz fails when this node's applied index is more than this many
+    /// entries behind the leader's commit index [default: 1000].
+    #[arg(long)]
+    pub ready_max_lag: Option<u64>,
     /// Log filter for stderr: error, warn, info, debug, trace, or a tracing
     /// filter such as raftkv_server=debug [default: info].
     #[arg(long, value_parser = crate::parse_log_level)]
@@ -236,6 +245,8 @@ impl ServerArgs {
             max_client_connections: self.max_client_connections,
             max_peer_connections: self.max_peer_connections,
             preface_timeout_ms: self.preface_timeout_ms,
+            http_listen: self.http_listen.clone(),
+            ready_max_lag: self.ready_max_lag,
             log_level: self.log_level.clone(),
             dump_level: self.dump_level.clone(),
             join: self.join,
@@ -301,6 +312,8 @@ fn merge(flags: ServerArgs, file: ServerArgs) -> ServerArgs {
         max_client_connections: flags.max_client_connections.or(file.max_client_connections),
         max_peer_connections: flags.max_peer_connections.or(file.max_peer_connections),
         preface_timeout_ms: flags.preface_timeout_ms.or(file.preface_timeout_ms),
+        http_listen: flags.http_listen.or(file.http_listen),
+        ready_max_lag: flags.ready_max_lag.or(file.ready_max_lag),
         log_level: flags.log_level.or(file.log_level),
         dump_level: flags.dump_level.or(file.dump_level),
         join: flags.join || file.join,
@@ -354,6 +367,12 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
             addr
         }
         None => listen.to_string(),
+    };
+    let http_listen = match &args.http_listen {
+        None => None,
+        Some(text) => Some(text.parse::<std::net::SocketAddr>().with_context(|| {
+            format!("--http-listen {text:?} is not an ip:port address (for example 127.0.0.1:9101)")
+        })?),
     };
     let client_addrs = parse_peers(args.client_addrs.as_deref().unwrap_or(""))?;
     // The voters the flags name; `raftkv_server::run` replaces them with
@@ -442,6 +461,8 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         max_client_connections: args.max_client_connections,
         max_peer_connections: args.max_peer_connections,
         preface_timeout: args.preface_timeout_ms.map_or(DEFAULT_PREFACE_TIMEOUT, ms),
+        http_listen,
+        ready_max_lag_entries: args.ready_max_lag.unwrap_or(DEFAULT_READY_MAX_LAG_ENTRIES),
     })
 }
 
@@ -623,6 +644,44 @@ mod tests {
         .unwrap();
         assert_eq!(defaults.max_client_connections, None);
         assert_eq!(defaults.preface_timeout, DEFAULT_PREFACE_TIMEOUT);
+    }
+
+    #[test]
+    fn http_flags_reach_the_config() {
+        let file: ServerArgs =
+            toml::from_str("id = 1\nhttp-listen = \"127.0.0.1:9101\"\nready-max-lag = 50\n")
+                .unwrap();
+        let config = build_config(&merge(ServerArgs::default(), file)).unwrap();
+        assert_eq!(config.http_listen, Some("127.0.0.1:9101".parse().unwrap()));
+        assert_eq!(config.ready_max_lag_entries, 50);
+        let flags = ServerArgs {
+            http_listen: Some("127.0.0.1:9202".into()),
+            ..Default::default()
+        };
+        let file: ServerArgs =
+            toml::from_str("id = 1\nhttp-listen = \"127.0.0.1:9101\"\n").unwrap();
+        let config = build_config(&merge(flags, file)).unwrap();
+        assert_eq!(config.http_listen, Some("127.0.0.1:9202".parse().unwrap()));
+        let defaults = build_config(&ServerArgs {
+            id: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(defaults.http_listen, None);
+        assert_eq!(
+            defaults.ready_max_lag_entries,
+            DEFAULT_READY_MAX_LAG_ENTRIES
+        );
+        let bad = build_config(&ServerArgs {
+            id: Some(1),
+            http_listen: Some("localhost".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{bad:#}").contains("--http-listen \"localhost\""),
+            "{bad:#}"
+        );
     }
 
     #[test]

@@ -126,3 +126,48 @@ fn nodes_die_with_a_killed_local() {
         "nodes outlived a killed raftkv local"
     );
 }
+
+#[test]
+fn local_prints_each_nodes_http_address_and_the_nodes_serve_health() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = local_command(&dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn raftkv local");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut local = Local { child, dir };
+    // The banner: "  node 1  127.0.0.1:P   http 127.0.0.1:Q   log ...".
+    let mut http = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("banner line");
+        if let Some((_, rest)) = line.split_once(" http ") {
+            http.push(rest.split_whitespace().next().unwrap().to_owned());
+        }
+        if line.starts_with("endpoints:") {
+            break;
+        }
+    }
+    assert_eq!(http.len(), 3, "one HTTP address per node: {http:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for addr in &http {
+        loop {
+            let out = cli(&["health", "--http", addr, "--ready"]);
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{addr} not ready: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(local.child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let _ = local.child.wait();
+}

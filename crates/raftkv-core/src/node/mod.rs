@@ -173,6 +173,10 @@ pub struct RaftNode {
     election_deadline: MonoTime,
     /// When this node last heard from a leader of its term (vote stickiness).
     last_leader_contact: Option<MonoTime>,
+    /// The highest commit index a leader has told this node (in
+    /// AppendEntries); for status only (readiness: how far behind is this
+    /// node's state machine). Monotone: commit indexes never go back.
+    leader_commit_seen: LogIndex,
     /// lease rule 1: the lease this node protects. Never decreases.
     lease_until: MonoTime,
 
@@ -272,6 +276,7 @@ impl RaftNode {
             role: RoleState::Follower { leader: None },
             election_deadline: now,
             last_leader_contact: None,
+            leader_commit_seen: LogIndex::ZERO,
             lease_until,
             kv,
             pending_writes: BTreeMap::new(),
@@ -648,6 +653,11 @@ impl RaftNode {
             rejected_messages: self.rejected_messages,
             pending_proposals: self.pending_writes.len(),
             pending_reads: self.pending_reads.len(),
+            leader_commit: match self.role {
+                RoleState::Leader(_) => self.log.commit(),
+                _ => self.leader_commit_seen.max(self.log.commit()),
+            },
+            client_sessions: self.kv.session_count(),
         }
     }
 

@@ -402,6 +402,7 @@ impl RaftNode {
             return self.reject(from, RejectReason::MalformedEntries);
         }
         self.accept_leader_contact(from, req.lease_duration);
+        self.leader_commit_seen = self.leader_commit_seen.max(req.leader_commit);
 
         let prev = req.prev_log_index;
         if prev > self.log.last_index() {

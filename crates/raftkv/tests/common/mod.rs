@@ -54,6 +54,8 @@ pub struct Node {
     pub join: bool,
     /// Started with this RLIMIT_NOFILE (soft and hard), if set.
     pub nofile: Option<u64>,
+    /// Its `--http-listen` address, if it has one.
+    pub http: Option<String>,
 }
 
 /// A cluster's timing flags, in milliseconds.
@@ -103,15 +105,32 @@ impl Cluster {
         extra_args: &[&str],
         nofile: &[(u64, u64)],
     ) -> Cluster {
+        Cluster::start_inner(n, timing, extra_args, nofile, false)
+    }
+
+    /// `n` bootstrap nodes, each with an HTTP listener (`--http-listen`) on
+    /// a free loopback port of its own ([`Node::http`]).
+    pub fn start_with_http(n: usize, timing: Timing) -> Cluster {
+        Cluster::start_inner(n, timing, &[], &[], true)
+    }
+
+    fn start_inner(
+        n: usize,
+        timing: Timing,
+        extra_args: &[&str],
+        nofile: &[(u64, u64)],
+        http: bool,
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("raftkv-test-")
             .tempdir()
             .expect("temp dir");
         // Pick all ports while holding every listener, so none repeats.
-        let listeners: Vec<TcpListener> = (0..n)
+        let ports = if http { 2 * n } else { n };
+        let listeners: Vec<TcpListener> = (0..ports)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
-        let nodes = listeners
+        let mut nodes = listeners
             .iter()
             .enumerate()
             .map(|(i, l)| Node {
@@ -124,8 +143,13 @@ impl Cluster {
                     .iter()
                     .find(|(id, _)| *id == i as u64 + 1)
                     .map(|(_, limit)| *limit),
+                http: None,
             })
-            .collect();
+            .take(n)
+            .collect::<Vec<_>>();
+        for (node, l) in nodes.iter_mut().zip(listeners.iter().skip(n)) {
+            node.http = Some(l.local_addr().unwrap().to_string());
+        }
         drop(listeners);
         let mut cluster = Cluster {
             nodes,
@@ -172,6 +196,7 @@ impl Cluster {
             stopped: false,
             join: true,
             nofile: None,
+            http: None,
         });
         id
     }
@@ -246,6 +271,9 @@ impl Cluster {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        if let Some(http) = &self.node(id).http {
+            cmd.args(["--http-listen", http]);
+        }
         if self.node(id).join {
             cmd.arg("--join");
         }
