@@ -4,15 +4,20 @@
 # the nodes. Node ids follow the order of the hosts (first host = node 1).
 #
 #   scripts/deploy_remote.sh [--dry-run] [--user U] [--port P] [--binary PATH]
-#                            [--cluster-id NAME] [--data-dir DIR] HOST HOST HOST...
+#                            [--cluster-id NAME] [--data-dir DIR]
+#                            [--http-listen ADDR|none] HOST HOST HOST...
 #
 # --dry-run prints every command instead of running it (nothing is contacted).
+# --http-listen: each node's /metrics, /livez and /readyz (docs/operations.md,
+# "Metrics and health"); 127.0.0.1:9101 by default, for a scraper on the same
+# host: they carry no authentication, so open them wider only on a trusted
+# network. none: no HTTP listener.
 # Requirements on the hosts: systemd, sshd, sudo for the SSH user, and the
 # chosen port open between them.
 set -euo pipefail
 
 dry_run=0 user=${USER:-root} port=7001 binary=target/release/raftkv
-cluster_id=raftkv data_dir=/var/lib/raftkv
+cluster_id=raftkv data_dir=/var/lib/raftkv http_listen=127.0.0.1:9101
 hosts=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -22,7 +27,8 @@ while [ $# -gt 0 ]; do
     --binary) binary=$2; shift ;;
     --cluster-id) cluster_id=$2; shift ;;
     --data-dir) data_dir=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --http-listen) http_listen=$2; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "deploy_remote.sh: unknown option $1" >&2; exit 2 ;;
     *) hosts+=("$1") ;;
   esac
@@ -63,6 +69,9 @@ peers = "$peers"
 data-dir = "$data_dir"
 cluster-id = "$cluster_id"
 TOML
+  if [ "$http_listen" != none ]; then
+    echo "http-listen = \"$http_listen\"" >> "$work/raftkv-$id.toml"
+  fi
   cat > "$work/raftkv.service" <<UNIT
 [Unit]
 Description=raftkv node $id

@@ -238,6 +238,11 @@ mod tests {
             "{text}"
         );
         assert_eq!(
+            text.matches("#   http-listen = \"127.0.0.1:9101\"").count(),
+            3,
+            "{text}"
+        );
+        assert_eq!(
             text.matches("+ scp target/release/raftkv").count(),
             3,
             "{text}"
