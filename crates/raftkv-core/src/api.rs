@@ -480,6 +480,9 @@ pub struct PeerStatus {
     /// Time since the leader last heard from this peer; `None` when not leader
     /// or never heard.
     pub last_contact_ago: Option<Duration>,
+    /// At the leader: the round trip of this peer's latest reply to an
+    /// append or heartbeat (send to answer, on the leader's clock).
+    pub round_trip: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -686,6 +686,20 @@ fn register_status(r: &mut Registry, s: &CoreStatus, keys: u64) {
         Unit::Seconds,
         Labeled::gauges("peer", contact),
     );
+    let round_trip: Vec<(String, f64)> = s
+        .peers
+        .iter()
+        .filter_map(|p| {
+            p.round_trip
+                .map(|rt| (p.id.0.to_string(), rt.as_secs_f64()))
+        })
+        .collect();
+    r.register_with_unit(
+        "peer_round_trip",
+        "At the leader: round trip of each peer's latest reply to an append or heartbeat",
+        Unit::Seconds,
+        Labeled::gauges("peer", round_trip),
+    );
     let matched: Vec<(String, f64)> = s
         .peers
         .iter()
@@ -881,6 +895,7 @@ mod tests {
             match_index: LogIndex(9),
             next_index: LogIndex(10),
             last_contact_ago: Some(Duration::from_millis(250)),
+            round_trip: Some(Duration::from_millis(2)),
         }];
         let text = render(&Scrape {
             metrics: &m,
@@ -895,6 +910,7 @@ mod tests {
             "raftkv_keys 12.0",
             "raftkv_reads_total{path=\"lease\"} 5",
             "raftkv_peer_last_contact_seconds{peer=\"2\"} 0.25",
+            "raftkv_peer_round_trip_seconds{peer=\"2\"} 0.002",
             "raftkv_data_dir_size_bytes 4096.0",
             "raftkv_storage_fsync_duration_seconds_count 1",
             "raftkv_storage_fsync_duration_seconds_bucket{le=\"0.0025\"} 1",

@@ -173,6 +173,20 @@ fn metrics_and_readiness_follow_the_cluster() {
             .collect();
         assert_eq!(peers.len(), 2, "the leader has a last contact per peer");
         assert!(peers.iter().all(|s| number(&s.value) < 1.0));
+        let round_trips: Vec<f64> = before
+            .iter()
+            .filter(|s| s.metric == "raftkv_peer_round_trip_seconds")
+            .map(|s| number(&s.value))
+            .collect();
+        assert_eq!(
+            round_trips.len(),
+            2,
+            "a round trip per peer: {round_trips:?}"
+        );
+        assert!(
+            round_trips.iter().all(|rt| *rt > 0.0 && *rt < 1.0),
+            "{round_trips:?}"
+        );
         assert!(matches!(
             before
                 .iter()

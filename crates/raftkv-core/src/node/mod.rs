@@ -627,6 +627,7 @@ impl RaftNode {
                     last_contact_ago: p
                         .and_then(|p| p.last_contact)
                         .map(|t| now.saturating_since(t)),
+                    round_trip: p.and_then(|p| p.round_trip),
                 }
             })
             .collect();

@@ -31,6 +31,9 @@ pub(super) struct Progress {
     /// When the leader last heard anything from this peer in this term
     /// (check quorum, rule 8).
     pub(super) last_contact: Option<MonoTime>,
+    /// The round trip of the latest reply that echoed a send time (for
+    /// operators: `PeerStatus::round_trip`).
+    pub(super) round_trip: Option<Duration>,
     /// F2: the peer's latest stamp, echoed in every append to it, and when
     /// it was recorded.
     pub(super) echo: Option<FollowerEcho>,
@@ -70,6 +73,7 @@ impl Progress {
             next_index,
             state: Replication::Probe { sent_at: None },
             acked_send_time: None,
+            round_trip: None,
             // Counting everyone as just heard gives a new leader one full
             // election timeout before check quorum can depose it.
             last_contact: Some(now),
@@ -519,6 +523,7 @@ impl RaftNode {
         // from this term, not from the future, may extend the lease.
         if resp.send_time >= since && resp.send_time <= now {
             p.acked_send_time = p.acked_send_time.max(Some(resp.send_time));
+            p.round_trip = Some(now.saturating_since(resp.send_time));
         }
         if !resp.success && p.snapshot().is_some() {
             // The heartbeat that keeps the lease alive during a snapshot
