@@ -13,8 +13,9 @@ use common::*;
 use prometheus_parse::{Sample, Scrape, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One HTTP/1.1 GET; the status code and the body.
-async fn http_get(addr: &str, path: &str) -> (u16, String) {
+/// One HTTP/1.1 GET; the status code and the body, or `None` when nothing
+/// answers (within 5 s).
+async fn try_http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let ask = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -30,6 +31,12 @@ async fn http_get(addr: &str, path: &str) -> (u16, String) {
         .await
         .ok()
         .flatten()
+}
+
+/// One HTTP/1.1 GET that must be answered.
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    try_http_get(addr, path)
+        .await
         .unwrap_or_else(|| panic!("no HTTP answer from {addr}{path}"))
 }
 
@@ -72,7 +79,10 @@ fn http_of(cluster: &Cluster, id: u64) -> String {
 async fn wait_ready_code(addr: &str, want: u16, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
-        let (code, body) = http_get(addr, "/readyz?verbose").await;
+        // A node just (re)started may not listen yet.
+        let (code, body) = try_http_get(addr, "/readyz?verbose")
+            .await
+            .unwrap_or((0, "no answer".into()));
         if code == want {
             return body;
         }
@@ -266,6 +276,19 @@ fn metrics_and_readiness_follow_the_cluster() {
         let ready = health(true);
         assert_eq!(ready.status.code(), Some(1), "{ready:?}");
         assert!(String::from_utf8_lossy(&ready.stdout).contains("[-]leader failed"));
+
+        // Healed: the others come back, a leader is elected, and every node
+        // is ready again.
+        for id in ids.into_iter().filter(|id| *id != leader) {
+            cluster.spawn(id);
+        }
+        let healed = Instant::now();
+        for id in ids {
+            let body = wait_ready_code(&http_of(&cluster, id), 200, Duration::from_secs(15)).await;
+            assert!(body.contains("[+]leader ok"), "node {id}: {body}");
+        }
+        println!("all ready {:?} after the restarts", healed.elapsed());
+        assert!(health(true).status.success());
     });
 }
 
